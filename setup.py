@@ -1,0 +1,35 @@
+"""Packaging for catface-keras."""
+
+import pathlib
+
+from setuptools import find_packages, setup
+
+HERE = pathlib.Path(__file__).parent
+
+setup(
+    name="catface-keras",
+    version="0.1.0",
+    description=(
+        "CATFace (arXiv 2401.03037): cross-attribute-guided transformer with "
+        "self-attention distillation for low-quality face recognition, in Keras 3."
+    ),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["catface_keras", "catface_keras.*"]),
+    package_data={"catface_keras": ["configs/*.yaml"]},
+    install_requires=[
+        "keras>=3.10,<4",
+        "numpy>=1.26",
+        "pyyaml>=6",
+        "opencv-python-headless>=4.8",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        # TensorFlow is an extra so one package serves CPU-only and CUDA machines.
+        "cpu": ["tensorflow-cpu>=2.16"],
+        "gpu": ["tensorflow[and-cuda]>=2.16"],
+        "dev": ["pytest>=7"],
+    },
+    entry_points={"console_scripts": ["catface=catface_keras.cli.main:main"]},
+)
