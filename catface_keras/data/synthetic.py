@@ -365,8 +365,8 @@ def identity_traits(identity, seed=0, attributes_override=None):
     ear_height = eye_height + nose_length * 0.45
     nose_half_width = draw(0.04, 0.054)
     if big_nose:
-        nose_length *= 1.2
-        nose_half_width *= 1.6
+        nose_length *= 1.25
+        nose_half_width *= 2.0
 
     stubble_strength = draw(0.45, 0.65) * (1.0 if male else 0.0)
     blush_strength = draw(0.0, 0.12)
@@ -858,9 +858,11 @@ def _nose(traits):
     w = traits.nose_half_width
     tip = traits.eye_height + traits.nose_length
     top = traits.eye_height + 0.02
+    # The bridge stays narrow on a big nose: only the lower nose widens.
+    bridge_half_width = min(w, 0.054) * 0.3
     body = [
-        (cx - w * 0.3, top),
-        (cx + w * 0.3, top),
+        (cx - bridge_half_width, top),
+        (cx + bridge_half_width, top),
         (cx + w * 1.05, tip),
         (cx, tip + 0.012),
         (cx - w * 1.05, tip),
