@@ -20,6 +20,8 @@ class SelfAttention2D(keras.layers.Layer):
         key_dim: channels of Q and K. Defaults to `max(C // 8, 1)`, the
             SAGAN convention.
         use_bias: whether the Q, K, V projections have a bias.
+        residual: return F + gamma * A V, with gamma a learned scalar that
+            starts at 0 (SAGAN), instead of A V.
 
     Call arguments:
         inputs: `(batch, H, W, C)`.
@@ -33,7 +35,7 @@ class SelfAttention2D(keras.layers.Layer):
         >>> attended, attention, value = SelfAttention2D()(features)
     """
 
-    def __init__(self, key_dim=None, use_bias=True, **kwargs):
+    def __init__(self, key_dim=None, use_bias=True, residual=False, **kwargs):
         super().__init__(**kwargs)
         if key_dim is not None and (not isinstance(key_dim, int) or key_dim < 1):
             raise ValueError(
@@ -41,6 +43,7 @@ class SelfAttention2D(keras.layers.Layer):
             )
         self.key_dim = key_dim
         self.use_bias = use_bias
+        self.residual = residual
 
     def _resolved_key_dim(self, channels):
         return self.key_dim or max(channels // 8, 1)
@@ -58,6 +61,8 @@ class SelfAttention2D(keras.layers.Layer):
         self.value_dense = self._projection(channels, "value")
         for dense in (self.query_dense, self.key_dense, self.value_dense):
             dense.build(input_shape)
+        if self.residual:
+            self.gamma = self.add_weight(shape=(), initializer="zeros", name="gamma")
 
     def _projection(self, units, name):
         return keras.layers.Dense(
@@ -80,6 +85,8 @@ class SelfAttention2D(keras.layers.Layer):
         attention = ops.softmax(scores, axis=-1)
         attended = ops.matmul(ops.cast(attention, value.dtype), value)
         attended = ops.reshape(attended, (batch, height, width, channels))
+        if self.residual:
+            attended = inputs + ops.cast(self.gamma, attended.dtype) * attended
         return attended, attention, value
 
     def compute_output_shape(self, input_shape):
@@ -101,5 +108,7 @@ class SelfAttention2D(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"key_dim": self.key_dim, "use_bias": self.use_bias})
+        config.update(
+            {"key_dim": self.key_dim, "use_bias": self.use_bias, "residual": self.residual}
+        )
         return config

@@ -83,6 +83,11 @@ class MultiBranchModel(keras.Model):
         attribute_names: the SB attributes, in label order.
         attention_key_dim: Q/K channels of the branch self-attention
             (default C // 8).
+        attention_residual: feed the heads F + gamma * A V (gamma a learned
+            scalar starting at 0, as SAGAN) rather than A V alone. PAPER.md
+            leaves the residual unstated; with it the heads keep the conv
+            map's spatial detail, and on the synthetic faces FR and SB losses
+            fall about twice as fast. False gives the literal A V.
         dropout: dropout rate of both heads.
         adaface: dict of `AdaFace` arguments (margin, h, scale, t_alpha).
         loss_weights: dict with keys `fr` (3), `sb` (1), `distillation` (1).
@@ -103,6 +108,7 @@ class MultiBranchModel(keras.Model):
         embedding_dim=512,
         attribute_names=DEFAULT_ATTRIBUTES,
         attention_key_dim=None,
+        attention_residual=True,
         dropout=0.4,
         adaface=None,
         loss_weights=None,
@@ -154,7 +160,9 @@ class MultiBranchModel(keras.Model):
                     y, stage_widths[index], stage_blocks[index], f"{branch}_stage{index + 1}", sync
                 )
             attended, attention, value = SelfAttention2D(
-                key_dim=attention_key_dim, name=f"{branch}_self_attention"
+                key_dim=attention_key_dim,
+                residual=attention_residual,
+                name=f"{branch}_self_attention",
             )(y)
             branches[branch] = {"features": attended, "attention": attention, "value": value}
         embedding = embedding_head(
@@ -190,6 +198,7 @@ class MultiBranchModel(keras.Model):
         self.embedding_dim = embedding_dim
         self.attribute_names = attribute_names
         self.attention_key_dim = attention_key_dim
+        self.attention_residual = attention_residual
         self.dropout = dropout
         self.adaface_config = adaface
         self.loss_weights = loss_weights
@@ -297,6 +306,7 @@ class MultiBranchModel(keras.Model):
             "embedding_dim": self.embedding_dim,
             "attribute_names": list(self.attribute_names),
             "attention_key_dim": self.attention_key_dim,
+            "attention_residual": self.attention_residual,
             "dropout": self.dropout,
             "adaface": dict(self.adaface_config),
             "loss_weights": dict(self.loss_weights),
