@@ -17,18 +17,18 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["catface_keras", "catface_keras.*"]),
-    package_data={"catface_keras": ["configs/*.yaml"]},
     install_requires=[
         "keras>=3.10,<4",
         "numpy>=1.26",
         "pyyaml>=6",
         "opencv-python-headless>=4.8",
         "tqdm>=4.60",
+        "h5py>=3.10",
     ],
     extras_require={
         # TensorFlow is an extra so one package serves CPU-only and CUDA machines.
-        "cpu": ["tensorflow-cpu>=2.16"],
-        "gpu": ["tensorflow[and-cuda]>=2.16"],
+        "cpu": ["tensorflow-cpu>=2.16", "tensorboard>=2.16"],
+        "gpu": ["tensorflow[and-cuda]>=2.16", "tensorboard>=2.16"],
         "dev": ["pytest>=7"],
     },
     entry_points={"console_scripts": ["catface=catface_keras.cli.main:main"]},

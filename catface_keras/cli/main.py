@@ -1,0 +1,34 @@
+"""The `catface` command: one sub-command per module in this package."""
+
+import argparse
+import importlib
+import sys
+
+# Sub-command name -> module exposing `register(subparsers)`. Modules are imported
+# lazily-by-list here so that `catface --help` stays cheap to extend.
+SUBCOMMANDS = {
+    "degrade": "catface_keras.cli.degrade",
+    "demo": "catface_keras.cli.demo",
+    "train": "catface_keras.cli.train",
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="catface",
+        description="CATFace low-quality face recognition (Keras 3).",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for module_name in SUBCOMMANDS.values():
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

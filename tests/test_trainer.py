@@ -1,0 +1,100 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from catface_keras.cli.main import main
+from catface_keras.config import ExperimentConfig, config_from_dict
+from catface_keras.trainer import OutputDirectoryError, TrainingDivergedError, run_stage1
+
+TINY = {
+    "data": {
+        "num_train_identities": 8,
+        "num_test_identities": 12,
+        "images_per_identity": 4,
+        "test_images_per_identity": 6,
+        "image_size": 32,
+    },
+    "model": {"backbone": "ir_tiny", "embedding_dim": 16, "dropout": 0.1},
+    "train": {"epochs": 2, "batch_size": 8, "distribution": "none"},
+    "evaluation": {"num_pairs": 150, "batch_size": 32},
+}
+
+
+class StopAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            raise KeyboardInterrupt("simulated kill after epoch 1")
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
+    """Tolerance: 1e-5 absolute; both runs execute the same float32 ops in order."""
+    config = config_from_dict(TINY)
+    uninterrupted, _ = run_stage1(config, tmp_path / "straight", verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        run_stage1(config, tmp_path / "killed", verbose=0, callbacks=[StopAfterFirstEpoch()])
+    assert not (tmp_path / "killed" / "stage1.keras").exists()
+    assert (tmp_path / "killed" / "backup").exists()
+    resumed, metrics = run_stage1(config, tmp_path / "killed", verbose=0)
+    for expected, got in zip(uninterrupted.get_weights(), resumed.get_weights()):
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert float(resumed.adaface.norm_mean) == pytest.approx(float(uninterrupted.adaface.norm_mean))
+    assert not (tmp_path / "killed" / "backup").exists()
+    assert sorted(p.name for p in (tmp_path / "killed" / "checkpoints").iterdir()) == [
+        "epoch_001.keras",
+        "epoch_002.keras",
+    ]
+    assert set(metrics["stage1"]["verification"]) == {"hq_hq", "lq_lq", "hq_lq"}
+
+
+def test_finished_run_is_not_overwritten_silently(tmp_path):
+    config = config_from_dict({**TINY, "train": {**TINY["train"], "epochs": 1}})
+    run_stage1(config, tmp_path, verbose=0)
+    stamp = (tmp_path / "stage1.keras").stat().st_mtime_ns
+    with pytest.raises(OutputDirectoryError, match="--overwrite"):
+        run_stage1(config, tmp_path, verbose=0)
+    assert (tmp_path / "stage1.keras").stat().st_mtime_ns == stamp
+    run_stage1(config, tmp_path, overwrite=True, verbose=0)
+    assert (tmp_path / "stage1.keras").stat().st_mtime_ns != stamp
+
+
+def test_cli_train_writes_model_metrics_and_logs(tmp_path, capsys):
+    import yaml
+
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump({**TINY, "train": {**TINY["train"], "epochs": 1}}))
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config_path), "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for pairs in ("hq_hq", "lq_lq", "hq_lq"):
+        for key in ("accuracy", "tar_at_far_1e-2"):
+            assert 0.0 <= metrics["stage1"]["verification"][pairs][key] <= 1.0
+    assert set(metrics["stage1"]["attributes"]) == set(ExperimentConfig().model.attribute_names)
+    assert (out / "stage1.keras").exists() and any((out / "logs").iterdir())
+    printed = capsys.readouterr().out
+    assert "HQ-LQ" in printed and "Narrow_Eyes" in printed
+    # Started again on the finished run: refused with a message, exit code 2.
+    assert main(["train", "--config", str(config_path), "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_cli_train_rejects_bad_config_before_training(tmp_path, capsys):
+    config_path = tmp_path / "bad.yaml"
+    config_path.write_text("train:\n  epoch: 3\n")
+    assert main(["train", "--config", str(config_path), "--out", str(tmp_path / "x")]) == 2
+    assert "unknown key `train.epoch`" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_diverging_run_stops_with_a_message_and_keeps_no_model(tmp_path):
+    config = config_from_dict(
+        {
+            **TINY,
+            "train": {**TINY["train"], "epochs": 1},
+            "optimizer": {"learning_rate": 1e12, "global_clipnorm": 0, "weight_decay": 0},
+        }
+    )
+    with pytest.raises(TrainingDivergedError, match="Lower optimizer.learning_rate"):
+        run_stage1(config, tmp_path, verbose=0)
+    assert not (tmp_path / "stage1.keras").exists()
