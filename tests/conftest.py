@@ -14,3 +14,17 @@ _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     _cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
 )
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def two_cpu_strategy():
+    """One MirroredStrategy over the two logical CPUs, shared by every test.
+
+    Strategies created one after another in a process number their collective
+    ops from the same start, and the second then trips over the first's
+    ("Shape mismatch in the collective instance"); sharing one avoids it.
+    """
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

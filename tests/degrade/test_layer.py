@@ -77,8 +77,8 @@ def test_invalid_arguments_are_rejected(kwargs, message):
         Degradation(**kwargs)
 
 
-def test_replicas_degrade_independently():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_replicas_degrade_independently(two_cpu_strategy):
+    strategy = two_cpu_strategy
     with strategy.scope():
         layer = Degradation(EAGER, seed=4)
     images = np.repeat(drawn_faces(1, 32), 4, axis=0).astype(np.float32)

@@ -130,9 +130,9 @@ def test_statistics_survive_keras_round_trip(tmp_path):
     np.testing.assert_array_equal(np.asarray(restored.kernel), np.asarray(layer.kernel))
 
 
-def test_statistics_identical_on_every_replica():
+def test_statistics_identical_on_every_replica(two_cpu_strategy):
     """Each replica sees different norms; all-reduced moments give one value."""
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = two_cpu_strategy
     with strategy.scope():
         layer = make_layer(4, 2)
     norms = np.array([1.0, 2.0, 30.0, 40.0], "float32")

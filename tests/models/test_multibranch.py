@@ -116,7 +116,7 @@ def _train_one_step(strategy, initial_weights, batch):
     return {k: v[0] for k, v in history.history.items()}, model.get_weights()
 
 
-def test_mirrored_strategy_matches_one_device():
+def test_mirrored_strategy_matches_one_device(two_cpu_strategy):
     """One step on two logical CPUs equals one step on one device.
 
     Tolerance: 1e-4 relative on the losses, 1e-5 absolute on the weights
@@ -128,7 +128,7 @@ def test_mirrored_strategy_matches_one_device():
     single_logs, single_weights = _train_one_step(
         tf.distribute.OneDeviceStrategy("/cpu:0"), initial_weights, batch
     )
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    mirrored = two_cpu_strategy
     assert mirrored.num_replicas_in_sync == 2
     mirrored_logs, mirrored_weights = _train_one_step(mirrored, initial_weights, batch)
     for term in STAGE1_LOSS_TERMS:
