@@ -12,7 +12,7 @@ from typing import Optional
 
 import yaml
 
-from catface_keras.models.multibranch import DEFAULT_ATTRIBUTES
+from catface_keras.soft_biometrics import PAPER_ATTRIBUTES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +40,7 @@ class ModelConfig:
     dropout: float = 0.2
     # Batch moments over all replicas: data-parallel training then matches one device.
     synchronized_batch_norm: bool = False
-    attribute_names: list[str] = dataclasses.field(default_factory=lambda: list(DEFAULT_ATTRIBUTES))
+    attribute_names: list[str] = dataclasses.field(default_factory=lambda: list(PAPER_ATTRIBUTES))
 
 
 @dataclasses.dataclass(frozen=True)

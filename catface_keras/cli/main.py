@@ -4,8 +4,9 @@ import argparse
 import importlib
 import sys
 
-# Sub-command name -> module exposing `register(subparsers)`. Modules are imported
-# lazily-by-list here so that `catface --help` stays cheap to extend.
+# Sub-command name -> module exposing `register(subparsers)`. These modules keep
+# TensorFlow out of their top-level imports, so `catface --help` and argument or
+# config errors come back without loading it.
 SUBCOMMANDS = {
     "degrade": "catface_keras.cli.degrade",
     "demo": "catface_keras.cli.demo",

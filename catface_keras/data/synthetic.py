@@ -38,7 +38,9 @@ from collections.abc import Mapping
 import cv2
 import numpy as np
 
-ATTRIBUTE_NAMES = ("Male", "Bald", "Big_Nose", "Chubby", "Narrow_Eyes")
+from catface_keras.soft_biometrics import PAPER_ATTRIBUTES
+
+ATTRIBUTE_NAMES = PAPER_ATTRIBUTES
 
 # Each attribute is on for this fraction of identities, independently, so a
 # constant predictor scores at most 0.55 and attribute accuracy is meaningful.

@@ -9,7 +9,7 @@ module with a fixed seed, so two models are compared on the same images.
 import numpy as np
 import tensorflow as tf
 
-from catface_keras.degrade import degrade
+from catface_keras.degrade import degrade, element_seed
 from catface_keras.evaluation.attributes import attribute_accuracy
 from catface_keras.evaluation.features import extract_features
 from catface_keras.evaluation.verification import sample_verification_pairs, verification_metrics
@@ -20,10 +20,7 @@ def degraded_copies(images, seed, batch_size=256):
     batches = []
     for start in range(0, len(images), batch_size):
         batch = tf.cast(images[start : start + batch_size], tf.float32)
-        batch_seed = tf.random.experimental.stateless_fold_in(
-            tf.constant([seed, 1], tf.int64), start
-        )
-        lq = degrade(batch, batch_seed)
+        lq = degrade(batch, element_seed([seed, 1], start))
         batches.append(np.asarray(tf.cast(tf.round(tf.clip_by_value(lq, 0, 255)), tf.uint8)))
     return np.concatenate(batches)
 

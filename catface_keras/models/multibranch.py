@@ -28,8 +28,8 @@ from catface_keras.layers.adaface import AdaFace
 from catface_keras.layers.self_attention import SelfAttention2D
 from catface_keras.losses.attributes import masked_attribute_bce
 from catface_keras.losses.distillation import DISTILLATION_KINDS, attention_distillation_loss
+from catface_keras.soft_biometrics import PAPER_ATTRIBUTES
 
-DEFAULT_ATTRIBUTES = ("Male", "Bald", "Big_Nose", "Chubby", "Narrow_Eyes")
 DEFAULT_LOSS_WEIGHTS = {"fr": 3.0, "sb": 1.0, "distillation": 1.0}
 DEFAULT_ADAFACE = {"margin": 0.4, "h": 0.333, "scale": 64.0, "t_alpha": 0.01}
 STAGE1_LOSS_TERMS = ("loss", "fr_loss", "sb_loss", "fr_distillation", "sb_distillation")
@@ -106,7 +106,7 @@ class MultiBranchModel(keras.Model):
         image_size=112,
         branch_stage=3,
         embedding_dim=512,
-        attribute_names=DEFAULT_ATTRIBUTES,
+        attribute_names=PAPER_ATTRIBUTES,
         attention_key_dim=None,
         attention_residual=True,
         dropout=0.4,
