@@ -24,12 +24,14 @@ setup(
         "opencv-python-headless>=4.8",
         "tqdm>=4.60",
         "h5py>=3.10",
+        "tf-keras-vis>=0.8.7",
+        "matplotlib>=3.7",
     ],
     extras_require={
         # TensorFlow is an extra so one package serves CPU-only and CUDA machines.
         "cpu": ["tensorflow-cpu>=2.16", "tensorboard>=2.16"],
         "gpu": ["tensorflow[and-cuda]>=2.16", "tensorboard>=2.16"],
-        "dev": ["pytest>=7"],
+        "dev": ["pytest>=7", "scikit-learn>=1.3"],
     },
     entry_points={"console_scripts": ["catface=catface_keras.cli.main:main"]},
 )
