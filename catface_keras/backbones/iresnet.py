@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import keras
 
-from catface_keras.layers.batch_norm import FusedBatchNormalization
+from catface_keras.layers.batch_norm import batch_norm
 
 # Blocks per stage, as in AdaFace's `get_blocks` and insightface's iresnet.py.
 # AdaFace calls its 100-layer network "IR-101"; both names are offered.
@@ -75,17 +75,6 @@ def validate_image_size(image_size):
             f"`image_size` must be a positive multiple of {DOWNSAMPLING} (the "
             f"backbone halves the size four times). Received: image_size={image_size!r}"
         )
-
-
-def batch_norm(name, synchronized=False, **kwargs):
-    """PyTorch's BatchNorm defaults (momentum 0.1, eps 1e-5), as the iResNets use.
-
-    `synchronized=True` computes batch moments over all replicas of a
-    distribution strategy, so that data-parallel training matches one device.
-    """
-    return FusedBatchNormalization(
-        momentum=0.9, epsilon=1e-5, synchronized=synchronized, name=name, **kwargs
-    )
 
 
 def _conv3x3(filters, strides, name):

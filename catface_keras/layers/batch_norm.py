@@ -72,3 +72,14 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
             is_training=False,
         )
         return outputs
+
+
+def batch_norm(name, synchronized=False, **kwargs):
+    """PyTorch's BatchNorm defaults (momentum 0.1, eps 1e-5), as the iResNets use.
+
+    `synchronized=True` computes batch moments over all replicas of a
+    distribution strategy, so that data-parallel training matches one device.
+    """
+    return FusedBatchNormalization(
+        momentum=0.9, epsilon=1e-5, synchronized=synchronized, name=name, **kwargs
+    )
