@@ -1,10 +1,18 @@
-"""1:1 verification metrics: pairs, best-threshold accuracy, TAR at FAR.
+"""1:1 verification metrics: pairs, best-threshold and 10-fold accuracy, TAR at FAR.
 
 Scores are cosine similarities of L2-normalised embeddings; `same` marks
 genuine (same identity) pairs.
 """
 
 import numpy as np
+
+from catface_keras.evaluation.roc import (
+    FAR_DECADES,
+    equal_error_rate,
+    far_key,
+    roc_auc,
+    tar_at_fars,
+)
 
 
 def sample_verification_pairs(identities, num_pairs, seed=0):
@@ -127,3 +135,80 @@ def verification_metrics(first, second, same, fars=(1e-2,)):
     for far in fars:
         metrics[f"tar_at_far_{far:.0e}".replace("e-0", "e-")] = tar_at_far(scores, same, far)
     return metrics
+
+
+def kfold_accuracy(scores, same, num_folds=10):
+    """Verification accuracy by cross-validation, as insightface reports it.
+
+    The pairs are cut, in their given order, into `num_folds` contiguous
+    folds (the first `P % num_folds` folds one pair longer, as scikit-learn's
+    unshuffled `KFold`). For each fold the best threshold of the other folds
+    (`best_threshold_accuracy`) is applied to it: a pair is accepted when its
+    score is above the threshold.
+
+    Args:
+        scores: `(P,)` pair scores.
+        same: `(P,)` bools.
+        num_folds: int >= 2, at most `P`.
+
+    Returns:
+        dict with `accuracy_mean`, `accuracy_std` (population std over the
+        folds), `fold_accuracies` and `fold_thresholds` (lists of floats).
+    """
+    scores, same = _check_scores(scores, same)
+    if isinstance(num_folds, bool) or not isinstance(num_folds, (int, np.integer)):
+        raise ValueError(f"`num_folds` must be an int >= 2. Received: num_folds={num_folds!r}")
+    if not 2 <= num_folds <= len(scores):
+        raise ValueError(
+            f"`num_folds` must be in [2, number of pairs = {len(scores)}]. "
+            f"Received: num_folds={num_folds}"
+        )
+    accuracies, thresholds = [], []
+    for fold in np.array_split(np.arange(len(scores)), num_folds):
+        train = np.ones(len(scores), bool)
+        train[fold] = False
+        _, threshold = best_threshold_accuracy(scores[train], same[train])
+        accuracies.append(float(np.mean((scores[fold] > threshold) == same[fold])))
+        thresholds.append(threshold)
+    return {
+        "accuracy_mean": float(np.mean(accuracies)),
+        "accuracy_std": float(np.std(accuracies)),
+        "fold_accuracies": accuracies,
+        "fold_thresholds": thresholds,
+    }
+
+
+def verification_summary(scores, same, fars=FAR_DECADES, num_folds=10):
+    """Every 1:1 verification number of the paper's protocols for one score set.
+
+    Args:
+        scores: `(P,)` cosine scores of pairs (see `cosine_scores`).
+        same: `(P,)` bools, both kinds present.
+        fars: target FARs for `tar_at_fars`.
+        num_folds: folds of `kfold_accuracy` (as many as pairs when fewer).
+
+    Returns:
+        dict: `accuracy_mean`, `accuracy_std`, `fold_accuracies`,
+        `fold_thresholds`, `auc`, `eer`, `tar_at_far_<far>` for each far
+        (`tar_at_far_1e-4`; None when too few impostor pairs), `num_pairs`,
+        `num_genuine`, `num_impostor` and `notes` (list of strings).
+    """
+    scores, same = _check_scores(scores, same)
+    notes = []
+    if len(scores) < num_folds:
+        notes.append(f"{len(scores)} pairs: {len(scores)}-fold accuracy instead of {num_folds}-fold")
+        num_folds = max(len(scores), 2)
+    summary = kfold_accuracy(scores, same, num_folds)
+    summary["auc"] = roc_auc(scores, same)
+    summary["eer"] = equal_error_rate(scores, same)
+    tars, far_notes = tar_at_fars(scores, same, fars)
+    notes += far_notes
+    for far, tar in tars.items():
+        summary[far_key(far)] = tar
+    summary.update(
+        num_pairs=int(len(scores)),
+        num_genuine=int(same.sum()),
+        num_impostor=int((~same).sum()),
+        notes=notes,
+    )
+    return summary
