@@ -1,4 +1,6 @@
-"""Plain-text tables of evaluation metrics for the terminal."""
+"""Tables of evaluation metrics: plain text for the terminal, Markdown for `catface evaluate`."""
+
+from catface_keras.evaluation.roc import FAR_DECADES, far_key
 
 PAIR_KINDS = (("hq_hq", "HQ-HQ"), ("lq_lq", "LQ-LQ"), ("hq_lq", "HQ-LQ"))
 
@@ -25,4 +27,126 @@ def format_stage_table(metrics):
             row += f"{metrics[stage]['attributes'][name]:>12.3f}"
             row += f"{metrics[stage]['attributes_lq'][name]:>12.3f}"
         lines.append(row)
+    return "\n".join(lines)
+
+
+# Markdown report of `catface evaluate`: one table per protocol in the paper's
+# layout, a row per model, each metric's clean and distorted values side by side.
+
+_CONDITION_LABELS = {"clean": "clean", "distorted": "dist."}
+
+
+def _percent(value):
+    return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+def _plain(value):
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _markdown_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _side_by_side(results, protocol, conditions, columns):
+    """Rows of `(model, metric clean, metric distorted, ...)` for `columns` =
+    list of `(title, getter(metrics) -> value, formatter)`."""
+    header = ["Model"] + [
+        f"{title} ({_CONDITION_LABELS.get(c, c)})" for title, _, _ in columns for c in conditions
+    ]
+    rows = []
+    for label, by_protocol in results.items():
+        row = [label]
+        for _, getter, formatter in columns:
+            for condition in conditions:
+                metrics = by_protocol[protocol].get(condition)
+                row.append("n/a" if metrics is None else formatter(getter(metrics)))
+        rows.append(row)
+    return _markdown_table(header, rows)
+
+
+def _pair_columns(results, protocol, conditions, include_accuracy):
+    columns = []
+    if include_accuracy:
+        columns.append(("Acc. %", lambda m: m["accuracy_mean"], _percent))
+        columns.append(("Acc. std", lambda m: m["accuracy_std"], _percent))
+    for far in FAR_DECADES:
+        key = far_key(far)
+        measured = any(
+            by_protocol[protocol][c][key] is not None
+            for by_protocol in results.values() for c in conditions if c in by_protocol[protocol]
+        )
+        if measured:
+            columns.append((f"TAR@FAR={far:.0e}".replace("e-0", "e-"),
+                            lambda m, key=key: m[key], _percent))
+    columns.append(("AUC", lambda m: m["auc"], _plain))
+    columns.append(("EER %", lambda m: m["eer"], _percent))
+    return columns
+
+
+def format_evaluation_report(report):
+    """The Markdown of `catface evaluate`'s `report.md` from its `results.json` dict.
+
+    Args:
+        report: dict with `data`, `models`, `protocols`, `conditions`,
+            `results` (`{model label: {protocol: {condition: metrics}}}`),
+            `notes` and optionally `plots`.
+    """
+    results, conditions = report["results"], report["conditions"]
+    data = report["data"]
+    lines = ["# CATFace evaluation", ""]
+    lines.append(f"Data: `{data['source']}` ({data.get('num_images', '?')} images). "
+                 f"Distorted: every image degraded by `{report['distortion']['function']}` "
+                 f"(seed {report['distortion']['seed']}).")
+    lines.append("")
+    for model in report["models"]:
+        lines.append(f"- `{model['label']}`: `{model['path']}` (input {model['image_size']} px)")
+    lines.append("")
+    protocols = report["protocols"]
+    any_results = next(iter(results.values()))
+    if "verification" in protocols:
+        first = any_results["verification"][conditions[0]]
+        lines += [f"## 1:1 verification ({first['num_genuine']} genuine, "
+                  f"{first['num_impostor']} impostor pairs; 10-fold accuracy, flip fusion)", ""]
+        lines += _side_by_side(results, "verification", conditions,
+                               _pair_columns(results, "verification", conditions, True))
+        lines.append("")
+    if "templates" in protocols:
+        first = any_results["templates"][conditions[0]]
+        lines += [f"## Template verification, IJB-B/C style ({first['num_templates']} templates, "
+                  f"{first['num_genuine']} genuine and {first['num_impostor']} impostor "
+                  "template pairs)", ""]
+        lines += _side_by_side(results, "templates", conditions,
+                               _pair_columns(results, "templates", conditions, False))
+        lines.append("")
+    if "identification" in protocols:
+        for name, first in any_results["identification"][conditions[0]].items():
+            columns = [(f"rank-{k} %", lambda m, k=k, name=name: m[name][f"rank_{k}"], _percent)
+                       for k in (1, 5, 10, 20) if f"rank_{k}" in first]
+            for group in first.get("rank_1_by_group", {}):
+                columns.append((f"rank-1 {group} %",
+                                lambda m, g=group, name=name: m[name]["rank_1_by_group"][g],
+                                _percent))
+            lines += [f"## Identification: {name.replace('_', ' ')} ({first['num_probes']} probes, "
+                      f"{first['num_gallery_images']} gallery images of which "
+                      f"{first['num_distractors']} distractors)", ""]
+            lines += _side_by_side(results, "identification", conditions, columns)
+            lines.append("")
+    if "attributes" in protocols:
+        names = list(any_results["attributes"][conditions[0]]["accuracy"])
+        columns = [(f"{n} %", lambda m, n=n: m["accuracy"][n], _percent) for n in names]
+        columns.append(("mean %", lambda m: m["mean"], _percent))
+        lines += ["## Soft-biometric attribute accuracy", ""]
+        lines += _side_by_side(results, "attributes", conditions, columns)
+        lines.append("")
+    if report.get("plots"):
+        lines += ["## Figures", ""]
+        lines += [f"- [{plot}]({plot})" for plot in report["plots"]]
+        lines.append("")
+    if report.get("notes"):
+        lines += ["## Notes", ""]
+        lines += [f"- {note}" for note in report["notes"]]
+        lines.append("")
     return "\n".join(lines)

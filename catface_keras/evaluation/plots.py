@@ -1,0 +1,95 @@
+"""Evaluation figures as PNG files: ROC curves and the paper's Fig. 9 score histograms.
+
+matplotlib draws with the Agg backend (no display needed); figures are closed
+after saving, so long runs do not accumulate them.
+"""
+
+import pathlib
+
+import numpy as np
+
+from catface_keras.evaluation.roc import roc_curve
+
+HISTOGRAM_BINS = np.linspace(-1.0, 1.0, 81)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+_CONDITION_STYLES = ("-", "--", ":", "-.")
+
+
+def plot_roc_curves(scores_by_model, path, title):
+    """ROC curves on a log-scale FAR axis, one colour per model, one line style per condition.
+
+    Args:
+        scores_by_model: dict model label -> dict condition (e.g. `"clean"`,
+            `"distorted"`) -> `(scores, same)`, `(P,)` each.
+        path: PNG file to write.
+        title: figure title.
+    """
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 4.5))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    smallest = 1.0
+    for index, (label, by_condition) in enumerate(scores_by_model.items()):
+        for style, (condition, (scores, same)) in zip(_CONDITION_STYLES, by_condition.items()):
+            far, tar, _ = roc_curve(scores, same)
+            # FAR = 0 has no place on a log axis; the curve starts at 1 / impostors.
+            shown = far > 0
+            axis.plot(far[shown], tar[shown], color=colours[index % len(colours)], linestyle=style,
+                      linewidth=1.5, label=f"{label} ({condition})")
+            smallest = min(smallest, far[shown].min())
+    axis.set_xscale("log")
+    axis.set_xlim(10 ** np.floor(np.log10(smallest)), 1.0)
+    axis.set_ylim(0.0, 1.01)
+    axis.set_xlabel("false accept rate (FAR)")
+    axis.set_ylabel("true accept rate (TAR)")
+    axis.set_title(title)
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(loc="lower right", fontsize="small")
+    figure.tight_layout()
+    figure.savefig(pathlib.Path(path), dpi=120)
+    plt.close(figure)
+
+
+def plot_score_histograms(scores_by_model, path, title):
+    """Cosine-score histograms of genuine and impostor pairs (paper Fig. 9).
+
+    One panel per condition; in each, the models are overlaid, one colour
+    each, genuine pairs solid and impostor pairs dashed.
+
+    Args:
+        scores_by_model: dict model label -> dict condition -> `(scores, same)`.
+        path: PNG file to write.
+        title: figure title.
+    """
+    plt = _pyplot()
+    conditions = list(dict.fromkeys(c for by_condition in scores_by_model.values() for c in by_condition))
+    figure, axes = plt.subplots(1, len(conditions), figsize=(5.5 * len(conditions), 4), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for axis, condition in zip(axes[0], conditions):
+        for index, (label, by_condition) in enumerate(scores_by_model.items()):
+            if condition not in by_condition:
+                continue
+            colour = colours[index % len(colours)]
+            scores, same = by_condition[condition]
+            scores, same = np.asarray(scores), np.asarray(same, bool)
+            axis.hist(scores[same], HISTOGRAM_BINS, density=True, histtype="step", color=colour,
+                      linewidth=1.5, label=f"{label}: genuine")
+            axis.hist(scores[~same], HISTOGRAM_BINS, density=True, histtype="step", color=colour,
+                      linewidth=1.5, linestyle="--", label=f"{label}: impostor")
+        axis.set_xlabel("cosine similarity")
+        axis.set_ylabel("density")
+        axis.set_title(condition)
+        axis.legend(loc="upper left", fontsize="small")
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(pathlib.Path(path), dpi=120)
+    plt.close(figure)
