@@ -1,0 +1,193 @@
+"""TF Serving signatures of a CATFace model, preprocessing inside the graph.
+
+Two signatures share one computation on aligned 112x112 RGB faces:
+
+- `serving_default`: `images`, uint8 `(batch, 112, 112, 3)`;
+- `serving_bytes`: `image_bytes`, string `(batch,)` of encoded JPEG/PNG (also BMP, GIF),
+  decoded to RGB; a square image of another size is resized to 112x112.
+
+Both return, per face, `embedding` `(batch, D)` float32 L2-normalised, `embedding_norm`
+`(batch,)` (the norm before normalisation, AdaFace's image-quality proxy) and one `(batch,)`
+probability (sigmoid of the logit) per attribute, keyed by its name (`Male`, `Bald`, ...).
+
+When the model's `image_size` is not 112 the faces are resized inside the graph with
+`tf.image.resize(method="bilinear", antialias=True)`: bilinear when enlarging, a triangle
+filter over the covered pixels when shrinking (no aliasing).
+
+The model contract (stage-1 `MultiBranchModel` and the stage-2 fused model alike): called on
+float RGB in [0, 255] `(batch, S, S, 3)`, S = `model.image_size`, it returns
+`{"embedding": (batch, D), "attribute_logits": (batch, A)}`, attributes in
+`model.attribute_names` order.
+"""
+
+import keras
+import tensorflow as tf
+
+SERVING_IMAGE_SIZE = 112
+IMAGES_SIGNATURE = "serving_default"
+BYTES_SIGNATURE = "serving_bytes"
+IMAGES_INPUT = "images"
+BYTES_INPUT = "image_bytes"
+EMBEDDING_OUTPUT = "embedding"
+EMBEDDING_NORM_OUTPUT = "embedding_norm"
+RESIZE_METHOD = "bilinear"  # with antialias=True
+
+_IMAGES_EXPECTED = (
+    f"`{IMAGES_INPUT}` must be uint8 [batch, {SERVING_IMAGE_SIZE}, {SERVING_IMAGE_SIZE}, 3] "
+    "(RGB, aligned faces). Received shape:"
+)
+_BYTES_EXPECTED = (
+    f"`{BYTES_INPUT}` must be a 1-D string tensor [batch] of encoded JPEG/PNG images. "
+    "Received shape:"
+)
+_SQUARE_EXPECTED = (
+    f"`{BYTES_INPUT}` must hold square aligned face crops (resized to {SERVING_IMAGE_SIZE}x"
+    f"{SERVING_IMAGE_SIZE}). Received an image of height, width:"
+)
+
+
+def serving_attribute_names(model):
+    """Checks the model contract; returns `model.attribute_names` as a tuple of str."""
+    image_size = getattr(model, "image_size", None)
+    if not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(
+            "`model` must have an int `image_size` (the side of its square input). "
+            f"Received: model.image_size={image_size!r}"
+        )
+    names = tuple(getattr(model, "attribute_names", None) or ())
+    reserved = {EMBEDDING_OUTPUT, EMBEDDING_NORM_OUTPUT}
+    if not all(isinstance(name, str) and name for name in names) or (
+        len(set(names)) != len(names) or reserved & set(names)
+    ):
+        raise ValueError(
+            "`model.attribute_names` must be distinct non-empty strings other than "
+            f"{sorted(reserved)} (they name the signature outputs). "
+            f"Received: model.attribute_names={names!r}"
+        )
+    return names
+
+
+def resize_for_model(images, image_size):
+    """`(batch, 112, 112, 3)` float -> `(batch, image_size, image_size, 3)` float32.
+
+    Bilinear with antialiasing (see the module docstring); the identity at 112.
+    """
+    images = tf.cast(images, tf.float32)
+    if image_size == SERVING_IMAGE_SIZE:
+        return images
+    return tf.image.resize(images, [image_size, image_size], method=RESIZE_METHOD, antialias=True)
+
+
+def serving_outputs(model, images):
+    """The signatures' shared computation.
+
+    Args:
+        model: a model following the contract of the module docstring.
+        images: float32 `(batch, 112, 112, 3)`, RGB in [0, 255].
+
+    Returns:
+        dict: `embedding` `(batch, D)` unit-norm, `embedding_norm` `(batch,)`, and one
+        `(batch,)` sigmoid probability per attribute name.
+    """
+    names = serving_attribute_names(model)
+    outputs = model(resize_for_model(images, model.image_size), training=False)
+    embedding = tf.cast(outputs["embedding"], tf.float32)
+    probabilities = tf.sigmoid(tf.cast(outputs["attribute_logits"], tf.float32))
+    result = {
+        EMBEDDING_OUTPUT: tf.math.l2_normalize(embedding, axis=-1),
+        EMBEDDING_NORM_OUTPUT: tf.norm(embedding, axis=-1),
+    }
+    for index, name in enumerate(names):
+        result[name] = probabilities[:, index]
+    return result
+
+
+def check_image_batch(images):
+    """Asserts, in the graph, that `images` is `(batch, 112, 112, 3)`.
+
+    The signature's TensorSpec says so, but a signature called by name (TF Serving, or
+    `loaded.signatures[...]`) does not check shapes, so the graph does. The shape is compared
+    at run time, padded so that a wrong rank fails this check and not a later op.
+    """
+    shape = _runtime_shape(images)
+    padded = tf.concat([shape, tf.zeros([4], tf.int32)], axis=0)
+    valid = tf.logical_and(
+        tf.equal(tf.size(shape), 4),
+        tf.reduce_all(tf.equal(padded[1:4], [SERVING_IMAGE_SIZE, SERVING_IMAGE_SIZE, 3])),
+    )
+    check = tf.debugging.Assert(valid, [_IMAGES_EXPECTED, shape], summarize=8)
+    with tf.control_dependencies([check]):
+        return tf.identity(images)
+
+
+def _runtime_shape(tensor):
+    """`tf.shape(tensor)` with the static shape hidden, so that checks on it stay in the graph.
+
+    TensorFlow drops an assertion that the static shape (the TensorSpec's) already answers,
+    but nothing enforces that shape when the signature is called by name.
+    """
+    return tf.shape(tf.raw_ops.PlaceholderWithDefault(input=tensor, shape=tf.TensorShape(None)))
+
+
+def decode_image_batch(encoded):
+    """`(batch,)` encoded JPEG/PNG strings -> float32 `(batch, 112, 112, 3)` RGB in [0, 255].
+
+    Grey or RGBA images become RGB (3 channels); a square image of another size is resized to
+    112x112 (bilinear, antialiased); a non-square one is an error.
+    """
+    shape = _runtime_shape(encoded)
+    check = tf.debugging.Assert(tf.equal(tf.size(shape), 1), [_BYTES_EXPECTED, shape], summarize=8)
+    with tf.control_dependencies([check]):
+        encoded = tf.reshape(encoded, [-1])
+
+    def decode_one(data):
+        image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+        height, width = tf.shape(image)[0], tf.shape(image)[1]
+        with tf.control_dependencies(
+            [tf.debugging.Assert(tf.equal(height, width), [_SQUARE_EXPECTED, height, width])]
+        ):
+            image = tf.cast(image, tf.float32)
+        image = tf.cond(
+            tf.equal(height, SERVING_IMAGE_SIZE),
+            lambda: image,
+            lambda: tf.image.resize(
+                image, [SERVING_IMAGE_SIZE, SERVING_IMAGE_SIZE], method=RESIZE_METHOD,
+                antialias=True,
+            ),
+        )
+        return tf.ensure_shape(image, [SERVING_IMAGE_SIZE, SERVING_IMAGE_SIZE, 3])
+
+    return tf.map_fn(
+        decode_one,
+        encoded,
+        fn_output_signature=tf.TensorSpec([SERVING_IMAGE_SIZE, SERVING_IMAGE_SIZE, 3], tf.float32),
+    )
+
+
+def serving_archive(model):
+    """A `keras.export.ExportArchive` with the two serving signatures; `write_out` saves it."""
+    serving_attribute_names(model)
+
+    def serve_images(images):
+        return serving_outputs(model, tf.cast(check_image_batch(images), tf.float32))
+
+    def serve_bytes(image_bytes):
+        return serving_outputs(model, decode_image_batch(image_bytes))
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        IMAGES_SIGNATURE,
+        serve_images,
+        input_signature=[
+            tf.TensorSpec(
+                [None, SERVING_IMAGE_SIZE, SERVING_IMAGE_SIZE, 3], tf.uint8, name=IMAGES_INPUT
+            )
+        ],
+    )
+    archive.add_endpoint(
+        BYTES_SIGNATURE,
+        serve_bytes,
+        input_signature=[tf.TensorSpec([None], tf.string, name=BYTES_INPUT)],
+    )
+    return archive

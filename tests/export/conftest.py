@@ -1,0 +1,44 @@
+"""One tiny stage-1 model, saved and exported once, shared by the export tests.
+
+`MultiBranchModel(ir_tiny, image_size=48)`: 48 is not the serving size, so the in-graph
+resize is always exercised. The export goes through `catface export`, version 1.
+"""
+
+import keras
+import pytest
+import tensorflow as tf
+
+from catface_keras.cli.export import load_model
+from catface_keras.cli.main import main
+from catface_keras.models.multibranch import MultiBranchModel
+
+IMAGE_SIZE = 48
+MODEL_NAME = "catface"
+
+
+@pytest.fixture(scope="package")
+def keras_model_path(tmp_path_factory):
+    keras.utils.set_random_seed(0)
+    model = MultiBranchModel(num_classes=8, backbone="ir_tiny", image_size=IMAGE_SIZE,
+                             embedding_dim=16)
+    path = tmp_path_factory.mktemp("model") / "stage1.keras"
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="package")
+def keras_model(keras_model_path):
+    return load_model(keras_model_path)
+
+
+@pytest.fixture(scope="package")
+def exported(keras_model_path, tmp_path_factory):
+    """`saved_models/catface/1`, written by `catface export`."""
+    base = tmp_path_factory.mktemp("saved_models") / MODEL_NAME
+    assert main(["export", "--model", str(keras_model_path), "--out", str(base)]) == 0
+    return base / "1"
+
+
+@pytest.fixture(scope="package")
+def loaded(exported):
+    return tf.saved_model.load(str(exported))
