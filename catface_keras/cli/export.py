@@ -1,0 +1,75 @@
+"""`catface export`: a trained `.keras` model as a versioned SavedModel for TF Serving.
+
+    catface export --model runs/demo/stage1.keras --out saved_models/catface
+    tensorflow_model_server --rest_api_port=8501 --model_name=catface \\
+        --model_base_path=$PWD/saved_models/catface
+
+Writes `saved_models/catface/N/` (N: 1 + the highest existing version, or 1) with the
+`serving_default` (uint8 faces) and `serving_bytes` (encoded JPEG/PNG) signatures and the
+warm-up file `assets.extra/tf_serving_warmup_requests`; see `catface_keras.export`.
+"""
+
+import importlib
+import pathlib
+import pkgutil
+import sys
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "export",
+        help="export a trained model as a SavedModel for TF Serving",
+        description="Export a .keras model as SAVED_MODELS/NAME/VERSION, the layout "
+        "tensorflow_model_server loads (--model_base_path=SAVED_MODELS/NAME), with two "
+        "signatures (serving_default: uint8 [batch, 112, 112, 3] faces; serving_bytes: encoded "
+        "JPEG/PNG strings) and a warm-up file.",
+    )
+    parser.add_argument("--model", required=True, type=pathlib.Path, metavar="PATH.keras",
+                        help="the trained model (e.g. runs/demo/stage1.keras)")
+    parser.add_argument("--out", required=True, type=pathlib.Path, metavar="saved_models/NAME",
+                        help="the model's base directory; its name is the served model name")
+    parser.add_argument("--version", type=int, default=None,
+                        help="version number (default: 1 + the highest existing one, or 1)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing version directory")
+    parser.set_defaults(run=run)
+
+
+def run(args):
+    try:
+        if not args.model.is_file():
+            raise ValueError(f"model {args.model} does not exist")
+        if args.version is not None and args.version < 0:
+            raise ValueError(f"--version must be >= 0, got {args.version}")
+        if args.version is not None and (args.out / str(args.version)).exists():
+            if not args.overwrite:
+                raise ValueError(
+                    f"{args.out / str(args.version)} exists; pass --overwrite to replace it"
+                )
+        # TensorFlow is imported here, not at module level, to keep `catface --help` fast.
+        from catface_keras.export import export_saved_model
+        from catface_keras.export.warmup import serving_apis
+
+        serving_apis()
+        model = load_model(args.model)
+        path = export_saved_model(model, args.out, args.version, overwrite=args.overwrite)
+    except (ValueError, FileExistsError, ImportError) as error:
+        print(f"catface export: error: {error}", file=sys.stderr)
+        return 2
+    print(f"catface export: wrote {path} (signatures serving_default, serving_bytes)")
+    return 0
+
+
+def load_model(path):
+    """Loads a `.keras` CATFace model for inference (no optimizer state).
+
+    Imports every module of `catface_keras.models` first: each registers its classes for
+    deserialisation.
+    """
+    import keras
+
+    import catface_keras.models
+
+    for module in pkgutil.iter_modules(catface_keras.models.__path__):
+        importlib.import_module(f"catface_keras.models.{module.name}")
+    return keras.saving.load_model(path, compile=False)
