@@ -1,0 +1,160 @@
+"""`catface inspect`: what a trained model looks at, as PNG grids per face.
+
+    catface inspect --model runs/demo/stage1.keras --images a.jpg b.jpg --out runs/inspect
+
+For each face (centre-cropped square, resized to the model's input size) it writes:
+
+- `NN_<name>_gradients.png`: rows are the attributes (score: the attribute's logit) and the
+  embedding (score: cosine similarity to the reference face's embedding; on the reference
+  itself, whose cosine is 1 with zero gradient, the projection on its own direction, i.e. the
+  embedding norm), columns the input and its tf-keras-vis Grad-CAM, Grad-CAM++ and Saliency
+  maps (Grad-CAM on the SB / FR branch's last conv block).
+- `NN_<name>_attention.png`: the paper's activation attention maps (sum over channels of
+  squared activations, normalised to [0, 1]) of the first stage and of each branch's last
+  conv block, for the face (HQ) and its degraded copy (LQ, `degrade` with --seed).
+
+Maps are overlaid on the face (jet colour map, half blended). The reference defaults to the
+first image.
+"""
+
+import pathlib
+import sys
+
+from catface_keras.cli.degrade import load_faces
+
+MIN_CELL_SIZE = 112
+ATTENTION_COLUMNS = {"first": "first block", "fr_last": "FR last block", "sb_last": "SB last block"}
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "inspect",
+        help="draw gradient and attention maps of a trained model on faces",
+        description="Write PNG grids per face: tf-keras-vis Grad-CAM, Grad-CAM++ and Saliency "
+        "maps for each attribute logit and for the embedding's cosine similarity to a "
+        "reference face, and the paper's activation attention maps of the first and last conv "
+        "blocks for the face and its degraded copy.",
+    )
+    parser.add_argument("--model", required=True, type=pathlib.Path, metavar="PATH.keras",
+                        help="the trained model (e.g. runs/demo/stage1.keras)")
+    parser.add_argument("--images", required=True, nargs="+", type=pathlib.Path,
+                        metavar="IMAGE", help="face images (aligned crops work best)")
+    parser.add_argument("--out", required=True, type=pathlib.Path, metavar="DIR",
+                        help="directory for the PNG grids")
+    parser.add_argument("--reference", type=pathlib.Path, default=None, metavar="IMAGE",
+                        help="face whose embedding the similarity maps compare to "
+                        "(default: the first of --images)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the degradation of the LQ copies (default: 0)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing grids")
+    parser.set_defaults(run=run)
+
+
+def output_paths(out_dir, images):
+    """`[(gradients.png, attention.png), ...]`, one pair per image."""
+    return [
+        (
+            pathlib.Path(out_dir, f"{index:02d}_{path.stem}_gradients.png"),
+            pathlib.Path(out_dir, f"{index:02d}_{path.stem}_attention.png"),
+        )
+        for index, path in enumerate(images)
+    ]
+
+
+def run(args):
+    try:
+        if not args.model.is_file():
+            raise ValueError(f"model {args.model} does not exist")
+        for image in [*args.images, *([args.reference] if args.reference else [])]:
+            if not image.is_file():
+                raise ValueError(f"image {image} does not exist")
+        if args.seed < 0:
+            raise ValueError(f"--seed must be >= 0, got {args.seed}")
+        paths = output_paths(args.out, args.images)
+        existing = [str(path) for pair in paths for path in pair if path.exists()]
+        if existing and not args.overwrite:
+            raise ValueError(f"{existing[0]} exists; pass --overwrite to replace it")
+        # TensorFlow is imported here, not at module level, to keep `catface --help` fast.
+        from catface_keras.cli.export import load_model
+        from catface_keras.visualization.grids import write_png
+
+        model = load_model(args.model)
+        faces = [load_faces(path, model.image_size)[0] for path in args.images]
+        reference = load_faces(args.reference, model.image_size)[0] if args.reference else None
+        for (gradients_path, attention_path), (gradients, attention) in zip(
+            paths, inspection_grids(model, faces, reference, args.seed)
+        ):
+            write_png(gradients_path, gradients)
+            write_png(attention_path, attention)
+            print(f"catface inspect: wrote {gradients_path} and {attention_path}")
+    except ValueError as error:
+        print(f"catface inspect: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def inspection_grids(model, faces, reference=None, seed=0):
+    """`[(gradients grid, attention grid), ...]` uint8 RGB, one pair per face.
+
+    Args:
+        model: a CATFace model.
+        faces: `(S, S, 3)` uint8 RGB faces, S = `model.image_size`.
+        reference: the reference face for the similarity maps (default: `faces[0]`).
+        seed: seed of the LQ degradation.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    from catface_keras import degrade
+    from catface_keras.visualization.attention_maps import attention_maps
+    from catface_keras.visualization.gradient_maps import (
+        GRADIENT_METHODS,
+        attribute_gradient_maps,
+        embedding_gradient_maps,
+    )
+    from catface_keras.visualization.grids import labelled_grid, overlay
+
+    hq = np.stack(faces).astype(np.uint8)
+    reference = hq[0] if reference is None else np.asarray(reference, np.uint8)
+    is_reference = np.array([np.array_equal(face, reference) for face in hq])
+    reference_embedding = model(reference[None].astype(np.float32), training=False)["embedding"]
+    images = hq.astype(np.float32)
+    attribute_maps, logits = attribute_gradient_maps(model, images)
+    embedding_maps, similarities = embedding_gradient_maps(
+        model, images, reference_embedding[0], is_reference
+    )
+    config = degrade.DegradationConfig(jit_compile=False)
+    lq = degrade.degrade(tf.constant(hq), tf.constant([seed, 0], tf.int64), config).numpy()
+    hq_attention = attention_maps(model, images)
+    lq_attention = attention_maps(model, lq.astype(np.float32))
+
+    cell_size = max(MIN_CELL_SIZE, hq.shape[1])
+    grids = []
+    for index, face in enumerate(hq):
+        rows, labels = [], []
+        for attribute_index, name in enumerate(model.attribute_names):
+            logit = float(logits[index, attribute_index])
+            rows.append([face] + [
+                overlay(face, attribute_maps[name][method][index]) for method in GRADIENT_METHODS
+            ])
+            labels.append(f"{name}\nlogit {logit:+.2f}\np {1 / (1 + np.exp(-logit)):.2f}")
+        rows.append([face] + [
+            overlay(face, embedding_maps[method][index]) for method in GRADIENT_METHODS
+        ])
+        if is_reference[index]:
+            labels.append(f"embedding\n(reference)\nnorm {similarities[index]:.2f}")
+        else:
+            labels.append(f"embedding\ncos to ref\n{similarities[index]:.3f}")
+        gradients = labelled_grid(rows, labels, ["input", *GRADIENT_METHODS], cell_size)
+        attention_rows = [
+            [image] + [overlay(image, maps[key][index]) for key in ATTENTION_COLUMNS]
+            for image, maps in ((face, hq_attention), (lq[index], lq_attention))
+        ]
+        attention = labelled_grid(
+            attention_rows,
+            ["HQ", f"LQ\n(degrade,\nseed {seed})"],
+            ["input", *ATTENTION_COLUMNS.values()],
+            cell_size,
+        )
+        grids.append((gradients, attention))
+    return grids
