@@ -1,0 +1,180 @@
+"""Image decoding for real face data: RGB uint8 out, corrupt images skipped and counted.
+
+Everything the data readers return is RGB `uint8`. OpenCV decodes to BGR;
+`decode_image` converts explicitly, so no caller sees BGR.
+
+Two kinds of failure are kept apart:
+
+- a corrupt image (undecodable or truncated bytes) is a fact of large face
+  datasets: training skips it, counts it in a `SkippedImages`, and goes on
+  (`decode_elements`; `SkippedImagesLogger` reports the count every epoch);
+- a missing file, a wrong header or a label that does not match an image
+  is a broken dataset: the readers stop with an error naming the file and
+  line, before training starts.
+"""
+
+import logging
+import threading
+
+import cv2
+import keras
+import numpy as np
+import tensorflow as tf
+
+logger = logging.getLogger(__name__)
+
+_JPEG_START = b"\xff\xd8"
+_JPEG_END = b"\xff\xd9"
+_JPEG_START_OF_SCAN = b"\xff\xda"
+# The end-of-image marker is looked for this close to the end of the data.
+_JPEG_TAIL_BYTES = 65536
+# Names of skipped images kept for the log; the count itself is exact.
+_NAMES_KEPT = 20
+
+
+class ImageDecodeError(ValueError):
+    """Bytes that do not decode to a whole image."""
+
+
+def _is_truncated_jpeg(buffer):
+    # OpenCV before 5.0 returns a grey-filled partial image for a truncated
+    # JPEG; an end-of-image marker after the last scan tells a whole one.
+    # (Entropy-coded data stuffs 0xFF as FF 00, so FF D9 is only ever a marker.)
+    if buffer[:2].tobytes() != _JPEG_START:
+        return False
+    tail = buffer[-_JPEG_TAIL_BYTES:].tobytes()
+    end = tail.rfind(_JPEG_END)
+    return end < 0 or end < tail.rfind(_JPEG_START_OF_SCAN)
+
+
+def decode_image(data, image_size=None):
+    """Decodes an encoded image (JPEG, PNG, BMP, WebP, TIFF) to RGB uint8.
+
+    Grey images are expanded to three channels and an alpha channel is
+    dropped. With `image_size`, a non-square image is centre-cropped to a
+    square (CelebA's 178x218 aligned faces keep rows 20..197) and resized
+    to `(image_size, image_size)` (area interpolation when shrinking).
+
+    Args:
+        data: the encoded bytes (`bytes`, `bytearray` or 1-D uint8 array).
+        image_size: output side in pixels, or None for the decoded size.
+
+    Returns:
+        `(height, width, 3)` uint8 RGB.
+
+    Raises:
+        ImageDecodeError: empty, undecodable or truncated data.
+    """
+    buffer = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else data
+    if buffer.size == 0:
+        raise ImageDecodeError("empty image data")
+    if _is_truncated_jpeg(buffer):
+        raise ImageDecodeError("truncated JPEG (no end-of-image marker after the last scan)")
+    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    if image is None:
+        raise ImageDecodeError("not a decodable image (corrupt, truncated or unknown format)")
+    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if image_size is not None:
+        image = square_resize(image, image_size)
+    return image
+
+
+def square_resize(image, image_size):
+    """`(H, W, 3)` -> `(image_size, image_size, 3)`: centre crop to a square, then resize."""
+    height, width = image.shape[:2]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    image = image[top : top + side, left : left + side]
+    if side == image_size:
+        return np.ascontiguousarray(image)
+    interpolation = cv2.INTER_AREA if side > image_size else cv2.INTER_LINEAR
+    return cv2.resize(image, (image_size, image_size), interpolation=interpolation)
+
+
+class SkippedImages:
+    """A thread-safe count of images skipped as undecodable, with their names.
+
+    `tf.data` decodes in parallel threads, so `add` takes a lock.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.count = 0
+        self.names = []
+
+    def add(self, name, reason):
+        with self._lock:
+            self.count += 1
+            if len(self.names) < _NAMES_KEPT:
+                self.names.append(f"{name} ({reason})")
+
+
+def _text(value):
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def decode_elements(elements, image_size, skipped):
+    """Decodes a `tf.data` stream of encoded faces, dropping corrupt ones.
+
+    The decoder is `decode_image` (OpenCV) inside `tf.numpy_function`, so
+    that one decoder gives the same pixels in training, conversion and
+    evaluation, and a failure becomes a filtered-out element and a count in
+    `skipped` instead of an error that would end the epoch. Order is kept
+    (`deterministic=True`), so the stream is a function of its input.
+
+    Args:
+        elements: a dataset of `(encoded tf.string, name tf.string,
+            identity int32, attributes int32 (A,))`.
+        image_size: output side in pixels.
+        skipped: a `SkippedImages` that counts the dropped images.
+
+    Returns:
+        A dataset of `(image uint8 (image_size, image_size, 3), identity
+        int32, attributes int32 (A,))`.
+    """
+
+    def decode_or_flag(encoded, name):
+        try:
+            return decode_image(encoded, image_size), True
+        except ImageDecodeError as error:
+            skipped.add(_text(name), error)
+            return np.zeros((image_size, image_size, 3), np.uint8), False
+
+    def decode(encoded, name, identity, attributes):
+        image, ok = tf.numpy_function(
+            decode_or_flag, [encoded, name], [tf.uint8, tf.bool], stateful=False
+        )
+        image.set_shape((image_size, image_size, 3))
+        ok.set_shape(())
+        return image, ok, identity, attributes
+
+    decoded = elements.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    decoded = decoded.filter(lambda image, ok, identity, attributes: ok)
+    return decoded.map(lambda image, ok, identity, attributes: (image, identity, attributes))
+
+
+class SkippedImagesLogger(keras.callbacks.Callback):
+    """Logs how many images were skipped as undecodable, at the end of every epoch.
+
+    Decoding runs ahead of training (prefetch), so an image skipped near an
+    epoch boundary may be counted in the neighbouring epoch; the total is exact.
+    """
+
+    def __init__(self, skipped):
+        super().__init__()
+        self.skipped = skipped
+        self._reported = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        count = self.skipped.count
+        if count > self._reported:
+            logger.warning(
+                "epoch %d: skipped %d undecodable image(s) (%d in total so far), e.g. %s",
+                epoch + 1,
+                count - self._reported,
+                count,
+                "; ".join(self.skipped.names[:3]),
+            )
+        self._reported = count
+        if logs is not None:
+            logs["skipped_images"] = float(count)

@@ -1,0 +1,120 @@
+"""Image-folder datasets: one folder per identity, an optional attribute CSV.
+
+    root/
+      alice/0001.jpg  alice/0002.png ...
+      bob/0001.jpg ...
+    attributes.csv          (optional, anywhere)  path,Male,Bald,...
+                                                  alice/0001.jpg,0,0,...
+
+Identity folders are taken in sorted name order and become classes
+0..K-1 (folders without images are left out); images are the files
+directly inside them with an image suffix, sorted. The CSV's `path` is
+relative to the root; values are 1, 0 or -1 (unknown). Without a CSV every
+attribute is unknown (-1), so the SB loss ignores it.
+
+Images come back as RGB uint8 whatever their file format (OpenCV's BGR is
+converted; AdaFace's official loader, by contrast, feeds BGR).
+"""
+
+import os
+import pathlib
+
+import numpy as np
+
+from catface_keras.data.attribute_csv import read_attribute_csv
+from catface_keras.data.face_files import FaceFiles
+from catface_keras.losses.attributes import MISSING_LABEL
+from catface_keras.soft_biometrics import PAPER_ATTRIBUTES
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def _visible(name):
+    return not name.startswith(".")
+
+
+def _csv_key(text):
+    """A CSV path as the relative POSIX path it names (`./a\\b.jpg` -> `a/b.jpg`)."""
+    parts = [part for part in text.replace("\\", "/").split("/") if part not in ("", ".")]
+    return "/".join(parts)
+
+
+def read_image_folder(root, attributes_csv=None, attribute_names=PAPER_ATTRIBUTES):
+    """Lists an image-folder dataset.
+
+    Args:
+        root: the folder of identity folders.
+        attributes_csv: optional CSV `path,attr1,...` (paths relative to `root`).
+        attribute_names: the attributes to read, in label order.
+
+    Returns:
+        A `FaceFiles`.
+
+    Raises:
+        ValueError: no images; or, with a CSV, a row naming an image that is
+            not under `root`, an image with no row, a value other than 1, 0
+            or -1, or a header without `path` or an attribute (the CSV file
+            and line are named).
+    """
+    root = pathlib.Path(root)
+    if not root.is_dir():
+        raise ValueError(f"Image folder root {root} is not a directory")
+    attribute_names = tuple(attribute_names)
+    keys, identities, num_classes = [], [], 0
+    folders = sorted(
+        entry.name for entry in os.scandir(root) if entry.is_dir() and _visible(entry.name)
+    )
+    for folder in folders:
+        images = sorted(
+            entry.name
+            for entry in os.scandir(root / folder)
+            if entry.is_file()
+            and _visible(entry.name)
+            and os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES
+        )
+        if images:
+            keys += [f"{folder}/{name}" for name in images]
+            identities += [num_classes] * len(images)
+            num_classes += 1
+    if not keys:
+        raise ValueError(
+            f"Image folder root {root} holds no identity folder with images "
+            f"({', '.join(IMAGE_SUFFIXES)})"
+        )
+    if attributes_csv is None:
+        attributes = np.full((len(keys), len(attribute_names)), MISSING_LABEL, np.int32)
+    else:
+        attributes = _attributes_from_csv(attributes_csv, keys, attribute_names, root)
+    return FaceFiles(
+        paths=tuple(str(root / key) for key in keys),
+        identities=np.array(identities, np.int32),
+        attributes=attributes,
+        attribute_names=attribute_names,
+        num_classes=num_classes,
+    )
+
+
+def _attributes_from_csv(path, keys, attribute_names, root):
+    rows = read_attribute_csv(path, "path", attribute_names)
+    by_key = {}
+    for text, (line, values) in rows.items():
+        key = _csv_key(text)
+        if key in by_key:
+            raise ValueError(f"{path}:{line}: {text!r} names the image of line {by_key[key][0]}")
+        by_key[key] = (line, values)
+    listed = set(keys)
+    for key, (line, _) in by_key.items():
+        if key not in listed:
+            raise ValueError(
+                f"{path}:{line}: no image {key!r} under {root} (a row must name an image "
+                f"inside an identity folder)"
+            )
+    attributes = np.empty((len(keys), len(attribute_names)), np.int32)
+    for row, key in enumerate(keys):
+        if key not in by_key:
+            raise ValueError(
+                f"{path}: no row for image {key!r} (with an attribute CSV every image needs "
+                f"one; write -1 for an unknown value)"
+            )
+        attributes[row] = by_key[key][1]
+    return attributes

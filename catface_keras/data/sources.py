@@ -1,0 +1,279 @@
+"""The training and held-out faces a `DataConfig` names.
+
+`load_training_data(data_config, attribute_names)` returns `(train,
+heldout)`: `train` knows its `num_examples` and `num_classes` and builds the
+paired HQ/LQ dataset (`paired_dataset(...)`); `heldout` is a `FaceArrays` of
+identities not seen in training, or None when the source has none.
+
+| `data.source` | `data.path` | held-out faces | order per epoch (resume) |
+| --- | --- | --- | --- |
+| synthetic | - | drawn test identities | stateless permutation: exact |
+| celeba | CelebA root | test partition | stateless permutation: exact |
+| image_folder | folder of identity folders | `data.heldout_path` | stateless permutation: exact |
+| recordio | insightface `train.rec` | `data.heldout_path` | stateless permutation: exact |
+| tfrecord | `catface data convert` output | `<path>/heldout` or `data.heldout_path` | seeded shard order and shuffle buffer: exact for the same shards and buffer |
+
+"Exact" means a run resumed at epoch e sees the batches an uninterrupted run
+would have seen. Random-access sources read each image where it lies, in a
+permutation drawn from `(seed, epoch)`; TFRecord shards are sequential, so
+their epoch order is a seeded shard order plus a seeded shuffle buffer of
+`data.shuffle_buffer` images (an approximate shuffle, reproducible).
+`data.heldout_path` is an image folder of identities that training does not
+use (attributes from `data.heldout_attributes_csv`).
+"""
+
+import dataclasses
+import pathlib
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from catface_keras.data.celeba import celeba_splits
+from catface_keras.data.decoding import SkippedImages, SkippedImagesLogger, decode_elements
+from catface_keras.data.face_files import load_face_arrays, whole_identities
+from catface_keras.data.image_folder import read_image_folder
+from catface_keras.data.pairs import paired_dataset, paired_stream
+from catface_keras.data.recordio import InsightFaceRecords
+from catface_keras.data.synthetic import FaceArrays, synthetic_splits
+from catface_keras.data.tfrecord import METADATA_FILE, read_metadata, tfrecord_elements
+
+SOURCES = ("synthetic", "celeba", "recordio", "image_folder", "tfrecord")
+HELDOUT_DIRECTORY = "heldout"
+
+
+@dataclasses.dataclass(frozen=True)
+class InMemoryFaces:
+    """Training faces held in memory (the synthetic faces)."""
+
+    faces: FaceArrays
+
+    @property
+    def num_examples(self):
+        return len(self.faces.images)
+
+    @property
+    def num_classes(self):
+        return int(self.faces.identities.max()) + 1
+
+    @property
+    def callbacks(self):
+        return []
+
+    def paired_dataset(self, batch_size, degrade_fn, seed=0, start_epoch=0, num_epochs=1):
+        """See `catface_keras.data.pairs.paired_dataset`."""
+        return paired_dataset(
+            self.faces.images,
+            self.faces.identities,
+            self.faces.attributes,
+            batch_size=batch_size,
+            degrade_fn=degrade_fn,
+            seed=seed,
+            start_epoch=start_epoch,
+            num_epochs=num_epochs,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamingFaces:
+    """Training faces decoded as they are needed (real datasets).
+
+    Attributes:
+        epoch_elements: `fn(epoch_seed) -> dataset of (encoded, name,
+            identity, attributes)` in that epoch's order.
+        num_examples, num_classes: the images and identities.
+        attribute_names: the attribute label order.
+        image_size: the side images are decoded to.
+        skipped: counts undecodable images (skipped, never fatal).
+    """
+
+    epoch_elements: Callable
+    num_examples: int
+    num_classes: int
+    attribute_names: tuple
+    image_size: int
+    skipped: SkippedImages
+
+    @property
+    def callbacks(self):
+        """Keras callbacks that report skipped images every epoch."""
+        return [SkippedImagesLogger(self.skipped)]
+
+    def faces(self, epoch_seed):
+        """One epoch of `(image uint8 (S, S, 3), identity, attributes)`."""
+        return decode_elements(self.epoch_elements(epoch_seed), self.image_size, self.skipped)
+
+    def paired_dataset(self, batch_size, degrade_fn, seed=0, start_epoch=0, num_epochs=1):
+        """See `catface_keras.data.pairs.paired_stream`."""
+        return paired_stream(
+            self.faces,
+            self.num_examples,
+            batch_size=batch_size,
+            degrade_fn=degrade_fn,
+            seed=seed,
+            start_epoch=start_epoch,
+            num_epochs=num_epochs,
+        )
+
+
+def random_access_elements(source, epoch_seed):
+    """A random-access source's examples in a stateless permutation drawn from `epoch_seed`.
+
+    Args:
+        source: `len()` and `example(i) -> (name, encoded, identity, attributes)`.
+        epoch_seed: `[2]` int64.
+
+    Returns:
+        A dataset of `(encoded, name, identity int32, attributes int32 (A,))`.
+    """
+    count = len(source)
+    num_attributes = len(source.attribute_names)
+
+    def read(index):
+        name, encoded, identity, attributes = source.example(int(index))
+        return (
+            # Object arrays keep trailing NUL bytes, which numpy's bytes dtype would strip.
+            _object(encoded),
+            _object(str(name).encode("utf-8")),
+            _int32(identity),
+            _int32(attributes).reshape(num_attributes),
+        )
+
+    def load(index):
+        encoded, name, identity, attributes = tf.numpy_function(
+            read, [index], [tf.string, tf.string, tf.int32, tf.int32], stateful=False
+        )
+        identity.set_shape(())
+        attributes.set_shape((num_attributes,))
+        return encoded, name, identity, attributes
+
+    indices = tf.data.Dataset.range(count)
+    if count > 1:
+        permutation_seed = tf.random.experimental.stateless_fold_in(epoch_seed, -1)
+        indices = indices.map(
+            lambda i: tf.random.experimental.index_shuffle(i, permutation_seed, count - 1)
+        )
+    return indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _object(value):
+    array = np.empty((), object)
+    array[()] = bytes(value)
+    return array
+
+
+def _int32(value):
+    return np.asarray(value, np.int32)
+
+
+def _require_path(data):
+    if not data.path:
+        raise ValueError(
+            f"`data.path` must name the dataset for data.source={data.source!r}. "
+            f"Received: data.path={data.path!r}"
+        )
+    path = pathlib.Path(data.path)
+    if not path.exists():
+        raise ValueError(f"`data.path` does not exist. Received: data.path={data.path!r}")
+    return path
+
+
+def _random_access(source, data):
+    return StreamingFaces(
+        epoch_elements=lambda epoch_seed: random_access_elements(source, epoch_seed),
+        num_examples=len(source),
+        num_classes=int(source.num_classes),
+        attribute_names=tuple(source.attribute_names),
+        image_size=data.image_size,
+        skipped=SkippedImages(),
+    )
+
+
+def _heldout_arrays(files, data, skipped):
+    return load_face_arrays(
+        files, data.image_size, skipped, data.max_heldout_images, data.seed, "held-out faces"
+    )
+
+
+def _tfrecord(data, path, attribute_names):
+    metadata = read_metadata(path)
+    if tuple(metadata["attribute_names"]) != tuple(attribute_names):
+        raise ValueError(
+            f"{path / METADATA_FILE} holds attributes {metadata['attribute_names']}, but the "
+            f"model predicts {list(attribute_names)}: set model.attribute_names to match"
+        )
+    return StreamingFaces(
+        epoch_elements=lambda epoch_seed: tfrecord_elements(
+            path, epoch_seed=epoch_seed, shuffle_buffer=data.shuffle_buffer, metadata=metadata
+        ),
+        num_examples=int(metadata["num_examples"]),
+        num_classes=int(metadata["num_classes"]),
+        attribute_names=tuple(attribute_names),
+        image_size=data.image_size,
+        skipped=SkippedImages(),
+    )
+
+
+def _tfrecord_heldout(path, data, attribute_names):
+    """Held-out faces converted next to TFRecord training shards, as arrays."""
+    dataset = decode_elements(tfrecord_elements(path), data.image_size, SkippedImages())
+    images, identities, attributes = [], [], []
+    for image, identity, attribute in dataset.batch(256):
+        images.append(image.numpy())
+        identities.append(identity.numpy())
+        attributes.append(attribute.numpy())
+    identities = np.concatenate(identities)
+    kept = whole_identities(identities, data.max_heldout_images, data.seed)
+    return FaceArrays(
+        np.concatenate(images)[kept],
+        identities[kept],
+        np.concatenate(attributes)[kept],
+        tuple(attribute_names),
+    )
+
+
+def load_training_data(data, attribute_names):
+    """`(train, heldout)` for a `DataConfig`.
+
+    Args:
+        data: a `DataConfig`.
+        attribute_names: the attributes the model predicts, in label order.
+
+    Returns:
+        `(train, heldout)`: an `InMemoryFaces` or `StreamingFaces`, and a
+        `FaceArrays` of held-out identities or None.
+
+    Raises:
+        ValueError: an unknown source, a missing `data.path`, or a reader's
+            error (the file and line named).
+    """
+    if data.source == "synthetic":
+        train, test = synthetic_splits(
+            data.num_train_identities,
+            data.num_test_identities,
+            data.images_per_identity,
+            image_size=data.image_size,
+            seed=data.seed,
+            test_images_per_identity=data.test_images_per_identity,
+        )
+        return InMemoryFaces(train), test
+    if data.source not in SOURCES:
+        raise ValueError(f"`data.source` must be one of {SOURCES}. Received: data.source={data.source!r}")
+    path = _require_path(data)
+    heldout = None
+    if data.source == "celeba":
+        files, heldout_files = celeba_splits(path, attribute_names)
+        train = _random_access(files, data)
+        heldout = _heldout_arrays(heldout_files, data, train.skipped)
+    elif data.source == "image_folder":
+        train = _random_access(read_image_folder(path, data.attributes_csv, attribute_names), data)
+    elif data.source == "recordio":
+        train = _random_access(InsightFaceRecords(path, data.attributes_csv, attribute_names), data)
+    else:
+        train = _tfrecord(data, path, attribute_names)
+        if (path / HELDOUT_DIRECTORY / METADATA_FILE).exists() and not data.heldout_path:
+            heldout = _tfrecord_heldout(path / HELDOUT_DIRECTORY, data, attribute_names)
+    if data.heldout_path:
+        files = read_image_folder(data.heldout_path, data.heldout_attributes_csv, attribute_names)
+        heldout = _heldout_arrays(files, data, train.skipped)
+    return train, heldout
