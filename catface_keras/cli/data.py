@@ -1,0 +1,131 @@
+"""`catface data convert`: a face dataset converted once into TFRecord shards.
+
+    catface data convert --source celeba --input data/celeba --out shards/celeba --image-size 112
+    catface data convert --source recordio --input faces_emore/train.rec --out shards/ms1mv2
+    catface data convert --source image_folder --input faces/ --attributes-csv faces.csv --out shards/faces
+
+The shards are what `data.source: tfrecord` trains from. CelebA's train
+partition goes to `--out`, its held-out test identities to `--out/heldout`.
+"""
+
+import pathlib
+import sys
+
+from catface_keras.soft_biometrics import PAPER_ATTRIBUTES
+
+SOURCES = ("celeba", "recordio", "image_folder")
+# MS1MV2 and the other insightface sets: the paper uses gender only (PAPER.md section 7).
+RECORDIO_ATTRIBUTES = ("Male",)
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "data",
+        help="prepare face datasets (convert to TFRecord shards)",
+        description="Prepare face datasets for training.",
+    )
+    commands = parser.add_subparsers(dest="data_command", required=True)
+    convert = commands.add_parser(
+        "convert",
+        help="convert CelebA, an insightface .rec or an image folder into TFRecord shards",
+        description="Decode every image once (undecodable ones are skipped and counted), "
+        "optionally crop and resize it, and write TFRecord shards plus dataset.json, which "
+        "`data.source: tfrecord` trains from. CelebA's held-out test identities go to OUT/heldout.",
+    )
+    convert.add_argument("--source", required=True, choices=SOURCES, help="the input's format")
+    convert.add_argument("--input", required=True, type=pathlib.Path, metavar="PATH",
+                         help="CelebA root, insightface train.rec (its .idx next to it), or a "
+                         "folder of identity folders")
+    convert.add_argument("--attributes-csv", type=pathlib.Path, default=None, metavar="CSV",
+                         help="image_folder: per-image `path,attr,...`; recordio: per-class "
+                         "`identity,attr,...`")
+    convert.add_argument("--attribute-names", default=None, metavar="NAME,NAME",
+                         help="attributes to keep, comma-separated (default: Male,Bald,Big_Nose,"
+                         "Chubby,Narrow_Eyes; Male for recordio)")
+    convert.add_argument("--out", required=True, type=pathlib.Path, metavar="DIR",
+                         help="output directory")
+    convert.add_argument("--shards", type=int, default=None, metavar="N",
+                         help="number of shards (default: one per 5000 images); at least the "
+                         "number of training workers")
+    convert.add_argument("--image-size", type=int, default=None, metavar="S",
+                         help="centre-crop square and resize to S px (default: keep each "
+                         "image's size)")
+    convert.add_argument("--overwrite", action="store_true",
+                         help="replace shards already in --out")
+    convert.set_defaults(run=run_convert)
+
+
+def _attribute_names(args):
+    if args.attribute_names is None:
+        return RECORDIO_ATTRIBUTES if args.source == "recordio" else PAPER_ATTRIBUTES
+    names = tuple(name.strip() for name in args.attribute_names.split(",") if name.strip())
+    if not names:
+        raise ValueError(f"--attribute-names must name attributes, got {args.attribute_names!r}")
+    return names
+
+
+def _check_arguments(args):
+    if args.shards is not None and args.shards < 1:
+        raise ValueError(f"--shards must be at least 1, got {args.shards}")
+    if args.image_size is not None and args.image_size < 16:
+        raise ValueError(f"--image-size must be at least 16, got {args.image_size}")
+    if not args.input.exists():
+        raise ValueError(f"--input {args.input} does not exist")
+    if args.attributes_csv is not None and args.source == "celeba":
+        raise ValueError("--attributes-csv is for image_folder and recordio; CelebA has its own")
+    if args.attributes_csv is not None and not args.attributes_csv.is_file():
+        raise ValueError(f"--attributes-csv {args.attributes_csv} is not a file")
+
+
+def run_convert(args):
+    try:
+        _check_arguments(args)
+        names = _attribute_names(args)
+        written = convert(args, names)
+    except (ValueError, FileExistsError) as error:
+        print(f"catface data convert: error: {error}", file=sys.stderr)
+        return 2
+    for directory, metadata in written:
+        skipped = metadata["skipped"]
+        print(
+            f"catface data convert: wrote {metadata['num_examples']} images of "
+            f"{metadata['num_classes']} identities in {len(metadata['shards'])} shard(s) to "
+            f"{directory}; skipped {skipped['count']} undecodable"
+            + (f" ({'; '.join(skipped['examples'][:3])})" if skipped["count"] else "")
+        )
+    return 0
+
+
+def convert(args, attribute_names):
+    """Reads the input and writes the shards; `[(directory, metadata), ...]`."""
+    # Imported here so that argument errors come back without loading TensorFlow.
+    from catface_keras.data.tfrecord import holds_shards, write_tfrecord_shards
+
+    if args.source == "celeba":
+        from catface_keras.data.celeba import celeba_splits
+
+        train, heldout = celeba_splits(args.input, attribute_names)
+        sets = [(args.out, train), (args.out / "heldout", heldout)]
+    elif args.source == "recordio":
+        from catface_keras.data.recordio import InsightFaceRecords
+
+        sets = [(args.out, InsightFaceRecords(args.input, args.attributes_csv, attribute_names))]
+    else:
+        from catface_keras.data.image_folder import read_image_folder
+
+        sets = [(args.out, read_image_folder(args.input, args.attributes_csv, attribute_names))]
+    for directory, _ in sets:
+        if holds_shards(directory) and not args.overwrite:
+            raise FileExistsError(
+                f"{directory} already holds TFRecord shards; choose another --out or pass "
+                "--overwrite to replace them."
+            )
+    written = []
+    for directory, source in sets:
+        shards = args.shards if args.shards is None else min(args.shards, len(source))
+        metadata = write_tfrecord_shards(
+            source, directory, num_shards=shards, image_size=args.image_size,
+            overwrite=args.overwrite,
+        )
+        written.append((directory, metadata))
+    return written
