@@ -15,7 +15,6 @@ import pathlib
 import numpy as np
 
 from catface_keras.evaluation.plots import plot_roc_curves, plot_score_histograms
-from catface_keras.evaluation.protocols import CONDITIONS, distorted_images, evaluate_protocols
 from catface_keras.evaluation.report import format_evaluation_report
 
 RESULTS_FILE = "results.json"
@@ -92,6 +91,10 @@ def evaluate_models(models, paths, data, protocols, out, distortion_seed=1, batc
     Returns:
         The dict written to `results.json`.
     """
+    # Imported here, not at module level: it loads TensorFlow, and the CLI
+    # checks its output folder through this module before loading anything.
+    from catface_keras.evaluation.protocols import CONDITIONS, distorted_images, evaluate_protocols
+
     out = pathlib.Path(out)
     check_output_folder(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)

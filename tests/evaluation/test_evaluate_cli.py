@@ -140,3 +140,23 @@ def test_evaluate_identity_folder_with_distractors(tiny_model_path, tmp_path):
     tinyface = results["results"]["m"]["identification"]["clean"]["tinyface_style"]
     # Gallery: one image per person plus the two distractors; probes: the rest.
     assert tinyface["num_gallery_images"] == 5 and tinyface["num_probes"] == 5
+
+
+def test_argument_errors_come_back_without_loading_tensorflow(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "results.json").write_text("{}")
+    script = (
+        "import argparse, sys\n"
+        "from catface_keras.cli import evaluate\n"
+        "parser = argparse.ArgumentParser()\n"
+        "evaluate.register(parser.add_subparsers())\n"
+        f"args = parser.parse_args(['evaluate', '--model', {str(tmp_path / 'results.json')!r}, "
+        f"'--data', 'synthetic', '--out', {str(tmp_path)!r}])\n"
+        "code = args.run(args)\n"
+        "sys.exit(10 + code if 'tensorflow' in sys.modules else code)\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert completed.returncode == 2, completed.stderr
+    assert "pass --overwrite" in completed.stderr
