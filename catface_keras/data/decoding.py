@@ -30,6 +30,8 @@ _JPEG_START_OF_SCAN = b"\xff\xda"
 _JPEG_TAIL_BYTES = 65536
 # Names of skipped images kept for the log; the count itself is exact.
 _NAMES_KEPT = 20
+# Images per Python call in `tf.data`: amortises the call's overhead.
+_CHUNK_SIZE = 32
 
 
 class ImageDecodeError(ValueError):
@@ -113,44 +115,52 @@ def _text(value):
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def decode_elements(elements, image_size, skipped):
+def decode_elements(elements, image_size, skipped, chunk_size=_CHUNK_SIZE):
     """Decodes a `tf.data` stream of encoded faces, dropping corrupt ones.
 
     The decoder is `decode_image` (OpenCV) inside `tf.numpy_function`, so
     that one decoder gives the same pixels in training, conversion and
     evaluation, and a failure becomes a filtered-out element and a count in
-    `skipped` instead of an error that would end the epoch. Order is kept
-    (`deterministic=True`), so the stream is a function of its input.
+    `skipped` instead of an error that would end the epoch. Elements are
+    decoded `chunk_size` at a time (one Python call per chunk, chunks in
+    parallel); order is kept, so the stream is a function of its input.
 
     Args:
         elements: a dataset of `(encoded tf.string, name tf.string,
             identity int32, attributes int32 (A,))`.
         image_size: output side in pixels.
         skipped: a `SkippedImages` that counts the dropped images.
+        chunk_size: elements per decoding call.
 
     Returns:
         A dataset of `(image uint8 (image_size, image_size, 3), identity
         int32, attributes int32 (A,))`.
     """
 
-    def decode_or_flag(encoded, name):
-        try:
-            return decode_image(encoded, image_size), True
-        except ImageDecodeError as error:
-            skipped.add(_text(name), error)
-            return np.zeros((image_size, image_size, 3), np.uint8), False
+    def decode_chunk(encoded, names):
+        images = np.zeros((len(encoded), image_size, image_size, 3), np.uint8)
+        decoded = np.zeros(len(encoded), bool)
+        for row, (data, name) in enumerate(zip(encoded, names)):
+            try:
+                images[row] = decode_image(data, image_size)
+                decoded[row] = True
+            except ImageDecodeError as error:
+                skipped.add(_text(name), error)
+        return images, decoded
 
-    def decode(encoded, name, identity, attributes):
-        image, ok = tf.numpy_function(
-            decode_or_flag, [encoded, name], [tf.uint8, tf.bool], stateful=False
+    def decode(encoded, names, identities, attributes):
+        images, decoded = tf.numpy_function(
+            decode_chunk, [encoded, names], [tf.uint8, tf.bool], stateful=False
         )
-        image.set_shape((image_size, image_size, 3))
-        ok.set_shape(())
-        return image, ok, identity, attributes
+        images.set_shape((None, image_size, image_size, 3))
+        decoded.set_shape((None,))
+        return images, decoded, identities, attributes
 
-    decoded = elements.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    decoded = decoded.filter(lambda image, ok, identity, attributes: ok)
-    return decoded.map(lambda image, ok, identity, attributes: (image, identity, attributes))
+    chunks = elements.batch(chunk_size).map(
+        decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
+    faces = chunks.unbatch().filter(lambda image, decoded, identity, attributes: decoded)
+    return faces.map(lambda image, decoded, identity, attributes: (image, identity, attributes))
 
 
 class SkippedImagesLogger(keras.callbacks.Callback):

@@ -116,12 +116,14 @@ class StreamingFaces:
         )
 
 
-def random_access_elements(source, epoch_seed):
+def random_access_elements(source, epoch_seed, chunk_size=32):
     """A random-access source's examples in a stateless permutation drawn from `epoch_seed`.
 
     Args:
-        source: `len()` and `example(i) -> (name, encoded, identity, attributes)`.
+        source: `len()`, `attribute_names` and `example(i) -> (name,
+            encoded, identity, attributes)`.
         epoch_seed: `[2]` int64.
+        chunk_size: examples read per Python call (chunks in parallel).
 
     Returns:
         A dataset of `(encoded, name, identity int32, attributes int32 (A,))`.
@@ -129,23 +131,26 @@ def random_access_elements(source, epoch_seed):
     count = len(source)
     num_attributes = len(source.attribute_names)
 
-    def read(index):
-        name, encoded, identity, attributes = source.example(int(index))
-        return (
-            # Object arrays keep trailing NUL bytes, which numpy's bytes dtype would strip.
-            _object(encoded),
-            _object(str(name).encode("utf-8")),
-            _int32(identity),
-            _int32(attributes).reshape(num_attributes),
-        )
+    def read_chunk(indices):
+        # Object arrays keep trailing NUL bytes, which numpy's bytes dtype would strip.
+        encoded = np.empty(len(indices), object)
+        names = np.empty(len(indices), object)
+        identities = np.empty(len(indices), np.int32)
+        attributes = np.empty((len(indices), num_attributes), np.int32)
+        for row, index in enumerate(indices):
+            name, encoded[row], identities[row], attributes[row] = source.example(int(index))
+            names[row] = str(name).encode("utf-8")
+        return encoded, names, identities, attributes
 
-    def load(index):
-        encoded, name, identity, attributes = tf.numpy_function(
-            read, [index], [tf.string, tf.string, tf.int32, tf.int32], stateful=False
+    def load(indices):
+        encoded, names, identities, attributes = tf.numpy_function(
+            read_chunk, [indices], [tf.string, tf.string, tf.int32, tf.int32], stateful=False
         )
-        identity.set_shape(())
-        attributes.set_shape((num_attributes,))
-        return encoded, name, identity, attributes
+        encoded.set_shape((None,))
+        names.set_shape((None,))
+        identities.set_shape((None,))
+        attributes.set_shape((None, num_attributes))
+        return encoded, names, identities, attributes
 
     indices = tf.data.Dataset.range(count)
     if count > 1:
@@ -153,17 +158,10 @@ def random_access_elements(source, epoch_seed):
         indices = indices.map(
             lambda i: tf.random.experimental.index_shuffle(i, permutation_seed, count - 1)
         )
-    return indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-
-
-def _object(value):
-    array = np.empty((), object)
-    array[()] = bytes(value)
-    return array
-
-
-def _int32(value):
-    return np.asarray(value, np.int32)
+    chunks = indices.batch(chunk_size).map(
+        load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
+    return chunks.unbatch()
 
 
 def _require_path(data):
