@@ -32,12 +32,14 @@ def register(subparsers):
                         help="replace the results of an earlier run in --out")
     parser.add_argument("--seed", type=int, default=1,
                         help="seed of the distorted copy (default: 1, as the trainer's evaluation)")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per model call (default: 64)")
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="images per model call (default: 64)")
     parser.add_argument("--attributes-csv", type=pathlib.Path, default=None, metavar="CSV",
                         help="with an image folder: attribute labels, rows 'path,Male,Bald,...' "
                         "(paths relative to the folder; 1, 0 or -1 for unknown)")
     parser.add_argument("--pairs", type=int, default=3000,
-                        help="verification pairs of each kind drawn from labelled images (default: 3000)")
+                        help="verification pairs of each kind drawn from labelled images "
+                        "(default: 3000)")
     group = parser.add_argument_group("synthetic data (--data synthetic)")
     group.add_argument("--identities", type=int, default=200, help="people (default: 200)")
     group.add_argument("--images-per-identity", type=int, default=8,
@@ -54,7 +56,9 @@ def _check_arguments(args):
         if not path.is_file():
             raise ValueError(f"--model {path} is not a file")
     if args.data != "synthetic" and not pathlib.Path(args.data).exists():
-        raise ValueError(f"--data must be 'synthetic', a .bin file or a folder; {args.data} does not exist")
+        raise ValueError(
+            f"--data must be 'synthetic', a .bin file or a folder; {args.data} does not exist"
+        )
     if args.attributes_csv is not None and not args.attributes_csv.is_file():
         raise ValueError(f"--attributes-csv {args.attributes_csv} is not a file")
     for name in ("seed", "distractors"):

@@ -71,8 +71,12 @@ def plot_score_histograms(scores_by_model, path, title):
         title: figure title.
     """
     plt = _pyplot()
-    conditions = list(dict.fromkeys(c for by_condition in scores_by_model.values() for c in by_condition))
-    figure, axes = plt.subplots(1, len(conditions), figsize=(5.5 * len(conditions), 4), squeeze=False)
+    conditions = list(dict.fromkeys(
+        condition for by_condition in scores_by_model.values() for condition in by_condition
+    ))
+    figure, axes = plt.subplots(
+        1, len(conditions), figsize=(5.5 * len(conditions), 4), squeeze=False
+    )
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for axis, condition in zip(axes[0], conditions):
         for index, (label, by_condition) in enumerate(scores_by_model.items()):

@@ -24,7 +24,11 @@ from catface_keras.evaluation.verification import sample_verification_pairs
 # SCFace-style probe groups: (name, side of the low-resolution copy as a share
 # of the image side, turbulence D/r0). Farther cameras see fewer pixels through
 # more air; the levels span the training mix's range.
-SYNTHETIC_DISTANCES = (("distance_1", 1 / 2, 0.25), ("distance_2", 1 / 3, 0.5), ("distance_3", 1 / 4, 1.0))
+SYNTHETIC_DISTANCES = (
+    ("distance_1", 1 / 2, 0.25),
+    ("distance_2", 1 / 3, 0.5),
+    ("distance_3", 1 / 4, 1.0),
+)
 
 # Identity numbers of the synthetic evaluation faces start here, far above the
 # demo's 300 identities, so that a model trained on the built-in faces never saw them.
@@ -180,7 +184,8 @@ def protocols_from_identities(images, identities, attributes=None, attribute_nam
     if distractors is not None and len(distractors):
         num_distractors = len(distractors)
         gallery = np.concatenate([gallery, len(images) + np.arange(num_distractors)])
-        gallery_labels = np.concatenate([gallery_labels, np.full(num_distractors, DISTRACTOR_LABEL)])
+        distractor_labels = np.full(num_distractors, DISTRACTOR_LABEL)
+        gallery_labels = np.concatenate([gallery_labels, distractor_labels])
         images = np.concatenate([images, distractors])
     identification = {}
     if len(probes):
@@ -374,7 +379,8 @@ def identity_folder_data(path, image_size, attributes_csv=None, num_pairs=3000, 
             identities=files.identities[in_distractors],
             attributes=files.attributes[in_distractors],
         )
-        distractors = load_face_arrays(others, image_size, skipped, description="distractors").images
+        distractors = load_face_arrays(others, image_size, skipped, description="distractors")
+        distractors = distractors.images
     attributes = faces.attributes if attributes_csv is not None else None
     return protocols_from_identities(
         faces.images, faces.identities, attributes, faces.attribute_names, distractors,

@@ -84,7 +84,8 @@ def _identification(features, sets):
     results = {}
     for name, split in sets.items():
         ranks = match_ranks(
-            features[split.probes], split.probe_labels, features[split.gallery], split.gallery_labels
+            features[split.probes], split.probe_labels,
+            features[split.gallery], split.gallery_labels,
         )
         distractors = int(np.sum(split.gallery_labels == DISTRACTOR_LABEL))
         candidates = len(np.unique(split.gallery_labels[split.gallery_labels != DISTRACTOR_LABEL]))
@@ -121,7 +122,8 @@ def _attributes(logits, attribute_set, model_names):
     }
 
 
-def evaluate_protocols(model, data, protocols, images_by_condition, batch_size=64, fars=FAR_DECADES):
+def evaluate_protocols(model, data, protocols, images_by_condition, batch_size=64,
+                       fars=FAR_DECADES):
     """Every requested protocol on every condition's images.
 
     Args:

@@ -196,7 +196,9 @@ def verification_summary(scores, same, fars=FAR_DECADES, num_folds=10):
     scores, same = _check_scores(scores, same)
     notes = []
     if len(scores) < num_folds:
-        notes.append(f"{len(scores)} pairs: {len(scores)}-fold accuracy instead of {num_folds}-fold")
+        notes.append(
+            f"{len(scores)} pairs: {len(scores)}-fold accuracy instead of {num_folds}-fold"
+        )
         num_folds = max(len(scores), 2)
     summary = kfold_accuracy(scores, same, num_folds)
     summary["auc"] = roc_auc(scores, same)

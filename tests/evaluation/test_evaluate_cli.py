@@ -132,7 +132,8 @@ def test_evaluate_identity_folder_with_distractors(tiny_model_path, tmp_path):
             cv2.imwrite(str(root / folder / f"{index}.png"), image)
     (root / "bob" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     out = tmp_path / "eval"
-    argv = ["--model", tiny_model_path, "--data", root, "--out", out, "--protocol", "identification"]
+    argv = ["--model", tiny_model_path, "--data", root, "--out", out,
+            "--protocol", "identification"]
     assert run_evaluate(argv) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["data"]["skipped_images"] == 1

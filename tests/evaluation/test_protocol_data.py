@@ -24,7 +24,8 @@ def test_protocols_from_identities_hand_case():
     # Identification: first image of each person plus the distractors in the gallery.
     split = data.identification["tinyface_style"]
     np.testing.assert_array_equal(split.gallery, [0, 3, 5, 9, 10])
-    np.testing.assert_array_equal(split.gallery_labels, [4, 9, 7, DISTRACTOR_LABEL, DISTRACTOR_LABEL])
+    expected = [4, 9, 7, DISTRACTOR_LABEL, DISTRACTOR_LABEL]
+    np.testing.assert_array_equal(split.gallery_labels, expected)
     np.testing.assert_array_equal(split.probes, [1, 2, 4, 6, 7, 8])
 
 

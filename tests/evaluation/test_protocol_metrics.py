@@ -29,7 +29,8 @@ def test_kfold_accuracy_hand_case():
     np.testing.assert_allclose(result["fold_accuracies"], expected)
     np.testing.assert_allclose(result["fold_thresholds"], 0.55)
     assert result["accuracy_mean"] == pytest.approx(0.85)
-    assert result["accuracy_std"] == pytest.approx(np.sqrt(np.mean((np.array(expected) - 0.85) ** 2)))
+    expected_std = np.sqrt(np.mean((np.array(expected) - 0.85) ** 2))
+    assert result["accuracy_std"] == pytest.approx(expected_std)
 
 
 def test_kfold_threshold_comes_from_the_other_folds():
@@ -48,7 +49,8 @@ def test_verification_summary_keys():
     rng = np.random.default_rng(0)
     same = rng.random(400) < 0.5
     summary = verification_summary(rng.normal(same, 0.3), same)
-    for key in ("accuracy_mean", "accuracy_std", "auc", "eer", "tar_at_far_1e-1", "tar_at_far_1e-6"):
+    keys = ("accuracy_mean", "accuracy_std", "auc", "eer", "tar_at_far_1e-1", "tar_at_far_1e-6")
+    for key in keys:
         assert key in summary
     assert summary["tar_at_far_1e-6"] is None and summary["tar_at_far_1e-1"] > 0.5
     assert summary["num_pairs"] == 400 and "1e-6, 1e-5, 1e-4, 1e-3 not" in summary["notes"][0]
@@ -102,7 +104,8 @@ def test_match_ranks_hand_gallery():
     assert cosine[1, 3] > cosine[1, 1] > cosine[1, 0]  # the distractor outranks the mate
     np.testing.assert_array_equal(ranks, [1, 2, 3])
     accuracies = rank_accuracies(ranks, (1, 2, 5))
-    assert accuracies == {"rank_1": pytest.approx(1 / 3), "rank_2": pytest.approx(2 / 3), "rank_5": 1.0}
+    expected = {"rank_1": pytest.approx(1 / 3), "rank_2": pytest.approx(2 / 3), "rank_5": 1.0}
+    assert accuracies == expected
     assert grouped_rank1(ranks, np.array(["far", "near", "near"])) == {"far": 1.0, "near": 0.0}
 
 
