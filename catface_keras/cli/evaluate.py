@@ -77,7 +77,10 @@ def load_models(paths):
     """`keras.saving.load_model` for each path, with the CATFace classes registered."""
     import keras
 
-    import catface_keras.models  # noqa: F401  (registers the model classes)
+    # Importing the package registers the CATFace model classes; stage 1 is
+    # named as well, so that its files load whatever the package imports.
+    import catface_keras.models  # noqa: F401
+    import catface_keras.models.multibranch  # noqa: F401
 
     return [keras.saving.load_model(path) for path in paths]
 
