@@ -94,19 +94,27 @@ def square_resize(image, image_size):
 
 
 class SkippedImages:
-    """A thread-safe count of images skipped as undecodable, with their names.
+    """The distinct images skipped as undecodable, with a few of their names.
 
-    `tf.data` decodes in parallel threads, so `add` takes a lock.
+    An image is counted once however often it is skipped (every epoch, or
+    again when an epoch is topped up). `tf.data` decodes in parallel
+    threads, so `add` takes a lock.
     """
 
     def __init__(self):
         self._lock = threading.Lock()
-        self.count = 0
+        self._seen = set()
         self.names = []
+
+    @property
+    def count(self):
+        return len(self._seen)
 
     def add(self, name, reason):
         with self._lock:
-            self.count += 1
+            if name in self._seen:
+                return
+            self._seen.add(name)
             if len(self.names) < _NAMES_KEPT:
                 self.names.append(f"{name} ({reason})")
 
@@ -164,27 +172,25 @@ def decode_elements(elements, image_size, skipped, chunk_size=_CHUNK_SIZE):
 
 
 class SkippedImagesLogger(keras.callbacks.Callback):
-    """Logs how many images were skipped as undecodable, at the end of every epoch.
+    """Logs how many images have been skipped as undecodable, at the end of every epoch.
 
-    Decoding runs ahead of training (prefetch), so an image skipped near an
-    epoch boundary may be counted in the neighbouring epoch; the total is exact.
+    Adds the count to the epoch's logs (`skipped_images`, also in
+    TensorBoard). Decoding runs ahead of training (prefetch), so an image
+    first skipped near an epoch boundary may be reported an epoch early.
     """
 
     def __init__(self, skipped):
         super().__init__()
         self.skipped = skipped
-        self._reported = 0
 
     def on_epoch_end(self, epoch, logs=None):
         count = self.skipped.count
-        if count > self._reported:
+        if count:
             logger.warning(
-                "epoch %d: skipped %d undecodable image(s) (%d in total so far), e.g. %s",
+                "epoch %d: %d undecodable image(s) skipped so far, e.g. %s",
                 epoch + 1,
-                count - self._reported,
                 count,
                 "; ".join(self.skipped.names[:3]),
             )
-        self._reported = count
         if logs is not None:
             logs["skipped_images"] = float(count)

@@ -59,11 +59,14 @@ def test_stream_skips_and_counts_corrupt_images_and_keeps_order(caplog):
         np.testing.assert_array_equal(image, expected)
     assert skipped.count == 2 and [name.split()[0] for name in skipped.names] == ["img1", "img3"]
 
+    skipped.add("img1", "again")  # the same image skipped again counts once
+    assert skipped.count == 2
+
     logger = SkippedImagesLogger(skipped)
     logs = {}
     with caplog.at_level(logging.WARNING):
         logger.on_epoch_end(0, logs)
-        logger.on_epoch_end(1, {})  # nothing new: no second warning
+        SkippedImagesLogger(SkippedImages()).on_epoch_end(0, {})  # nothing skipped: silent
     warnings = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
-    assert len(warnings) == 1 and "skipped 2 undecodable" in warnings[0] and "img1" in warnings[0]
-    assert logs["skipped_images"] == 2
+    assert len(warnings) == 1 and "epoch 1: 2 undecodable image(s) skipped" in warnings[0]
+    assert "img1" in warnings[0] and logs["skipped_images"] == 2
