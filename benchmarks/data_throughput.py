@@ -44,7 +44,10 @@ def main():
     with tempfile.TemporaryDirectory() as scratch:
         root = pathlib.Path(scratch, "faces")
         faces = [render_face(i % 50, i, args.size) for i in range(min(args.images, 200))]
-        encoded = [cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR))[1].tobytes() for f in faces]
+        encoded = [
+            cv2.imencode(".jpg", cv2.cvtColor(face, cv2.COLOR_RGB2BGR))[1].tobytes()
+            for face in faces
+        ]
         for index in range(args.images):
             path = root / f"id{index % 50:03d}" / f"{index:06d}.jpg"
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,8 @@
 
     catface data convert --source celeba --input data/celeba --out shards/celeba --image-size 112
     catface data convert --source recordio --input faces_emore/train.rec --out shards/ms1mv2
-    catface data convert --source image_folder --input faces/ --attributes-csv faces.csv --out shards/faces
+    catface data convert --source image_folder --input faces/ --attributes-csv faces.csv \
+        --out shards/faces
 
 The shards are what `data.source: tfrecord` trains from. CelebA's train
 partition goes to `--out`, its held-out test identities to `--out/heldout`.

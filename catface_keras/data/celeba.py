@@ -73,14 +73,17 @@ def _lines(path):
         text = pathlib.Path(path).read_text(encoding="utf-8")
     except OSError as error:
         raise ValueError(f"Cannot read {path}: {error.strerror}") from error
-    return [(number, line.split()) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+    numbered = enumerate(text.splitlines(), 1)
+    return [(number, line.split()) for number, line in numbered if line.strip()]
 
 
 def _int_field(path, number, text, what):
     try:
         return int(text)
     except ValueError:
-        raise ValueError(f"{path}:{number}: {what} must be an integer. Received: {text!r}") from None
+        raise ValueError(
+            f"{path}:{number}: {what} must be an integer. Received: {text!r}"
+        ) from None
 
 
 def _read_file_column(path, what, allowed=None):
@@ -88,7 +91,9 @@ def _read_file_column(path, what, allowed=None):
     rows = {}
     for number, fields in _lines(path):
         if len(fields) != 2:
-            raise ValueError(f"{path}:{number}: expected 'file {what}'. Received: {' '.join(fields)!r}")
+            raise ValueError(
+                f"{path}:{number}: expected 'file {what}'. Received: {' '.join(fields)!r}"
+            )
         value = _int_field(path, number, fields[1], what)
         if allowed is not None and value not in allowed:
             raise ValueError(f"{path}:{number}: {what} must be one of {allowed}. Received: {value}")
@@ -102,7 +107,9 @@ def _read_attributes(path, attribute_names):
     """`{file: (line, (A,) int32 in {0, 1})}` for the selected attributes."""
     lines = _lines(path)
     if len(lines) < 2:
-        raise ValueError(f"{path}: expected a count line and a header line of {NUM_ATTRIBUTES} names")
+        raise ValueError(
+            f"{path}: expected a count line and a header line of {NUM_ATTRIBUTES} names"
+        )
     count = _int_field(path, lines[0][0], lines[0][1][0], "the image count")
     header_line, header = lines[1]
     if len(header) != NUM_ATTRIBUTES:
@@ -125,7 +132,9 @@ def _read_attributes(path, attribute_names):
             )
         values = [fields[column] for column in columns]
         if any(value not in ("1", "-1") for value in values):
-            raise ValueError(f"{path}:{number}: attribute values must be 1 or -1. Received: {values}")
+            raise ValueError(
+                f"{path}:{number}: attribute values must be 1 or -1. Received: {values}"
+            )
         if fields[0] in rows:
             raise ValueError(f"{path}:{number}: {fields[0]} is also on line {rows[fields[0]][0]}")
         rows[fields[0]] = (number, np.array([value == "1" for value in values], np.int32))

@@ -67,7 +67,12 @@ def decode_image(data, image_size=None):
     Raises:
         ImageDecodeError: empty, undecodable or truncated data.
     """
-    buffer = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else data
+    if isinstance(data, np.ndarray):
+        if data.dtype != np.uint8:
+            raise ImageDecodeError(f"encoded data must be uint8 bytes, not {data.dtype}")
+        buffer = data.reshape(-1)
+    else:
+        buffer = np.frombuffer(data, np.uint8)
     if buffer.size == 0:
         raise ImageDecodeError("empty image data")
     if _is_truncated_jpeg(buffer):

@@ -111,7 +111,9 @@ def _load_pickle(path):
 
 def _check_contents(path, loaded):
     if not isinstance(loaded, (tuple, list)) or len(loaded) != 2:
-        raise ValueError(f"{path}: expected a pickled (bins, issame_list) pair, found {type(loaded).__name__}")
+        raise ValueError(
+            f"{path}: expected a pickled (bins, issame_list) pair, found {type(loaded).__name__}"
+        )
     bins, issame = loaded
     if not isinstance(bins, (list, tuple)):
         raise ValueError(f"{path}: bins must be a list. Received: {type(bins).__name__}")

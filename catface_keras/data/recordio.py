@@ -63,7 +63,9 @@ class RecordHeader:
 def unpack_record(payload):
     """Splits a payload into `(RecordHeader, the rest: the encoded image)`."""
     if len(payload) < HEADER.size:
-        raise ValueError(f"a record payload needs a {HEADER.size}-byte header, found {len(payload)} bytes")
+        raise ValueError(
+            f"a record payload needs a {HEADER.size}-byte header, found {len(payload)} bytes"
+        )
     flag, label, record_id, record_id2 = HEADER.unpack_from(payload)
     start = HEADER.size
     if flag > 0:
@@ -129,9 +131,13 @@ class RecordIOReader:
         try:
             with open(self.rec_path, "rb") as handle:
                 self._size = handle.seek(0, 2)
-                self._data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if self._size else b""
+                self._data = b""
+                if self._size:
+                    self._data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         except OSError as error:
-            raise ValueError(f"Cannot read RecordIO file {self.rec_path}: {error.strerror}") from error
+            raise ValueError(
+                f"Cannot read RecordIO file {self.rec_path}: {error.strerror}"
+            ) from error
         if len(self._offsets) and self._offsets.max() >= self._size:
             line = int(np.flatnonzero(offsets >= self._size)[0]) + 1
             raise ValueError(
@@ -168,7 +174,8 @@ class RecordIOReader:
         while True:
             if position + _PREFIX.size > self._size:
                 raise ValueError(
-                    f"{self.rec_path}: the record at byte offset {offset} runs past the end of the file"
+                    f"{self.rec_path}: the record at byte offset {offset} runs past the end "
+                    "of the file"
                 )
             magic, lrec = _PREFIX.unpack_from(self._data, position)
             if magic != MAGIC:
@@ -253,7 +260,8 @@ class InsightFaceRecords:
         return largest + 1
 
     def _read_class_attributes(self, path):
-        for text, (line, values) in read_attribute_csv(path, "identity", self.attribute_names).items():
+        rows = read_attribute_csv(path, "identity", self.attribute_names)
+        for text, (line, values) in rows.items():
             if not text.isdigit() or int(text) >= self.num_classes:
                 raise ValueError(
                     f"{path}:{line}: identity must be a class label in [0, {self.num_classes}). "

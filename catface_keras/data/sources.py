@@ -5,19 +5,21 @@ heldout)`: `train` knows its `num_examples` and `num_classes` and builds the
 paired HQ/LQ dataset (`paired_dataset(...)`); `heldout` is a `FaceArrays` of
 identities not seen in training, or None when the source has none.
 
-| `data.source` | `data.path` | held-out faces | order per epoch (resume) |
+| `data.source` | `data.path` | held-out faces | epoch order |
 | --- | --- | --- | --- |
-| synthetic | - | drawn test identities | stateless permutation: exact |
-| celeba | CelebA root | test partition | stateless permutation: exact |
-| image_folder | folder of identity folders | `data.heldout_path` | stateless permutation: exact |
-| recordio | insightface `train.rec` | `data.heldout_path` | stateless permutation: exact |
-| tfrecord | `catface data convert` output | `<path>/heldout` or `data.heldout_path` | seeded shard order and shuffle buffer: exact for the same shards and buffer |
+| synthetic | - | drawn test identities | stateless permutation |
+| celeba | CelebA root | test partition | stateless permutation |
+| image_folder | folder of identity folders | `data.heldout_path` | stateless permutation |
+| recordio | insightface `train.rec` | `data.heldout_path` | stateless permutation |
+| tfrecord | `catface data convert` output | `<path>/heldout`, `data.heldout_path` | seeded |
 
-"Exact" means a run resumed at epoch e sees the batches an uninterrupted run
-would have seen. Random-access sources read each image where it lies, in a
-permutation drawn from `(seed, epoch)`; TFRecord shards are sequential, so
-their epoch order is a seeded shard order plus a seeded shuffle buffer of
-`data.shuffle_buffer` images (an approximate shuffle, reproducible).
+Every order is a function of `(seed, epoch)`, so a run resumed at epoch e
+sees exactly the batches an uninterrupted run would have seen (for
+TFRecord: given the same shards and `data.shuffle_buffer`). Random-access
+sources read each image where it lies, in a stateless permutation;
+TFRecord shards are sequential, so their epoch order is a seeded shard
+order plus a seeded shuffle buffer of `data.shuffle_buffer` images (an
+approximate shuffle, reproducible).
 `data.heldout_path` is an image folder of identities that training does not
 use (attributes from `data.heldout_attributes_csv`).
 """
@@ -256,7 +258,9 @@ def load_training_data(data, attribute_names):
         )
         return InMemoryFaces(train), test
     if data.source not in SOURCES:
-        raise ValueError(f"`data.source` must be one of {SOURCES}. Received: data.source={data.source!r}")
+        raise ValueError(
+            f"`data.source` must be one of {SOURCES}. Received: data.source={data.source!r}"
+        )
     path = _require_path(data)
     heldout = None
     if data.source == "celeba":

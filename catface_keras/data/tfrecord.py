@@ -129,7 +129,9 @@ def write_tfrecord_shards(
             f"Received: num_shards={num_shards!r}"
         )
     if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
-        raise ValueError(f"`image_size` must be a positive integer. Received: image_size={image_size!r}")
+        raise ValueError(
+            f"`image_size` must be a positive integer. Received: image_size={image_size!r}"
+        )
     if out_dir.exists() and holds_shards(out_dir):
         if not overwrite:
             raise FileExistsError(
@@ -153,11 +155,11 @@ def write_tfrecord_shards(
                 for start in range(bounds[shard], bounds[shard + 1], _WRITE_BATCH):
                     indices = order[start : min(start + _WRITE_BATCH, bounds[shard + 1])]
                     prepared = executor.map(lambda i: _prepare(source, int(i), image_size), indices)
-                    for image_name, encoded, height, width, identity, attributes, error in prepared:
+                    for image_name, *fields, error in prepared:
                         if error is not None:
                             skipped.add(image_name, error)
                             continue
-                        writer.write(_example(image_name, encoded, height, width, identity, attributes))
+                        writer.write(_example(image_name, *fields))
                         written += 1
                     progress.update(len(indices))
             shards.append({"file": name, "num_examples": written})
@@ -274,7 +276,9 @@ def tfrecord_elements(
         deterministic=True,
     )
     num_attributes = len(metadata["attribute_names"])
-    elements = records.map(lambda record: _parse(record, num_attributes), num_parallel_calls=tf.data.AUTOTUNE)
+    elements = records.map(
+        lambda record: _parse(record, num_attributes), num_parallel_calls=tf.data.AUTOTUNE
+    )
     if epoch_seed is not None and shuffle_buffer > 0:
         shuffle_seed = tf.random.stateless_uniform(
             [], tf.random.experimental.stateless_fold_in(epoch_seed, -3), 0, tf.int64.max, tf.int64
@@ -304,4 +308,5 @@ def read_tfrecord_dataset(directory, image_size=None, worker_index=0, num_worker
             "Received: image_size=None"
         )
     elements = tfrecord_elements(directory, worker_index, num_workers, metadata=metadata)
-    return decode_elements(elements, image_size, skipped if skipped is not None else SkippedImages())
+    skipped = skipped if skipped is not None else SkippedImages()
+    return decode_elements(elements, image_size, skipped)

@@ -17,7 +17,8 @@ def read_back(directory):
 
 def test_image_folder_with_csv_converts_and_reads_back(tmp_path, capsys):
     for index in range(6):
-        write_image(tmp_path / "faces" / f"p{index % 2}" / f"{index}.png", face_image(index, 24, 20))
+        path = tmp_path / "faces" / f"p{index % 2}" / f"{index}.png"
+        write_image(path, face_image(index, 24, 20))
     (tmp_path / "faces" / "p0" / "bad.jpg").write_bytes(b"\xff\xd8 broken")
     (tmp_path / "a.csv").write_text("path,Male,Bald\n" + "".join(
         f"p{i % 2}/{i}.png,{i % 2},0\n" for i in range(6)) + "p0/bad.jpg,1,1\n")

@@ -56,12 +56,15 @@ class _Evaluates:
         return builtins.eval, (f"open({str(self.marker)!r}, 'w').write('ran')",)
 
 
-@pytest.mark.parametrize("payload, refused", [(_RunsCommand, "system"), (_Evaluates, "builtins.eval")])
+@pytest.mark.parametrize(
+    "payload, refused", [(_RunsCommand, "system"), (_Evaluates, "builtins.eval")]
+)
 def test_pickle_that_calls_a_function_is_refused_and_nothing_runs(tmp_path, payload, refused):
     marker = tmp_path / "the_payload_ran"
     bins = [imencode_rgb(face_image(0, 16, 16)), payload(marker)]
     path = write_bin(tmp_path / "evil.bin", bins, [True])
-    with pytest.raises(ValueError, match=rf"evil.bin: refused to load the global \S*{refused}") as error:
+    message = rf"evil.bin: refused to load the global \S*{refused}"
+    with pytest.raises(ValueError, match=message) as error:
         read_verification_bin(path)
     assert "can run code" in str(error.value)
     assert not marker.exists()
@@ -81,4 +84,6 @@ def test_wrong_structure_and_undecodable_images_are_named(tmp_path):
     with pytest.raises(ValueError, match=r"odd.bin: 3 images for 1 pairs"):
         read_verification_bin(write_bin(tmp_path / "odd.bin", [good, good, good], [True]))
     with pytest.raises(ValueError, match=r"broken.bin: image 1 does not decode"):
-        read_verification_bin(write_bin(tmp_path / "broken.bin", [good, b"\xff\xd8garbage"], [True]))
+        read_verification_bin(
+            write_bin(tmp_path / "broken.bin", [good, b"\xff\xd8garbage"], [True])
+        )

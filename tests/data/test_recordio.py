@@ -13,7 +13,12 @@ from data.face_writers import (
 )
 
 from catface_keras.data.decoding import decode_image
-from catface_keras.data.recordio import InsightFaceRecords, RecordIOReader, read_index, unpack_record
+from catface_keras.data.recordio import (
+    InsightFaceRecords,
+    RecordIOReader,
+    read_index,
+    unpack_record,
+)
 
 
 def test_split_records_are_restored_byte_exact(tmp_path):

@@ -113,7 +113,7 @@ def test_tfrecord_source_finds_its_heldout_shards(tmp_path):
 
 
 def test_missing_path_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match=r"`data.path` must name the dataset .*Received: data.path=None"):
+    with pytest.raises(ValueError, match=r"`data.path` must name the .*Received: data.path=None"):
         load_training_data(DataConfig(source="celeba"), NAMES)
     with pytest.raises(ValueError, match=r"`data.path` does not exist"):
         load_training_data(config("image_folder", tmp_path / "nowhere"), NAMES)

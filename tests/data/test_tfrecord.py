@@ -1,6 +1,5 @@
 import json
 
-import numpy as np
 import pytest
 import tensorflow as tf
 from data.face_writers import face_image, write_image
@@ -42,7 +41,8 @@ def test_round_trip_gives_back_identical_images_and_labels(folder, tmp_path):
     assert json.loads((tmp_path / "shards" / "dataset.json").read_text()) == metadata
     read_back = sorted(
         (image.tobytes(), int(identity), tuple(attributes))
-        for image, identity, attributes in read_tfrecord_dataset(tmp_path / "shards", 20).as_numpy_iterator()
+        for image, identity, attributes
+        in read_tfrecord_dataset(tmp_path / "shards", 20).as_numpy_iterator()
     )
     expected = sorted(
         (face_image(i, 20, 20).tobytes(), i % 3, ((-1, 0, 1)[i % 3],)) for i in range(COUNT)

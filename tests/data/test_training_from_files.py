@@ -29,7 +29,8 @@ def test_catface_train_on_a_celeba_folder(tmp_path, capsys, caplog):
     attributes = [{"Male"} if identity % 2 else {"Bald"} for identity in identities]
     write_celeba(tmp_path / "celeba", identities, partitions, attributes)
     (tmp_path / "celeba" / "img_align_celeba" / "000005.jpg").write_bytes(b"\xff\xd8 corrupt")
-    config = {**TINY, "data": {"source": "celeba", "path": str(tmp_path / "celeba"), "image_size": 32}}
+    data = {"source": "celeba", "path": str(tmp_path / "celeba"), "image_size": 32}
+    config = {**TINY, "data": data}
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
     out = tmp_path / "run"
     with caplog.at_level(logging.WARNING, logger="catface_keras.data.decoding"):
@@ -46,10 +47,10 @@ def test_catface_train_on_a_celeba_folder(tmp_path, capsys, caplog):
 
 def test_source_without_heldout_faces_says_evaluation_was_skipped(tmp_path):
     for index in range(8):
-        write_image(tmp_path / "faces" / f"p{index % 4}" / f"{index}.png", face_image(index, 32, 32))
-    config = config_from_dict(
-        {**TINY, "data": {"source": "image_folder", "path": str(tmp_path / "faces"), "image_size": 32}}
-    )
+        path = tmp_path / "faces" / f"p{index % 4}" / f"{index}.png"
+        write_image(path, face_image(index, 32, 32))
+    data = {"source": "image_folder", "path": str(tmp_path / "faces"), "image_size": 32}
+    config = config_from_dict({**TINY, "data": data})
     train, heldout = load_data(config)
     assert heldout is None and train.num_classes == 4 and train.num_examples == 8
     # What run_stage1 writes to metrics.json instead of calling evaluate_heldout.
@@ -57,14 +58,18 @@ def test_source_without_heldout_faces_says_evaluation_was_skipped(tmp_path):
     assert "data.heldout_path" in metrics["skipped"]
 
 
+PAPER_FIVE = ["Male", "Bald", "Big_Nose", "Chubby", "Narrow_Eyes"]
+
+
 @pytest.mark.parametrize("name, source, backbone, attributes", [
-    ("celeba", "celeba", "ir_50", ["Male", "Bald", "Big_Nose", "Chubby", "Narrow_Eyes"]),
+    ("celeba", "celeba", "ir_50", PAPER_FIVE),
     ("ms1mv2", "recordio", "ir_101", ["Male"]),
-    ("image_folder", "image_folder", "ir_50", ["Male", "Bald", "Big_Nose", "Chubby", "Narrow_Eyes"]),
+    ("image_folder", "image_folder", "ir_50", PAPER_FIVE),
 ])
 def test_shipped_configs_follow_the_paper_recipe(name, source, backbone, attributes):
     config = load_config(CONFIGS / f"{name}.yaml")
-    assert (config.data.source, config.model.backbone, config.data.image_size) == (source, backbone, 112)
+    data = config.data
+    assert (data.source, config.model.backbone, data.image_size) == (source, backbone, 112)
     assert config.model.attribute_names == attributes
     optimizer = config.optimizer
     assert (optimizer.learning_rate, optimizer.momentum, optimizer.weight_decay) == (0.1, 0.9, 5e-4)
