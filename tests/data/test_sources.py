@@ -117,3 +117,13 @@ def test_missing_path_is_a_clear_error(tmp_path):
         load_training_data(DataConfig(source="celeba"), NAMES)
     with pytest.raises(ValueError, match=r"`data.path` does not exist"):
         load_training_data(config("image_folder", tmp_path / "nowhere"), NAMES)
+
+
+def test_stream_splits_across_replicas(tmp_path, two_cpu_strategy):
+    train, _ = load_training_data(config("image_folder", image_folder(tmp_path / "f")), NAMES)
+    dataset = train.paired_dataset(4, add_seeded_noise)
+    inputs, targets = next(iter(two_cpu_strategy.experimental_distribute_dataset(dataset)))
+    halves = two_cpu_strategy.experimental_local_results(inputs["hq"])
+    assert [tuple(half.shape) for half in halves] == [(2, 16, 16, 3), (2, 16, 16, 3)]
+    identities = two_cpu_strategy.experimental_local_results(targets["identity"])
+    assert sum(len(half) for half in identities) == 4
