@@ -17,7 +17,12 @@ from catface_keras.soft_biometrics import PAPER_ATTRIBUTES
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Training and held-out data (the built-in procedural faces)."""
+    """Training and held-out data: the built-in procedural faces or a real dataset.
+
+    The `num_*` and `*images_per_identity` keys size the synthetic faces;
+    the others serve real sources (`catface_keras.data.sources` says what
+    each source reads and holds out).
+    """
 
     source: str = "synthetic"
     num_train_identities: int = 240
@@ -26,6 +31,17 @@ class DataConfig:
     test_images_per_identity: int = 8
     image_size: int = 48
     seed: int = 0
+    # CelebA root, insightface .rec file, image-folder root or TFRecord directory.
+    path: Optional[str] = None
+    # image_folder: per-image `path,attr,...`; recordio: per-class `identity,attr,...`.
+    attributes_csv: Optional[str] = None
+    # An image folder of identities unseen in training, for held-out verification.
+    heldout_path: Optional[str] = None
+    heldout_attributes_csv: Optional[str] = None
+    # Held-out images kept (whole identities), None for all.
+    max_heldout_images: Optional[int] = None
+    # TFRecord shuffle buffer (random-access sources permute fully).
+    shuffle_buffer: int = 10000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +115,34 @@ class EvaluationConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class Stage2Config:
+    """Stage 2 (PAPER.md section 5): the fusion module and its schedule.
+
+    `fusion` is one of FUSION_KINDS; the next seven keys are the fusion
+    options (each kind reads the ones that apply). Stage 2 keeps the
+    optimizer section's momentum, weight decay and clipping, with its own
+    learning rate, milestones and epochs.
+    """
+
+    fusion: str = "catf"
+    num_heads: int = 4
+    key_dim: Optional[int] = None
+    expansion: int = 4
+    groups: int = 4
+    use_mffnl: bool = True
+    use_caf: bool = True
+    se_reduction: int = 16
+    embedding_dim: Optional[int] = None  # default: stage 1's
+    dropout: Optional[float] = None  # default: stage 1's
+    # Frozen stage 1 by default; fine-tuning scales its gradients by the multiplier.
+    train_stage1: bool = False
+    stage1_lr_multiplier: float = 0.1
+    epochs: int = 8
+    learning_rate: float = 0.02
+    lr_milestones: list[int] = dataclasses.field(default_factory=lambda: [6])
+
+
+@dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
@@ -106,6 +150,7 @@ class ExperimentConfig:
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
+    stage2: Stage2Config = dataclasses.field(default_factory=Stage2Config)
 
     def replace(self, section, **changes):
         """A copy with fields of one section changed, validated like a file."""
@@ -116,11 +161,16 @@ class ExperimentConfig:
         )
 
 
+# The fusion kinds of catface_keras.models.fusion, spelled out here so that
+# reading a config does not load TensorFlow (a test keeps the two equal).
+FUSION_KINDS = ("catf", "concat", "add", "se", "cross_attention", "ffm")
+
 SECTION_CHOICES = {
-    "data.source": ("synthetic",),
+    "data.source": ("synthetic", "celeba", "recordio", "image_folder", "tfrecord"),
     "loss.distillation": ("cosine", "l2"),
     "train.distribution": ("auto", "none", "mirrored", "multi_worker"),
     "train.mixed_precision": (None, "mixed_float16", "mixed_bfloat16"),
+    "stage2.fusion": FUSION_KINDS,
 }
 
 POSITIVE = {
@@ -129,12 +179,22 @@ POSITIVE = {
     "data.images_per_identity",
     "data.test_images_per_identity",
     "data.image_size",
+    "data.max_heldout_images",
+    "data.shuffle_buffer",
     "model.embedding_dim",
     "optimizer.learning_rate",
     "train.epochs",
     "train.batch_size",
     "evaluation.num_pairs",
     "evaluation.batch_size",
+    "stage2.num_heads",
+    "stage2.key_dim",
+    "stage2.expansion",
+    "stage2.groups",
+    "stage2.se_reduction",
+    "stage2.embedding_dim",
+    "stage2.epochs",
+    "stage2.learning_rate",
 }
 
 

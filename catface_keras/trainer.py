@@ -1,21 +1,25 @@
-"""Stage-1 training run: data, strategy, model, optimiser, callbacks, evaluation.
+"""Training runs: stage 1 (multi-branch network) and stage 2 (fusion).
 
-`run_stage1(config, out_dir)` is what `catface demo` and `catface train`
-call. An output directory holds:
+`run_stage1(config, out_dir)` and `run_stage2(config, out_dir)` are what
+`catface demo` and `catface train` call. An output directory holds:
 
-    stage1.keras          the trained model (written once training ends)
-    metrics.json          held-out evaluation
+    stage1.keras          the trained stage-1 model (written once training ends)
+    stage2.keras          the trained stage-2 (fused) model
+    metrics.json          held-out evaluation, `{"stage1": ..., "stage2": ...}`
     config.yaml           the configuration the run used
-    checkpoints/          one `.keras` model per epoch
-    logs/                 TensorBoard
-    backup/               `keras.callbacks.BackupAndRestore` state while running
+    checkpoints/          one `.keras` model per epoch (`stage2_epoch_*` for stage 2)
+    logs/                 TensorBoard (`logs/stage2/` for stage 2)
+    backup/, backup_stage2/
+                          `keras.callbacks.BackupAndRestore` state while running
 
-A run that was killed resumes from `backup/` when started again with the same
-directory; a directory that already holds a finished run is refused unless
-`overwrite=True`.
+A run that was killed resumes from its backup directory when started again
+with the same directory; a directory that already holds a finished run of
+that stage is refused unless `overwrite=True`. Overwriting stage 1 also
+removes the stage-2 results built on it.
 """
 
 import contextlib
+import dataclasses
 import json
 import os
 import pathlib
@@ -29,15 +33,29 @@ import tensorflow as tf
 import yaml
 
 from catface_keras.config import config_to_dict
-from catface_keras.data.pairs import paired_dataset
-from catface_keras.data.synthetic import synthetic_splits
+from catface_keras.data.sources import load_training_data
 from catface_keras.degrade import degrade
 from catface_keras.evaluation.heldout import evaluate_heldout
+from catface_keras.models.fusion import DEFAULT_FUSION_OPTIONS, FusionModel
 from catface_keras.models.multibranch import MultiBranchModel
 
-MODEL_FILE = "stage1.keras"
 METRICS_FILE = "metrics.json"
-BACKUP_DIR = "backup"
+
+
+@dataclasses.dataclass(frozen=True)
+class StageLayout:
+    """Where one training stage keeps its files inside the output directory."""
+
+    model_file: str
+    backup_dir: str
+    checkpoint_pattern: str
+    logs_dir: str
+
+
+STAGE1 = StageLayout("stage1.keras", "backup", "checkpoints/epoch_{epoch:03d}.keras", "logs")
+STAGE2 = StageLayout(
+    "stage2.keras", "backup_stage2", "checkpoints/stage2_epoch_{epoch:03d}.keras", "logs/stage2"
+)
 
 
 class RandomStateBackup(keras.callbacks.Callback):
@@ -74,6 +92,14 @@ class TrainingDivergedError(RuntimeError):
 
 class OutputDirectoryError(RuntimeError):
     """The output directory holds a finished run that would be overwritten."""
+
+
+class MissingStage1Error(FileNotFoundError):
+    """Stage 2 was asked for without a trained stage-1 model."""
+
+
+class DatasetError(ValueError):
+    """The configured dataset cannot be read (the message names the file and line)."""
 
 
 def make_strategy(distribution):
@@ -158,44 +184,60 @@ def build_stage1_model(config, num_classes):
 
 
 def load_data(config):
-    """Train and held-out faces for the configured source."""
-    data = config.data
-    if data.source != "synthetic":
-        raise ValueError(f"Unknown data source. Received: data.source={data.source!r}")
-    return synthetic_splits(
-        data.num_train_identities,
-        data.num_test_identities,
-        data.images_per_identity,
-        image_size=data.image_size,
-        seed=data.seed,
-        test_images_per_identity=data.test_images_per_identity,
-    )
+    """Train and held-out faces for the configured source (`catface_keras.data.sources`).
+
+    Returns:
+        `(train, heldout)`: `train` has `num_examples`, `num_classes`,
+        `callbacks` and `paired_dataset(...)`; `heldout` is a `FaceArrays`
+        of identities unseen in training, or None when the source has none.
+    """
+    try:
+        return load_training_data(config.data, config.model.attribute_names)
+    except (OSError, ValueError) as error:
+        # The readers name the file and line; the CLI prints this without a traceback.
+        raise DatasetError(str(error)) from error
 
 
-def completed_epochs(out_dir):
-    """Epochs finished by an interrupted run in `out_dir` (0 if none).
+def _evaluate_heldout(model, heldout, evaluation):
+    """`evaluate_heldout`, or a note saying why not when there are no held-out faces."""
+    if heldout is None:
+        return {
+            "skipped": "no held-out faces for this data source; set data.heldout_path (an "
+            "image folder of identities not in training) to evaluate"
+        }
+    return evaluate_heldout(model, heldout, evaluation)
+
+
+def completed_epochs(out_dir, layout=STAGE1):
+    """Epochs finished by an interrupted run of a stage in `out_dir` (0 if none).
 
     Reads the metadata file that `keras.callbacks.BackupAndRestore` writes,
     so that the data stream can restart at the same epoch as the weights.
     """
-    metadata = pathlib.Path(out_dir, BACKUP_DIR, "training_metadata.json")
+    metadata = pathlib.Path(out_dir, layout.backup_dir, "training_metadata.json")
     if not metadata.exists():
         return 0
     return int(json.loads(metadata.read_text())["epoch"])
 
 
-def check_output_directory(out_dir, overwrite):
-    """Refuses to train over a finished run unless `overwrite`."""
+def check_output_directory(out_dir, overwrite, layout=STAGE1):
+    """Refuses to train a stage over its finished run unless `overwrite`."""
     out_dir = pathlib.Path(out_dir)
-    finished = out_dir / MODEL_FILE
-    if finished.exists() and not (out_dir / BACKUP_DIR).exists():
+    finished = out_dir / layout.model_file
+    if finished.exists() and not (out_dir / layout.backup_dir).exists():
         if not overwrite:
             raise OutputDirectoryError(
                 f"{out_dir} already holds a finished run ({finished}). Choose another "
                 "output directory or pass --overwrite to replace it."
             )
-        for name in (MODEL_FILE, METRICS_FILE, "checkpoints", "logs"):
-            path = out_dir / name
+        if layout == STAGE1:
+            # Everything, stage 2 included: it was trained on this stage 1.
+            stale = [out_dir / name for name in (METRICS_FILE, "checkpoints", "logs", STAGE2.backup_dir)]
+            stale += [out_dir / STAGE1.model_file, out_dir / STAGE2.model_file]
+        else:
+            stale = [out_dir / STAGE2.model_file, out_dir / STAGE2.logs_dir]
+            stale += (out_dir / "checkpoints").glob("stage2_epoch_*.keras")
+        for path in stale:
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
 
@@ -227,6 +269,68 @@ def write_json_atomically(value, path):
     os.replace(temporary, path)
 
 
+def training_pairs(config, train_faces, start_epoch, seed):
+    """Paired HQ/LQ batches for the epochs `[start_epoch, train.epochs)` of a stage.
+
+    Returns:
+        `(dataset, steps_per_epoch)`.
+    """
+    train = config.train
+    dataset = train_faces.paired_dataset(
+        batch_size=train.batch_size,
+        degrade_fn=degrade,
+        seed=seed,
+        start_epoch=start_epoch,
+        num_epochs=max(train.epochs - start_epoch, 0),
+    )
+    return dataset, train_faces.num_examples // train.batch_size
+
+
+def fit_stage(model, dataset, epochs, steps_per_epoch, out_dir, layout, verbose, callbacks):
+    """`model.fit` with per-epoch checkpoints, backup for resuming and TensorBoard.
+
+    Raises:
+        TrainingDivergedError: the loss became NaN or infinite.
+    """
+    backup = out_dir / layout.backup_dir
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
+    history = model.fit(
+        dataset,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=[
+            # Kept until the model and metrics are written (deleted by the
+            # caller), so that a run killed during evaluation does not train again.
+            keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False),
+            RandomStateBackup(backup / "random_state.npz"),
+            keras.callbacks.ModelCheckpoint(str(out_dir / layout.checkpoint_pattern)),
+            keras.callbacks.TensorBoard(str(out_dir / layout.logs_dir)),
+            keras.callbacks.TerminateOnNaN(),
+            *callbacks,
+        ],
+        verbose=verbose,
+        shuffle=False,  # the dataset shuffles itself, per epoch, from the seed
+    )
+    losses = history.history.get("loss", [])
+    if losses and not np.isfinite(losses[-1]):
+        raise TrainingDivergedError(
+            f"Training diverged (loss {losses[-1]}) after {len(losses)} epochs of this "
+            f"session; {backup} holds the last finished epoch. Lower the learning rate "
+            "or optimizer.global_clipnorm and start again."
+        )
+    return history
+
+
+def _write_config(config, out_dir):
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+
+
+def _num_classes(faces):
+    return faces.num_classes
+
+
 def run_stage1(config, out_dir, overwrite=False, verbose="auto", callbacks=()):
     """Trains the stage-1 model, evaluates it on held-out identities, saves both.
 
@@ -243,59 +347,125 @@ def run_stage1(config, out_dir, overwrite=False, verbose="auto", callbacks=()):
         dict written to `metrics.json` (`{"stage1": {...}}`).
     """
     out_dir = pathlib.Path(out_dir)
-    check_output_directory(out_dir, overwrite)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
-    train = config.train
-    keras.utils.set_random_seed(train.seed)
+    check_output_directory(out_dir, overwrite, STAGE1)
+    _write_config(config, out_dir)
+    keras.utils.set_random_seed(config.train.seed)
     train_faces, test_faces = load_data(config)
-    num_classes = int(train_faces.identities.max()) + 1
-    steps_per_epoch = len(train_faces.images) // train.batch_size
-    start_epoch = completed_epochs(out_dir)
-    dataset = paired_dataset(
-        train_faces.images,
-        train_faces.identities,
-        train_faces.attributes,
-        batch_size=train.batch_size,
-        degrade_fn=degrade,
-        seed=train.seed,
-        start_epoch=start_epoch,
-        num_epochs=max(train.epochs - start_epoch, 0),
-    )
-    strategy = make_strategy(train.distribution)
-    with dtype_policy(train.mixed_precision), strategy.scope():
-        model = build_stage1_model(config, num_classes)
+    start_epoch = completed_epochs(out_dir, STAGE1)
+    dataset, steps_per_epoch = training_pairs(config, train_faces, start_epoch, config.train.seed)
+    strategy = make_strategy(config.train.distribution)
+    with dtype_policy(config.train.mixed_precision), strategy.scope():
+        model = build_stage1_model(config, _num_classes(train_faces))
         optimizer = make_optimizer(config.optimizer, steps_per_epoch)
         exclude_batch_norm_from_weight_decay(optimizer, model)
         model.compile(optimizer=optimizer)
-    if verbose == "auto":
-        verbose = 1 if sys.stdout.isatty() else 2
-    history = model.fit(
-        dataset,
-        epochs=train.epochs,
-        steps_per_epoch=steps_per_epoch,
-        callbacks=[
-            # Kept until the model and metrics are written (deleted below), so
-            # that a run killed during evaluation does not train again.
-            keras.callbacks.BackupAndRestore(str(out_dir / BACKUP_DIR), delete_checkpoint=False),
-            RandomStateBackup(out_dir / BACKUP_DIR / "random_state.npz"),
-            keras.callbacks.ModelCheckpoint(str(out_dir / "checkpoints" / "epoch_{epoch:03d}.keras")),
-            keras.callbacks.TensorBoard(str(out_dir / "logs")),
-            keras.callbacks.TerminateOnNaN(),
-            *callbacks,
-        ],
-        verbose=verbose,
-        shuffle=False,  # the dataset shuffles itself, per epoch, from the seed
+    fit_stage(
+        model, dataset, config.train.epochs, steps_per_epoch, out_dir, STAGE1, verbose,
+        [*train_faces.callbacks, *callbacks],
     )
-    losses = history.history.get("loss", [])
-    if losses and not np.isfinite(losses[-1]):
-        raise TrainingDivergedError(
-            f"Training diverged (loss {losses[-1]}) in epoch {start_epoch + len(losses)}; "
-            f"{out_dir / BACKUP_DIR} holds the last finished epoch. Lower "
-            "optimizer.learning_rate or optimizer.global_clipnorm and start again."
-        )
-    save_atomically(model, out_dir / MODEL_FILE)
-    metrics = {"stage1": evaluate_heldout(model, test_faces, config.evaluation)}
+    save_atomically(model, out_dir / STAGE1.model_file)
+    metrics = {"stage1": _evaluate_heldout(model, test_faces, config.evaluation)}
     write_json_atomically(metrics, out_dir / METRICS_FILE)
-    shutil.rmtree(out_dir / BACKUP_DIR, ignore_errors=True)
+    shutil.rmtree(out_dir / STAGE1.backup_dir, ignore_errors=True)
     return model, metrics
+
+
+def build_stage2_model(config, stage1):
+    """The `FusionModel` that `config.stage2` describes, on top of `stage1`."""
+    stage2 = config.stage2
+    return FusionModel(
+        stage1,
+        fusion=stage2.fusion,
+        fusion_options={key: getattr(stage2, key) for key in DEFAULT_FUSION_OPTIONS},
+        embedding_dim=stage2.embedding_dim,
+        dropout=stage2.dropout,
+        train_stage1=stage2.train_stage1,
+        stage1_lr_multiplier=stage2.stage1_lr_multiplier,
+    )
+
+
+def load_stage1_model(path, num_classes):
+    """Loads the stage-1 model that stage 2 starts from, checking it fits the data."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise MissingStage1Error(
+            f"Stage 2 starts from a trained stage-1 model, and {path} does not exist. "
+            "Train stage 1 first (catface train --config FILE --out DIR) or pass "
+            "--init DIR/stage1.keras."
+        )
+    model = keras.saving.load_model(path, compile=False)
+    if not isinstance(model, MultiBranchModel):
+        raise MissingStage1Error(
+            f"{path} holds a {type(model).__name__}, not a stage-1 MultiBranchModel."
+        )
+    if model.num_classes != num_classes:
+        raise MissingStage1Error(
+            f"{path} was trained on {model.num_classes} identities but the configured "
+            f"data has {num_classes}; stage 2 must use stage 1's training data."
+        )
+    return model
+
+
+def run_stage2(config, out_dir, init=None, overwrite=False, verbose="auto", callbacks=()):
+    """Trains the fusion module on top of a stage-1 model; evaluates both stages.
+
+    Args:
+        config: an `ExperimentConfig`; `config.stage2` holds the fusion and
+            its schedule, `config.optimizer` the rest of the optimiser.
+        out_dir: output directory (see the module docstring); it may be the
+            stage-1 run's own directory.
+        init: the stage-1 model file (default: `out_dir/stage1.keras`).
+        overwrite, verbose, callbacks: as in `run_stage1`.
+
+    Returns:
+        `(model, metrics)`: the trained `FusionModel` and the dict written to
+        `metrics.json`, `{"stage1": {...}, "stage2": {...}}`, both stages
+        evaluated on the same held-out pairs.
+    """
+    out_dir = pathlib.Path(out_dir)
+    init = pathlib.Path(init) if init is not None else out_dir / STAGE1.model_file
+    stage2 = config.stage2
+    stage_config = config.replace("train", epochs=stage2.epochs)
+    check_output_directory(out_dir, overwrite, STAGE2)
+    train_faces, test_faces = load_data(config)
+    num_classes = _num_classes(train_faces)
+    if not init.is_file():
+        load_stage1_model(init, num_classes)  # raises the missing-model error
+    _write_config(config, out_dir)
+    # Another seed than stage 1: stage 2 sees fresh degradations of the same faces.
+    seed = config.train.seed + 1
+    keras.utils.set_random_seed(seed)
+    start_epoch = completed_epochs(out_dir, STAGE2)
+    dataset, steps_per_epoch = training_pairs(stage_config, train_faces, start_epoch, seed)
+    optimizer_config = dataclasses.replace(
+        config.optimizer, learning_rate=stage2.learning_rate, lr_milestones=stage2.lr_milestones
+    )
+    strategy = make_strategy(config.train.distribution)
+    with dtype_policy(config.train.mixed_precision), strategy.scope():
+        stage1 = load_stage1_model(init, num_classes)
+        model = build_stage2_model(config, stage1)
+        optimizer = make_optimizer(optimizer_config, steps_per_epoch)
+        exclude_batch_norm_from_weight_decay(optimizer, model)
+        model.compile(optimizer=optimizer)
+    fit_stage(
+        model, dataset, stage2.epochs, steps_per_epoch, out_dir, STAGE2, verbose,
+        [*train_faces.callbacks, *callbacks],
+    )
+    save_atomically(model, out_dir / STAGE2.model_file)
+    metrics = {
+        "stage1": _stage1_metrics(out_dir, init, stage1, test_faces, config.evaluation),
+        "stage2": _evaluate_heldout(model, test_faces, config.evaluation),
+    }
+    write_json_atomically(metrics, out_dir / METRICS_FILE)
+    shutil.rmtree(out_dir / STAGE2.backup_dir, ignore_errors=True)
+    return model, metrics
+
+
+def _stage1_metrics(out_dir, init, stage1, test_faces, evaluation):
+    """Stage 1's held-out metrics: reused from its own run in `out_dir`, else computed."""
+    metrics_path = out_dir / METRICS_FILE
+    if init.resolve() == (out_dir / STAGE1.model_file).resolve() and metrics_path.exists():
+        saved = json.loads(metrics_path.read_text())
+        if "stage1" in saved:
+            return saved["stage1"]
+    return _evaluate_heldout(stage1, test_faces, evaluation)

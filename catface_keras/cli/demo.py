@@ -1,4 +1,4 @@
-"""`catface demo`: train and evaluate stage 1 on the built-in synthetic faces."""
+"""`catface demo`: train and evaluate both CATFace stages on the built-in synthetic faces."""
 
 import pathlib
 import sys
@@ -11,13 +11,14 @@ def register(subparsers):
     parser = subparsers.add_parser(
         "demo",
         help="train and evaluate on the built-in synthetic faces",
-        description="Train the stage-1 CATFace model on procedurally drawn faces (synthetic "
-        "identities with soft-biometric attributes), evaluate it on held-out identities, "
-        "and save the model and metrics.",
+        description="Train CATFace on procedurally drawn faces (synthetic identities with "
+        "soft-biometric attributes): stage 1, the multi-branch network with self-attention "
+        "distillation, then stage 2, the CATF fusion. Evaluates both on held-out identities "
+        "and saves the models and metrics.",
     )
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/demo"),
                         help="output directory (default: runs/demo)")
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs of each stage")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     parser.set_defaults(run=run)
 
@@ -27,7 +28,8 @@ def run(args):
     if args.epochs is not None:
         try:
             config = config.replace("train", epochs=args.epochs)
+            config = config.replace("stage2", epochs=args.epochs)
         except ConfigError as error:
             print(f"catface demo: error: {error}", file=sys.stderr)
             return 2
-    return train_and_report(config, args.out, args.overwrite, "catface demo")
+    return train_and_report(config, args.out, args.overwrite, "catface demo", stages=(1, 2))

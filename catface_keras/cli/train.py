@@ -4,52 +4,97 @@ import pathlib
 import sys
 import time
 
-from catface_keras.config import ConfigError, load_config
+from catface_keras.config import FUSION_KINDS, ConfigError, load_config
+
+STAGES = {"1": (1,), "2": (2,), "all": (1, 2)}
 
 
 def register(subparsers):
     parser = subparsers.add_parser(
         "train",
         help="train from a YAML config (see training/configs/)",
-        description="Train the stage-1 model from a YAML config. Started again with the "
-        "same --out after an interruption, it resumes from the last finished epoch.",
+        description="Train CATFace from a YAML config: stage 1 (the multi-branch network), "
+        "stage 2 (the fusion module on top of a stage-1 model), or both. Started again with "
+        "the same --out after an interruption, a stage resumes from its last finished epoch.",
     )
     parser.add_argument("--config", required=True, type=pathlib.Path, help="YAML config file")
     parser.add_argument(
         "--out", type=pathlib.Path, default=None, help="output directory (default: runs/<config name>)"
     )
-    parser.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    parser.add_argument(
+        "--stage", choices=sorted(STAGES), default="1",
+        help="1: multi-branch network; 2: fusion on top of --init; all: both (default: 1)",
+    )
+    parser.add_argument(
+        "--init", type=pathlib.Path, default=None,
+        help="stage-1 model that stage 2 starts from (default: OUT/stage1.keras)",
+    )
+    parser.add_argument(
+        "--fusion", choices=FUSION_KINDS, default=None, help="override stage2.fusion"
+    )
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="override the epochs of the stages that run")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     parser.set_defaults(run=run)
 
 
 def run(args):
+    stages = STAGES[args.stage]
+    if args.init is not None and 1 in stages:
+        print("catface train: error: --init only applies to --stage 2", file=sys.stderr)
+        return 2
     try:
         config = load_config(args.config)
+        if args.fusion is not None:
+            config = config.replace("stage2", fusion=args.fusion)
         if args.epochs is not None:
             config = config.replace("train", epochs=args.epochs)
+            config = config.replace("stage2", epochs=args.epochs)
     except ConfigError as error:
         print(f"catface train: error: {error}", file=sys.stderr)
         return 2
     out = args.out or pathlib.Path("runs", args.config.stem)
-    return train_and_report(config, out, args.overwrite, "catface train")
+    return train_and_report(config, out, args.overwrite, "catface train", stages, args.init)
 
 
-def train_and_report(config, out, overwrite, program):
-    """Runs stage 1 into `out`, prints the metrics table; returns the exit code."""
+def train_and_report(config, out, overwrite, program, stages=(1,), init=None):
+    """Runs the stages into `out`, prints the metrics table; returns the exit code."""
     # Imported here so that argument and config errors come back without
     # waiting for TensorFlow to load.
     from catface_keras.evaluation.report import format_stage_table
-    from catface_keras.trainer import OutputDirectoryError, TrainingDivergedError, run_stage1
+    from catface_keras.trainer import (
+        STAGE1,
+        STAGE2,
+        DatasetError,
+        MissingStage1Error,
+        OutputDirectoryError,
+        TrainingDivergedError,
+        run_stage1,
+        run_stage2,
+    )
 
     started = time.monotonic()
     try:
-        _, metrics = run_stage1(config, out, overwrite=overwrite)
-    except (OutputDirectoryError, TrainingDivergedError, ConfigError) as error:
+        if 1 in stages:
+            _, metrics = run_stage1(config, out, overwrite=overwrite)
+        if 2 in stages:
+            _, metrics = run_stage2(config, out, init=init, overwrite=overwrite)
+    except (
+        OutputDirectoryError,
+        TrainingDivergedError,
+        MissingStage1Error,
+        DatasetError,
+        ConfigError,
+    ) as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         return 2
     print()
     print(format_stage_table(metrics))
-    print(f"\nModel: {pathlib.Path(out, 'stage1.keras')}  Metrics: {pathlib.Path(out, 'metrics.json')}")
+    models = "  ".join(
+        str(pathlib.Path(out, layout.model_file))
+        for stage, layout in ((1, STAGE1), (2, STAGE2))
+        if stage in stages
+    )
+    print(f"\nModels: {models}  Metrics: {pathlib.Path(out, 'metrics.json')}")
     print(f"Wall time: {time.monotonic() - started:.0f} s")
     return 0

@@ -6,8 +6,15 @@ PAIR_KINDS = (("hq_hq", "HQ-HQ"), ("lq_lq", "LQ-LQ"), ("hq_lq", "HQ-LQ"))
 
 
 def format_stage_table(metrics):
-    """A table of `{"stage1": {...}, ...}` metrics, one column group per stage."""
-    stages = sorted(metrics)
+    """A table of `{"stage1": {...}, ...}` metrics, one column group per stage.
+
+    A stage evaluated on nothing (`{"skipped": reason}`) is listed by its reason.
+    """
+    skipped = [f"{stage}: evaluation skipped, {metrics[stage]['skipped']}"
+               for stage in sorted(metrics) if "skipped" in metrics[stage]]
+    stages = sorted(stage for stage in metrics if "skipped" not in metrics[stage])
+    if not stages:
+        return "\n".join(skipped)
     header = "pairs".ljust(8) + "".join(
         f"{stage + ' acc':>14}{stage + ' TAR@1e-2':>18}" for stage in stages
     )
@@ -27,7 +34,7 @@ def format_stage_table(metrics):
             row += f"{metrics[stage]['attributes'][name]:>12.3f}"
             row += f"{metrics[stage]['attributes_lq'][name]:>12.3f}"
         lines.append(row)
-    return "\n".join(lines)
+    return "\n".join(lines + ([""] + skipped if skipped else []))
 
 
 # Markdown report of `catface evaluate`: one table per protocol in the paper's

@@ -33,6 +33,8 @@ from catface_keras.soft_biometrics import PAPER_ATTRIBUTES
 DEFAULT_LOSS_WEIGHTS = {"fr": 3.0, "sb": 1.0, "distillation": 1.0}
 DEFAULT_ADAFACE = {"margin": 0.4, "h": 0.333, "scale": 64.0, "t_alpha": 0.01}
 STAGE1_LOSS_TERMS = ("loss", "fr_loss", "sb_loss", "fr_distillation", "sb_distillation")
+# Layer names of the embedding and attribute heads (see `embedding_head`, `attribute_head`).
+STAGE1_HEAD_PREFIXES = ("embedding", "attribute_logits")
 
 
 def embedding_head(features, embedding_dim, dropout, name="embedding", synchronized=False):

@@ -1,0 +1,253 @@
+"""Stage 2 of CATFace: fuse the FR and SB branch maps, train the fused embedding.
+
+The stage-1 trunk and branches feed a fusion module (CATF or one of the
+paper's baselines); its output goes through an embedding head trained with
+AdaFace on HQ and LQ images alike (PAPER.md section 5). Once stage 2
+exists, the fused embedding is the model's embedding.
+"""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from catface_keras.distribution import scale_loss_for_replicas
+from catface_keras.layers.adaface import AdaFace
+from catface_keras.layers.catf import CATF
+from catface_keras.layers.cross_attention import CrossAttentionFusion
+from catface_keras.layers.ffm import FFMFusion
+from catface_keras.layers.fusion_baselines import AddFusion, ConcatFusion, SEFusion
+from catface_keras.models.multibranch import (
+    STAGE1_HEAD_PREFIXES,
+    MultiBranchModel,
+    embedding_head,
+)
+
+FUSION_KINDS = ("catf", "concat", "add", "se", "cross_attention", "ffm")
+DEFAULT_FUSION_OPTIONS = {
+    "num_heads": 4,
+    "key_dim": None,
+    "expansion": 4,
+    "groups": 4,
+    "use_mffnl": True,
+    "use_caf": True,
+    "se_reduction": 16,
+}
+
+
+def fusion_layer(kind, options=None, synchronized_batch_norm=False, name="fusion"):
+    """The fusion layer `kind` (one of `FUSION_KINDS`), built from `options`.
+
+    Every fusion layer takes `[fr, sb]`, two `(batch, H, W, C)` maps, and
+    returns one map `(batch, H, W, C')`: C' is 2C for catf, concat and se,
+    C for add, cross_attention and ffm. `options` overrides
+    `DEFAULT_FUSION_OPTIONS`; each kind reads the keys that apply to it.
+    """
+    options = resolve_fusion_options(options)
+    sync = synchronized_batch_norm
+    if kind == "catf":
+        return CATF(
+            num_heads=options["num_heads"],
+            key_dim=options["key_dim"],
+            expansion=options["expansion"],
+            groups=options["groups"],
+            use_mffnl=options["use_mffnl"],
+            use_caf=options["use_caf"],
+            synchronized_batch_norm=sync,
+            name=name,
+        )
+    if kind == "concat":
+        return ConcatFusion(name=name)
+    if kind == "add":
+        return AddFusion(name=name)
+    if kind == "se":
+        return SEFusion(reduction=options["se_reduction"], name=name)
+    if kind == "cross_attention":
+        return CrossAttentionFusion(options["num_heads"], options["key_dim"], name=name)
+    if kind == "ffm":
+        return FFMFusion(options["num_heads"], synchronized_batch_norm=sync, name=name)
+    raise ValueError(f"`fusion` must be one of {FUSION_KINDS}. Received: fusion={kind!r}")
+
+
+def resolve_fusion_options(options):
+    """`DEFAULT_FUSION_OPTIONS` updated with `options`, refusing unknown keys."""
+    merged = dict(DEFAULT_FUSION_OPTIONS)
+    for key, value in (options or {}).items():
+        if key not in merged:
+            raise ValueError(
+                f"Unknown fusion option {key!r}. Expected keys from "
+                f"{sorted(DEFAULT_FUSION_OPTIONS)}. Received: fusion_options={options!r}"
+            )
+        merged[key] = value
+    return merged
+
+
+@keras.saving.register_keras_serializable(package="catface")
+class FusionModel(keras.Model):
+    """The stage-2 CATFace network: a stage-1 model plus a fusion module.
+
+    Called on images `(batch, image_size, image_size, 3)`, RGB in [0, 255],
+    it returns `{"embedding": (batch, embedding_dim), "attribute_logits":
+    (batch, num_attributes)}`, the same contract as `MultiBranchModel`, with
+    the fused embedding (not normalised; its norm is the AdaFace quality
+    proxy). `feature_network` adds `stage1_embedding` and `fused_features`.
+
+    `fit` takes the stage-1 paired batches `({"hq", "lq"}, {"identity", ...})`
+    and trains the fused embedding with AdaFace on HQ and LQ images.
+
+    Args:
+        stage1: a trained `MultiBranchModel` (its config dict when loading).
+        fusion: one of `FUSION_KINDS`.
+        fusion_options: overrides of `DEFAULT_FUSION_OPTIONS`.
+        embedding_dim: fused embedding size (default: stage 1's).
+        dropout: dropout of the fused embedding head (default: stage 1's).
+        num_classes: AdaFace classes (default: stage 1's).
+        adaface: AdaFace arguments (default: stage 1's).
+        train_stage1: fine-tune the stage-1 weights too. Off by default:
+            the stage-1 model is frozen (its batch norms run in inference
+            mode) and only the fusion module and fused head learn.
+        stage1_lr_multiplier: when fine-tuning, stage-1 gradients are scaled
+            by this factor, which for SGD with momentum is a learning rate
+            multiplier (weight decay still acts at the full rate).
+    """
+
+    def __init__(
+        self,
+        stage1,
+        fusion="catf",
+        fusion_options=None,
+        embedding_dim=None,
+        dropout=None,
+        num_classes=None,
+        adaface=None,
+        train_stage1=False,
+        stage1_lr_multiplier=0.1,
+        **kwargs,
+    ):
+        if isinstance(stage1, dict):
+            stage1 = keras.saving.deserialize_keras_object(stage1)
+        if not isinstance(stage1, MultiBranchModel):
+            raise ValueError(
+                "`stage1` must be a MultiBranchModel (a trained stage-1 model). "
+                f"Received: stage1={type(stage1).__name__}"
+            )
+        if fusion not in FUSION_KINDS:
+            raise ValueError(f"`fusion` must be one of {FUSION_KINDS}. Received: fusion={fusion!r}")
+        if stage1_lr_multiplier < 0:
+            raise ValueError(
+                "`stage1_lr_multiplier` must be >= 0. "
+                f"Received: stage1_lr_multiplier={stage1_lr_multiplier!r}"
+            )
+        fusion_options = resolve_fusion_options(fusion_options)
+        embedding_dim = embedding_dim or stage1.embedding_dim
+        dropout = stage1.dropout if dropout is None else dropout
+        num_classes = num_classes or stage1.num_classes
+        adaface = {**stage1.adaface_config, **(adaface or {})}
+
+        # === Functional graph ===
+        images = keras.Input((stage1.image_size, stage1.image_size, 3), name="images")
+        features = stage1.feature_network(images)
+        sync = stage1.synchronized_batch_norm
+        fused = fusion_layer(fusion, fusion_options, sync)(
+            [features["fr_features"], features["sb_features"]]
+        )
+        embedding = embedding_head(
+            fused, embedding_dim, dropout, name="fused_embedding", synchronized=sync
+        )
+        outputs = {"embedding": embedding, "attribute_logits": features["attribute_logits"]}
+        self.adaface = AdaFace(num_classes, dtype="float32", name="fused_adaface", **adaface)
+        self.adaface.build((None, embedding_dim))
+        super().__init__(inputs=images, outputs=outputs, **kwargs)
+        # After the Functional constructor, whose `trainable` argument (given
+        # when loading) sets every sublayer.
+        self.stage1 = stage1
+        # Layer by layer: TensorFlow's attribute tracking skips `x.trainable = v`
+        # when v is already x.trainable, and with it the recursion into sublayers.
+        for layer in stage1._flatten_layers():
+            layer.trainable = bool(train_stage1)
+        if train_stage1:
+            # Stage 1's own heads get no gradient from the fused loss.
+            stage1.adaface.trainable = False
+            for layer in stage1.layers:
+                if layer.name.startswith(STAGE1_HEAD_PREFIXES):
+                    layer.trainable = False
+        self.feature_network = keras.Model(
+            images,
+            {**outputs, "stage1_embedding": features["embedding"], "fused_features": fused},
+            name="fusion_feature_network",
+        )
+
+        # === Config ===
+        self.fusion = fusion
+        self.fusion_options = fusion_options
+        self.embedding_dim = embedding_dim
+        self.dropout = dropout
+        self.num_classes = num_classes
+        self.adaface_config = adaface
+        self.train_stage1 = bool(train_stage1)
+        self.stage1_lr_multiplier = float(stage1_lr_multiplier)
+        self.image_size = stage1.image_size
+        self.attribute_names = stage1.attribute_names
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.feature_norm_tracker = keras.metrics.Mean(name="feature_norm")
+
+    # === Training ===
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.feature_norm_tracker]
+
+    def _paired_forward(self, data, training):
+        inputs, targets = data[0], data[1]
+        images = ops.concatenate([inputs["hq"], inputs["lq"]], axis=0)
+        identity = ops.concatenate([targets["identity"]] * 2, axis=0)
+        embedding = self(images, training=training)["embedding"]
+        logits = self.adaface(embedding, identity, training=training)
+        loss = ops.mean(
+            keras.losses.sparse_categorical_crossentropy(identity, logits, from_logits=True)
+        )
+        return embedding, loss
+
+    def _update_trackers(self, embedding, loss):
+        self.loss_tracker.update_state(loss)
+        self.feature_norm_tracker.update_state(ops.norm(embedding, axis=-1))
+        return {metric.name: metric.result() for metric in self.metrics}
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            embedding, loss = self._paired_forward(data, training=True)
+            scaled = self.optimizer.scale_loss(scale_loss_for_replicas(loss))
+        variables = self.trainable_variables
+        gradients = tape.gradient(scaled, variables)
+        if self.train_stage1 and self.stage1_lr_multiplier != 1.0:
+            stage1_ids = {id(variable) for variable in self.stage1.trainable_variables}
+            gradients = [
+                g * self.stage1_lr_multiplier if g is not None and id(v) in stage1_ids else g
+                for g, v in zip(gradients, variables)
+            ]
+        self.optimizer.apply(gradients, variables)
+        return self._update_trackers(embedding, loss)
+
+    def test_step(self, data):
+        embedding, loss = self._paired_forward(data, training=False)
+        return self._update_trackers(embedding, loss)
+
+    # === Serialization ===
+
+    def get_config(self):
+        return {
+            "stage1": keras.saving.serialize_keras_object(self.stage1),
+            "fusion": self.fusion,
+            "fusion_options": dict(self.fusion_options),
+            "embedding_dim": self.embedding_dim,
+            "dropout": self.dropout,
+            "num_classes": self.num_classes,
+            "adaface": dict(self.adaface_config),
+            "train_stage1": self.train_stage1,
+            "stage1_lr_multiplier": self.stage1_lr_multiplier,
+            "name": self.name,
+            "trainable": self.trainable,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
