@@ -115,9 +115,22 @@ def check_image_batch(images):
         tf.equal(tf.size(shape), 4),
         tf.reduce_all(tf.equal(padded[1:4], [SERVING_IMAGE_SIZE, SERVING_IMAGE_SIZE, 3])),
     )
-    check = tf.debugging.Assert(valid, [_IMAGES_EXPECTED, shape], summarize=8)
-    with tf.control_dependencies([check]):
-        return tf.identity(images)
+    return _checked(images, valid, [_IMAGES_EXPECTED, shape])
+
+
+def _checked(tensor, valid, message):
+    """`tensor`, passed on only when `valid` holds; otherwise an error reading `message`.
+
+    The check gates the data through `tf.cond`. As a mere control dependency it could be
+    reordered by graph optimisation (a no-op reshape or identity it hangs on gets removed),
+    and a later op would then fail first, with an unrelated message.
+    """
+
+    def refuse():
+        with tf.control_dependencies([tf.debugging.Assert(False, message, summarize=8)]):
+            return tf.identity(tensor)
+
+    return tf.cond(valid, lambda: tf.identity(tensor), refuse)
 
 
 def _runtime_shape(tensor):
@@ -136,17 +149,14 @@ def decode_image_batch(encoded):
     112x112 (bilinear, antialiased); a non-square one is an error.
     """
     shape = _runtime_shape(encoded)
-    check = tf.debugging.Assert(tf.equal(tf.size(shape), 1), [_BYTES_EXPECTED, shape], summarize=8)
-    with tf.control_dependencies([check]):
-        encoded = tf.reshape(encoded, [-1])
+    encoded = _checked(encoded, tf.equal(tf.size(shape), 1), [_BYTES_EXPECTED, shape])
 
     def decode_one(data):
         image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
         height, width = tf.shape(image)[0], tf.shape(image)[1]
-        with tf.control_dependencies(
-            [tf.debugging.Assert(tf.equal(height, width), [_SQUARE_EXPECTED, height, width])]
-        ):
-            image = tf.cast(image, tf.float32)
+        image = _checked(
+            tf.cast(image, tf.float32), tf.equal(height, width), [_SQUARE_EXPECTED, height, width]
+        )
         image = tf.cond(
             tf.equal(height, SERVING_IMAGE_SIZE),
             lambda: image,
