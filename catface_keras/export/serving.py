@@ -103,7 +103,7 @@ def serving_outputs(model, images):
 
 
 def check_image_batch(images):
-    """Asserts, in the graph, that `images` is `(batch, 112, 112, 3)`.
+    """`images`, passed on once the graph has checked that it is `(batch, 112, 112, 3)`.
 
     The signature's TensorSpec says so, but a signature called by name (TF Serving, or
     `loaded.signatures[...]`) does not check shapes, so the graph does. The shape is compared
