@@ -118,7 +118,7 @@ class EvaluationConfig:
 class Stage2Config:
     """Stage 2 (PAPER.md section 5): the fusion module and its schedule.
 
-    `fusion` is one of FUSION_KINDS; the next seven keys are the fusion
+    `fusion` is one of FUSION_KINDS; the next eight keys are the fusion
     options (each kind reads the ones that apply). Stage 2 keeps the
     optimizer section's momentum, weight decay and clipping, with its own
     learning rate, milestones and epochs.
@@ -131,6 +131,8 @@ class Stage2Config:
     groups: int = 4
     use_mffnl: bool = True
     use_caf: bool = True
+    # Residuals around MFFNL and CAF (x + f(x)); false gives the literal paper form.
+    residual: bool = True
     se_reduction: int = 16
     embedding_dim: Optional[int] = None  # default: stage 1's
     dropout: Optional[float] = None  # default: stage 1's

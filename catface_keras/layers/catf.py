@@ -17,7 +17,11 @@ class CATF(keras.layers.Layer):
         out = CAF(concat([fr'', sb'']))               attention across channels
 
     `use_mffnl=False` or `use_caf=False` drops that step (the paper's
-    Table VIII ablation).
+    Table VIII ablation). With `residual=True`, MFFNL and CAF each add
+    their input to their output, as the blocks of a transformer do, so that
+    a freshly initialised CATF passes the concatenated branch maps through
+    and learns a refinement; PAPER.md leaves this open, and without it the
+    fused embedding generalised worse on the synthetic faces.
 
     Args:
         num_heads: heads of the cross-attention.
@@ -27,6 +31,7 @@ class CATF(keras.layers.Layer):
         kernel_sizes: MDConv kernel sizes.
         use_mffnl: apply MFFNL to each stream.
         use_caf: apply CAF to the concatenated streams.
+        residual: residual connections around MFFNL and CAF.
         synchronized_batch_norm: batch moments over all replicas in MFFNL.
 
     Call arguments:
@@ -45,6 +50,7 @@ class CATF(keras.layers.Layer):
         kernel_sizes=(3, 5, 7),
         use_mffnl=True,
         use_caf=True,
+        residual=True,
         synchronized_batch_norm=False,
         **kwargs,
     ):
@@ -56,6 +62,7 @@ class CATF(keras.layers.Layer):
         self.kernel_sizes = tuple(kernel_sizes)
         self.use_mffnl = use_mffnl
         self.use_caf = use_caf
+        self.residual = residual
         self.synchronized_batch_norm = synchronized_batch_norm
 
     def build(self, input_shape):
@@ -72,6 +79,7 @@ class CATF(keras.layers.Layer):
                     self.expansion,
                     self.kernel_sizes,
                     self.synchronized_batch_norm,
+                    self.residual,
                     name=f"{branch}_mffnl",
                     dtype=policy,
                 )
@@ -79,7 +87,9 @@ class CATF(keras.layers.Layer):
                 self.mffnl[branch] = layer
         self.caf = None
         if self.use_caf:
-            self.caf = ChannelGroupAttention(self.groups, name="caf", dtype=policy)
+            self.caf = ChannelGroupAttention(
+                self.groups, residual=self.residual, name="caf", dtype=policy
+            )
             self.caf.build((*shape[:-1], 2 * shape[-1]))
 
     def call(self, inputs, training=None):
@@ -105,6 +115,7 @@ class CATF(keras.layers.Layer):
                 "kernel_sizes": list(self.kernel_sizes),
                 "use_mffnl": self.use_mffnl,
                 "use_caf": self.use_caf,
+                "residual": self.residual,
                 "synchronized_batch_norm": self.synchronized_batch_norm,
             }
         )

@@ -17,13 +17,15 @@ class ChannelGroupAttention(keras.layers.Layer):
 
         out_g = softmax(Q_g K_g^T / sqrt(N)) V_g
 
-    and the groups are concatenated back in channel order. The projections
+    and the groups are concatenated back in channel order (plus the input
+    with `residual=True`). The projections
     act on the spatial features and are shared by the tokens of a group, so
     permuting channels within a group permutes the output the same way.
 
     Args:
         groups: number of channel groups G (must divide C).
         use_bias: biases in the Q/K/V projections.
+        residual: return `inputs + out` (PAPER.md leaves this open).
 
     Call arguments:
         inputs: `(batch, H, W, C)`; in CATF, the two MFFNL outputs
@@ -33,12 +35,13 @@ class ChannelGroupAttention(keras.layers.Layer):
         `(batch, H, W, C)`.
     """
 
-    def __init__(self, groups=4, use_bias=True, **kwargs):
+    def __init__(self, groups=4, use_bias=True, residual=False, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(groups, int) or groups < 1:
             raise ValueError(f"`groups` must be a positive int. Received: groups={groups!r}")
         self.groups = groups
         self.use_bias = use_bias
+        self.residual = residual
 
     def build(self, input_shape):
         if len(input_shape) != 4 or None in tuple(input_shape[1:]):
@@ -85,12 +88,13 @@ class ChannelGroupAttention(keras.layers.Layer):
         attention = ops.softmax(ops.cast(scores, "float32") / math.sqrt(spatial), axis=-1)
         attended = ops.einsum("bgts,bgsn->bgtn", ops.cast(attention, value.dtype), value)
         attended = ops.transpose(ops.reshape(attended, (-1, channels, spatial)), (0, 2, 1))
-        return ops.reshape(attended, (-1, height, width, channels))
+        attended = ops.reshape(attended, (-1, height, width, channels))
+        return inputs + attended if self.residual else attended
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
     def get_config(self):
         config = super().get_config()
-        config.update({"groups": self.groups, "use_bias": self.use_bias})
+        config.update({"groups": self.groups, "use_bias": self.use_bias, "residual": self.residual})
         return config

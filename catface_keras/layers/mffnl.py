@@ -112,11 +112,14 @@ class MFFNL(keras.layers.Layer):
         y = BN(GELU(Conv1x1_{C}(h)))
 
     GELU and batch normalisation follow each layer, as PAPER.md describes.
+    With `residual=True` the layer returns `x + y`, as a transformer's
+    feed-forward does; PAPER.md leaves this open.
 
     Args:
         expansion: ratio r of the hidden channels to C (4).
         kernel_sizes: MDConv kernel sizes.
         synchronized_batch_norm: batch moments over all replicas.
+        residual: return `x + y` rather than `y`.
 
     Call arguments:
         inputs: `(batch, H, W, C)`.
@@ -125,13 +128,21 @@ class MFFNL(keras.layers.Layer):
         `(batch, H, W, C)`.
     """
 
-    def __init__(self, expansion=4, kernel_sizes=(3, 5, 7), synchronized_batch_norm=False, **kwargs):
+    def __init__(
+        self,
+        expansion=4,
+        kernel_sizes=(3, 5, 7),
+        synchronized_batch_norm=False,
+        residual=False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if not isinstance(expansion, int) or expansion < 1:
             raise ValueError(f"`expansion` must be a positive int. Received: expansion={expansion!r}")
         self.expansion = expansion
         self.kernel_sizes = tuple(kernel_sizes)
         self.synchronized_batch_norm = synchronized_batch_norm
+        self.residual = residual
 
     def build(self, input_shape):
         channels = input_shape[-1]
@@ -156,7 +167,8 @@ class MFFNL(keras.layers.Layer):
     def call(self, inputs, training=None):
         hidden = self.expand_norm(ops.gelu(self.expand(inputs)), training=training)
         hidden = hidden + self.mdconv_norm(ops.gelu(self.mdconv(hidden)), training=training)
-        return self.project_norm(ops.gelu(self.project(hidden)), training=training)
+        outputs = self.project_norm(ops.gelu(self.project(hidden)), training=training)
+        return inputs + outputs if self.residual else outputs
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
@@ -168,6 +180,7 @@ class MFFNL(keras.layers.Layer):
                 "expansion": self.expansion,
                 "kernel_sizes": list(self.kernel_sizes),
                 "synchronized_batch_norm": self.synchronized_batch_norm,
+                "residual": self.residual,
             }
         )
         return config

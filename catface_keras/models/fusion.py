@@ -30,6 +30,7 @@ DEFAULT_FUSION_OPTIONS = {
     "groups": 4,
     "use_mffnl": True,
     "use_caf": True,
+    "residual": True,
     "se_reduction": 16,
 }
 
@@ -52,6 +53,7 @@ def fusion_layer(kind, options=None, synchronized_batch_norm=False, name="fusion
             groups=options["groups"],
             use_mffnl=options["use_mffnl"],
             use_caf=options["use_caf"],
+            residual=options["residual"],
             synchronized_batch_norm=sync,
             name=name,
         )

@@ -57,3 +57,17 @@ def test_layer_contract_and_errors():
         ChannelGroupAttention(groups=4)(_inputs(shape=(1, 2, 2, 6)))
     with pytest.raises(ValueError, match="groups"):
         ChannelGroupAttention(groups=0)
+
+
+def test_residual_adds_the_input_and_keeps_the_permutation_property():
+    inputs = _inputs(seed=5)
+    literal = ChannelGroupAttention(groups=2)
+    residual = ChannelGroupAttention(groups=2, residual=True)
+    literal(inputs)
+    residual(inputs)
+    _randomise(literal, seed=6)
+    residual.set_weights(literal.get_weights())
+    output = np.asarray(residual(inputs))
+    np.testing.assert_allclose(output, inputs + np.asarray(literal(inputs)), atol=1e-5)
+    within = [1, 0, 3, 2, 4, 6, 5, 7]
+    np.testing.assert_allclose(residual(inputs[..., within]), output[..., within], atol=1e-5)

@@ -51,6 +51,13 @@ def test_fusion_builds_trains_and_round_trips(kind, shape, tmp_path):
     assert restored.get_layer("fusion").get_config() == fusion.get_config()
 
 
+def test_catf_without_residuals_is_the_literal_form():
+    model, _ = _classifier("catf", (3, 3, 8), residual=False)
+    fusion = model.get_layer("fusion")
+    assert not fusion.residual and not fusion.caf.residual
+    assert not any(layer.residual for layer in fusion.mffnl.values())
+
+
 @pytest.mark.parametrize("switch", ["use_mffnl", "use_caf"])
 def test_catf_ablations_drop_their_step(switch):
     full, _ = _classifier("catf", (3, 3, 8))

@@ -52,3 +52,13 @@ def test_mdconv_argument_errors_name_the_argument():
         MDConv(kernel_sizes=(3, 5, 7))(np.zeros((1, 4, 4, 2), "float32"))
     with pytest.raises(ValueError, match="expansion"):
         MFFNL(expansion=0)
+
+
+def test_residual_mffnl_adds_its_input_to_the_literal_output():
+    inputs = np.random.default_rng(1).normal(size=(2, 4, 4, 6)).astype("float32")
+    literal = MFFNL(expansion=2)
+    residual = MFFNL(expansion=2, residual=True)
+    literal(inputs)
+    residual(inputs)
+    residual.set_weights(literal.get_weights())
+    np.testing.assert_allclose(residual(inputs), inputs + np.asarray(literal(inputs)), atol=1e-5)
