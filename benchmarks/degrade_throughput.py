@@ -22,6 +22,8 @@ import platform
 import sys
 import time
 
+from cpu_affinity import pin_to_cores
+
 FAMILIES = {"turbulence": 1.0, "camera": 0.0, "mix": 0.5}
 TARGET_MIX_PER_CORE = 1000.0
 
@@ -39,15 +41,6 @@ def parse_args(argv=None):
     parser.add_argument("--families", default=",".join(FAMILIES),
                         help="comma-separated subset of turbulence,camera,mix")
     return parser.parse_args(argv)
-
-
-def pin_to_cores(cores):
-    """Restrict this process to the first `cores` CPUs it may run on, before TF starts."""
-    available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if cores < 1 or (available and cores > len(available)):
-        raise SystemExit(f"--cores must be in [1, {len(available)}], got {cores}")
-    if available:
-        os.sched_setaffinity(0, available[:cores])
 
 
 def images_per_second(step, images_per_step, warmup, steps, rounds=3):

@@ -25,6 +25,8 @@ import sys
 import tempfile
 import time
 
+from cpu_affinity import pin_to_cores
+
 BATCH_SIZES = (1, 64)
 
 
@@ -37,15 +39,6 @@ def parse_args(argv=None):
     parser.add_argument("--calls", type=int, default=10,
                         help="timed calls per signature and batch size (default: 10)")
     return parser.parse_args(argv)
-
-
-def pin_to_cores(cores):
-    """Restrict this process to the first `cores` CPUs it may run on, before TF starts."""
-    available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if cores < 1 or (available and cores > len(available)):
-        raise SystemExit(f"--cores must be in [1, {len(available)}], got {cores}")
-    if available:
-        os.sched_setaffinity(0, available[:cores])
 
 
 def median_latency_ms(call, warmup, calls):

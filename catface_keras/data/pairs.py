@@ -91,13 +91,7 @@ def paired_dataset(
             deterministic=True,
         )
 
-    dataset = tf.data.Dataset.range(start_epoch, start_epoch + num_epochs).flat_map(
-        epoch_batches
-    )
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    options.deterministic = True
-    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+    return _epochs(start_epoch, num_epochs, epoch_batches)
 
 
 def _make_pair(indices, batch_index, epoch_seed, images, identities, attributes, degrade_fn):
@@ -157,6 +151,20 @@ def paired_stream(
             deterministic=True,
         )
 
+    return _epochs(start_epoch, num_epochs, epoch_batches)
+
+
+def _pair_batch(images, identities, attributes, batch_index, epoch_seed, degrade_fn):
+    hq = tf.cast(images, tf.float32)
+    lq = degrade_fn(hq, tf.random.experimental.stateless_fold_in(epoch_seed, batch_index))
+    return {"hq": hq, "lq": lq}, {"identity": identities, "attributes": attributes}
+
+
+def _epochs(start_epoch, num_epochs, epoch_batches):
+    """The batches of epochs `[start_epoch, start_epoch + num_epochs)`, back to back.
+
+    Sharded by data under multi-worker training; deterministic order.
+    """
     dataset = tf.data.Dataset.range(start_epoch, start_epoch + num_epochs).flat_map(
         epoch_batches
     )
@@ -164,9 +172,3 @@ def paired_stream(
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     options.deterministic = True
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
-
-
-def _pair_batch(images, identities, attributes, batch_index, epoch_seed, degrade_fn):
-    hq = tf.cast(images, tf.float32)
-    lq = degrade_fn(hq, tf.random.experimental.stateless_fold_in(epoch_seed, batch_index))
-    return {"hq": hq, "lq": lq}, {"identity": identities, "attributes": attributes}
