@@ -50,11 +50,16 @@ class StageLayout:
     backup_dir: str
     checkpoint_pattern: str
     logs_dir: str
+    learning_rate_key: str  # the config key to lower when the stage diverges
 
 
-STAGE1 = StageLayout("stage1.keras", "backup", "checkpoints/epoch_{epoch:03d}.keras", "logs")
+STAGE1 = StageLayout(
+    "stage1.keras", "backup", "checkpoints/epoch_{epoch:03d}.keras", "logs",
+    "optimizer.learning_rate",
+)
 STAGE2 = StageLayout(
-    "stage2.keras", "backup_stage2", "checkpoints/stage2_epoch_{epoch:03d}.keras", "logs/stage2"
+    "stage2.keras", "backup_stage2", "checkpoints/stage2_epoch_{epoch:03d}.keras", "logs/stage2",
+    "stage2.learning_rate",
 )
 
 
@@ -220,11 +225,17 @@ def completed_epochs(out_dir, layout=STAGE1):
     return int(json.loads(metadata.read_text())["epoch"])
 
 
+def stage_finished(out_dir, layout):
+    """Whether `out_dir` holds a finished (not interrupted) run of a stage."""
+    out_dir = pathlib.Path(out_dir)
+    return (out_dir / layout.model_file).exists() and not (out_dir / layout.backup_dir).exists()
+
+
 def check_output_directory(out_dir, overwrite, layout=STAGE1):
     """Refuses to train a stage over its finished run unless `overwrite`."""
     out_dir = pathlib.Path(out_dir)
     finished = out_dir / layout.model_file
-    if finished.exists() and not (out_dir / layout.backup_dir).exists():
+    if stage_finished(out_dir, layout):
         if not overwrite:
             raise OutputDirectoryError(
                 f"{out_dir} already holds a finished run ({finished}). Choose another "
@@ -286,7 +297,9 @@ def training_pairs(config, train_faces, start_epoch, seed):
     return dataset, train_faces.num_examples // train.batch_size
 
 
-def fit_stage(model, dataset, epochs, steps_per_epoch, out_dir, layout, verbose, callbacks):
+def fit_stage(
+    model, dataset, epochs, start_epoch, steps_per_epoch, out_dir, layout, verbose, callbacks
+):
     """`model.fit` with per-epoch checkpoints, backup for resuming and TensorBoard.
 
     Raises:
@@ -315,8 +328,8 @@ def fit_stage(model, dataset, epochs, steps_per_epoch, out_dir, layout, verbose,
     losses = history.history.get("loss", [])
     if losses and not np.isfinite(losses[-1]):
         raise TrainingDivergedError(
-            f"Training diverged (loss {losses[-1]}) after {len(losses)} epochs of this "
-            f"session; {backup} holds the last finished epoch. Lower the learning rate "
+            f"Training diverged (loss {losses[-1]}) in epoch {start_epoch + len(losses)}; "
+            f"{backup} holds the last finished epoch. Lower {layout.learning_rate_key} "
             "or optimizer.global_clipnorm and start again."
         )
     return history
@@ -360,7 +373,8 @@ def run_stage1(config, out_dir, overwrite=False, verbose="auto", callbacks=()):
         exclude_batch_norm_from_weight_decay(optimizer, model)
         model.compile(optimizer=optimizer)
     fit_stage(
-        model, dataset, config.train.epochs, steps_per_epoch, out_dir, STAGE1, verbose,
+        model, dataset, config.train.epochs, start_epoch, steps_per_epoch, out_dir, STAGE1,
+        verbose,
         [*train_faces.callbacks, *callbacks],
     )
     save_atomically(model, out_dir / STAGE1.model_file)
@@ -448,7 +462,7 @@ def run_stage2(config, out_dir, init=None, overwrite=False, verbose="auto", call
         exclude_batch_norm_from_weight_decay(optimizer, model)
         model.compile(optimizer=optimizer)
     fit_stage(
-        model, dataset, stage2.epochs, steps_per_epoch, out_dir, STAGE2, verbose,
+        model, dataset, stage2.epochs, start_epoch, steps_per_epoch, out_dir, STAGE2, verbose,
         [*train_faces.callbacks, *callbacks],
     )
     save_atomically(model, out_dir / STAGE2.model_file)

@@ -81,10 +81,12 @@ def test_cli_stage2_in_the_stage1_directory(stage1_dir, tmp_path, capsys):
     for name in ("stage1.keras", "metrics.json"):
         (out / name).write_bytes((stage1_dir / name).read_bytes())
     stage1_metrics = json.loads((out / "metrics.json").read_text())["stage1"]
-    assert main([*args, "--stage", "2", "--fusion", "concat", "--epochs", "1"]) == 0
+    # --stage all on a finished stage 1 goes on with stage 2 (as after a kill in stage 2).
+    assert main([*args, "--stage", "all", "--fusion", "concat", "--epochs", "1"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["stage1"] == stage1_metrics
     printed = capsys.readouterr().out
+    assert "Stage 1 already finished" in printed
     assert "stage2 acc" in printed and "stage1 acc" in printed
     restored = keras.saving.load_model(out / "stage2.keras")
     assert restored.fusion == "concat"

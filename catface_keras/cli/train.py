@@ -71,9 +71,16 @@ def train_and_report(config, out, overwrite, program, stages=(1,), init=None):
         TrainingDivergedError,
         run_stage1,
         run_stage2,
+        stage_finished,
     )
 
     started = time.monotonic()
+    if stages == (1, 2) and not overwrite and stage_finished(out, STAGE1) and not stage_finished(
+        out, STAGE2
+    ):
+        # Stage 2 was interrupted (or never started): resume there.
+        print(f"Stage 1 already finished in {out}; going on with stage 2.")
+        stages = (2,)
     try:
         if 1 in stages:
             _, metrics = run_stage1(config, out, overwrite=overwrite)

@@ -18,22 +18,14 @@ def extract_features(model, images, batch_size=64, flip=True):
         `(N, A)` float32 (of the unflipped images).
     """
     dataset = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
-    dataset = dataset.map(lambda x: tf.cast(x, tf.float32)).prefetch(tf.data.AUTOTUNE)
-
-    # One traced graph for all batches: eager calls cost about a quarter more CPU.
-    @tf.function(reduce_retracing=True)
-    def forward(batch):
-        outputs = model(batch, training=False)
-        embedding = outputs["embedding"]
-        if flip:
-            embedding = embedding + model(tf.reverse(batch, axis=[2]), training=False)["embedding"]
-        return embedding, outputs["attribute_logits"]
-
-    embeddings, attribute_logits = [], []
-    for batch in dataset:
-        embedding, logits = forward(batch)
-        embeddings.append(np.asarray(embedding, np.float32))
-        attribute_logits.append(np.asarray(logits, np.float32))
-    embeddings = np.concatenate(embeddings)
+    dataset = dataset.map(lambda x: tf.cast(x, tf.float32))
+    # `predict` runs the model's own traced function, built once per model and
+    # reused across calls (eager calls cost about a quarter more CPU).
+    outputs = model.predict(dataset.prefetch(tf.data.AUTOTUNE), verbose=0)
+    embeddings = np.asarray(outputs["embedding"], np.float32)
+    if flip:
+        mirrored = dataset.map(lambda x: tf.reverse(x, axis=[2]))
+        flipped = model.predict(mirrored.prefetch(tf.data.AUTOTUNE), verbose=0)["embedding"]
+        embeddings = embeddings + np.asarray(flipped, np.float32)
     embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
-    return embeddings, np.concatenate(attribute_logits)
+    return embeddings, np.asarray(outputs["attribute_logits"], np.float32)
