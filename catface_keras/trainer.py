@@ -461,13 +461,15 @@ def run_stage2(config, out_dir, init=None, overwrite=False, verbose="auto", call
         optimizer = make_optimizer(optimizer_config, steps_per_epoch)
         exclude_batch_norm_from_weight_decay(optimizer, model)
         model.compile(optimizer=optimizer)
+    # Before training: with stage2.train_stage1 the stage-1 weights change.
+    stage1_metrics = _stage1_metrics(out_dir, init, stage1, test_faces, config.evaluation)
     fit_stage(
         model, dataset, stage2.epochs, start_epoch, steps_per_epoch, out_dir, STAGE2, verbose,
         [*train_faces.callbacks, *callbacks],
     )
     save_atomically(model, out_dir / STAGE2.model_file)
     metrics = {
-        "stage1": _stage1_metrics(out_dir, init, stage1, test_faces, config.evaluation),
+        "stage1": stage1_metrics,
         "stage2": _evaluate_heldout(model, test_faces, config.evaluation),
     }
     write_json_atomically(metrics, out_dir / METRICS_FILE)
