@@ -4,10 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from catface_keras.models.multibranch import MultiBranchModel
 from catface_keras.visualization.attention_maps import activation_attention, attention_maps
-
-SIZE = 32
+from visualization.tiny_model import SIZE
 
 
 def test_activation_attention_by_hand():
@@ -29,12 +27,6 @@ def test_activation_attention_is_per_image_and_zero_when_flat():
 def test_activation_attention_rejects_wrong_rank():
     with pytest.raises(ValueError, match=r"\(batch, height, width, channels\). Received: shape"):
         activation_attention(np.zeros((3, 3, 4)))
-
-
-@pytest.fixture(scope="module")
-def model():
-    keras.utils.set_random_seed(0)
-    return MultiBranchModel(num_classes=8, backbone="ir_tiny", image_size=SIZE, embedding_dim=16)
 
 
 def test_maps_of_first_and_last_blocks_have_the_input_size(model):

@@ -4,26 +4,13 @@ import keras
 import numpy as np
 import pytest
 
-from catface_keras.models.multibranch import MultiBranchModel
 from catface_keras.visualization.gradient_maps import (
     GRADIENT_METHODS,
     attribute_gradient_maps,
     embedding_gradient_maps,
     unit_maps,
 )
-
-SIZE = 32
-
-
-@pytest.fixture(scope="module")
-def model():
-    keras.utils.set_random_seed(0)
-    return MultiBranchModel(num_classes=8, backbone="ir_tiny", image_size=SIZE, embedding_dim=16)
-
-
-@pytest.fixture(scope="module")
-def images():
-    return np.random.default_rng(0).uniform(0, 255, (2, SIZE, SIZE, 3)).astype(np.float32)
+from visualization.tiny_model import SIZE
 
 
 def assert_unit_maps(maps, batch):

@@ -9,10 +9,8 @@ import pytest
 from degrade.face_drawing import drawn_face
 
 from catface_keras.cli import inspect as inspect_cli
-from catface_keras.models.multibranch import MultiBranchModel
 from catface_keras.visualization import grids
-
-SIZE = 32
+from visualization.tiny_model import SIZE, tiny_stage1_model
 
 
 def parse(*argv):
@@ -23,8 +21,7 @@ def parse(*argv):
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-    keras.utils.set_random_seed(0)
-    model = MultiBranchModel(num_classes=8, backbone="ir_tiny", image_size=SIZE, embedding_dim=16)
+    model = tiny_stage1_model()
     path = tmp_path_factory.mktemp("model") / "stage1.keras"
     model.save(path)
     return path

@@ -6,19 +6,7 @@ import pytest
 
 from catface_keras.models.multibranch import MultiBranchModel
 from catface_keras.visualization.views import iresnet_block_layers, tap_layers
-
-SIZE = 32
-
-
-@pytest.fixture(scope="module")
-def model():
-    keras.utils.set_random_seed(0)
-    return MultiBranchModel(num_classes=8, backbone="ir_tiny", image_size=SIZE, embedding_dim=16)
-
-
-@pytest.fixture(scope="module")
-def images():
-    return np.random.default_rng(0).uniform(0, 255, (2, SIZE, SIZE, 3)).astype(np.float32)
+from visualization.tiny_model import SIZE
 
 
 def test_block_layers_are_the_first_stage_and_each_branch_last_block(model):

@@ -1,0 +1,12 @@
+"""The untrained stage-1 model the visualization tests look at."""
+
+import keras
+
+from catface_keras.models.multibranch import MultiBranchModel
+
+SIZE = 32
+
+
+def tiny_stage1_model():
+    keras.utils.set_random_seed(0)
+    return MultiBranchModel(num_classes=8, backbone="ir_tiny", image_size=SIZE, embedding_dim=16)
