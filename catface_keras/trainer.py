@@ -340,10 +340,6 @@ def _write_config(config, out_dir):
     (out_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
 
 
-def _num_classes(faces):
-    return faces.num_classes
-
-
 def run_stage1(config, out_dir, overwrite=False, verbose="auto", callbacks=()):
     """Trains the stage-1 model, evaluates it on held-out identities, saves both.
 
@@ -368,7 +364,7 @@ def run_stage1(config, out_dir, overwrite=False, verbose="auto", callbacks=()):
     dataset, steps_per_epoch = training_pairs(config, train_faces, start_epoch, config.train.seed)
     strategy = make_strategy(config.train.distribution)
     with dtype_policy(config.train.mixed_precision), strategy.scope():
-        model = build_stage1_model(config, _num_classes(train_faces))
+        model = build_stage1_model(config, train_faces.num_classes)
         optimizer = make_optimizer(config.optimizer, steps_per_epoch)
         exclude_batch_norm_from_weight_decay(optimizer, model)
         model.compile(optimizer=optimizer)
@@ -398,15 +394,19 @@ def build_stage2_model(config, stage1):
     )
 
 
-def load_stage1_model(path, num_classes):
-    """Loads the stage-1 model that stage 2 starts from, checking it fits the data."""
-    path = pathlib.Path(path)
-    if not path.is_file():
+def check_stage1_file(path):
+    """Raises `MissingStage1Error` unless the stage-1 model file `path` exists."""
+    if not pathlib.Path(path).is_file():
         raise MissingStage1Error(
             f"Stage 2 starts from a trained stage-1 model, and {path} does not exist. "
             "Train stage 1 first (catface train --config FILE --out DIR) or pass "
             "--init DIR/stage1.keras."
         )
+
+
+def load_stage1_model(path, num_classes):
+    """Loads the stage-1 model that stage 2 starts from, checking it fits the data."""
+    check_stage1_file(path)
     model = keras.saving.load_model(path, compile=False)
     if not isinstance(model, MultiBranchModel):
         raise MissingStage1Error(
@@ -441,10 +441,9 @@ def run_stage2(config, out_dir, init=None, overwrite=False, verbose="auto", call
     stage2 = config.stage2
     stage_config = config.replace("train", epochs=stage2.epochs)
     check_output_directory(out_dir, overwrite, STAGE2)
+    check_stage1_file(init)  # before reading the dataset, which can take a while
     train_faces, test_faces = load_data(config)
-    num_classes = _num_classes(train_faces)
-    if not init.is_file():
-        load_stage1_model(init, num_classes)  # raises the missing-model error
+    num_classes = train_faces.num_classes
     _write_config(config, out_dir)
     # Another seed than stage 1: stage 2 sees fresh degradations of the same faces.
     seed = config.train.seed + 1

@@ -20,6 +20,7 @@ from catface_keras.models.multibranch import (
     STAGE1_HEAD_PREFIXES,
     MultiBranchModel,
     embedding_head,
+    paired_adaface_loss,
 )
 
 FUSION_KINDS = ("catf", "concat", "add", "se", "cross_attention", "ffm")
@@ -201,12 +202,8 @@ class FusionModel(keras.Model):
     def _paired_forward(self, data, training):
         inputs, targets = data[0], data[1]
         images = ops.concatenate([inputs["hq"], inputs["lq"]], axis=0)
-        identity = ops.concatenate([targets["identity"]] * 2, axis=0)
         embedding = self(images, training=training)["embedding"]
-        logits = self.adaface(embedding, identity, training=training)
-        loss = ops.mean(
-            keras.losses.sparse_categorical_crossentropy(identity, logits, from_logits=True)
-        )
+        loss = paired_adaface_loss(self.adaface, embedding, targets["identity"], training)
         return embedding, loss
 
     def _update_trackers(self, embedding, loss):

@@ -60,6 +60,22 @@ def attribute_head(features, num_attributes, dropout, name="attribute_logits", s
     return keras.layers.Dense(num_attributes, dtype="float32", name=name)(x)
 
 
+def paired_adaface_loss(adaface, embedding, identity, training):
+    """Mean AdaFace cross-entropy of `concat([hq, lq])` embeddings.
+
+    Args:
+        adaface: an `AdaFace` head.
+        embedding: `(2 * batch, D)`, the HQ images then their LQ copies.
+        identity: `(batch,)` class indices, shared by each HQ/LQ pair.
+        training: whether AdaFace updates its running statistics.
+    """
+    identity = ops.concatenate([identity] * 2, axis=0)
+    logits = adaface(embedding, identity, training=training)
+    return ops.mean(
+        keras.losses.sparse_categorical_crossentropy(identity, logits, from_logits=True)
+    )
+
+
 @keras.saving.register_keras_serializable(package="catface")
 class MultiBranchModel(keras.Model):
     """The stage-1 CATFace network: shared trunk, FR and SB branches.
@@ -234,10 +250,8 @@ class MultiBranchModel(keras.Model):
         Returns:
             dict of float32 scalars keyed by `STAGE1_LOSS_TERMS`.
         """
-        identity = ops.concatenate([targets["identity"]] * 2, axis=0)
-        logits = self.adaface(features["embedding"], identity, training=training)
-        fr_loss = ops.mean(
-            keras.losses.sparse_categorical_crossentropy(identity, logits, from_logits=True)
+        fr_loss = paired_adaface_loss(
+            self.adaface, features["embedding"], targets["identity"], training
         )
         if targets.get("attributes") is not None:
             sb_loss = masked_attribute_bce(
