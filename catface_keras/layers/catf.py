@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from catface_keras.layers.channel_attention import ChannelGroupAttention
+from catface_keras.layers.caf import CAF
 from catface_keras.layers.cross_attention import DualCrossAttention, validate_feature_pair
 from catface_keras.layers.mffnl import MFFNL
 
@@ -87,7 +87,7 @@ class CATF(keras.layers.Layer):
                 self.mffnl[branch] = layer
         self.caf = None
         if self.use_caf:
-            self.caf = ChannelGroupAttention(
+            self.caf = CAF(
                 self.groups, residual=self.residual, name="caf", dtype=policy
             )
             self.caf.build((*shape[:-1], 2 * shape[-1]))

@@ -11,7 +11,6 @@ toward the HQ ones (section 3):
 """
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from catface_keras.backbones.iresnet import (
@@ -23,61 +22,64 @@ from catface_keras.backbones.iresnet import (
     resolve_backbone,
     validate_image_size,
 )
-from catface_keras.distribution import scale_loss_for_replicas
 from catface_keras.layers.adaface import AdaFace
 from catface_keras.layers.self_attention import SelfAttention2D
 from catface_keras.losses.attributes import masked_attribute_bce
 from catface_keras.losses.distillation import DISTILLATION_KINDS, attention_distillation_loss
+from catface_keras.models.paired import PairedTrainingModel, paired_adaface_loss
 from catface_keras.soft_biometrics import PAPER_ATTRIBUTES
 
 DEFAULT_LOSS_WEIGHTS = {"fr": 3.0, "sb": 1.0, "distillation": 1.0}
 DEFAULT_ADAFACE = {"margin": 0.4, "h": 0.333, "scale": 64.0, "t_alpha": 0.01}
 STAGE1_LOSS_TERMS = ("loss", "fr_loss", "sb_loss", "fr_distillation", "sb_distillation")
-# Layer names of the embedding and attribute heads (see `embedding_head`, `attribute_head`).
-STAGE1_HEAD_PREFIXES = ("embedding", "attribute_logits")
 
 
-def embedding_head(features, embedding_dim, dropout, name="embedding", synchronized=False):
+def _apply(layers, x):
+    for layer in layers:
+        x = layer(x)
+    return x
+
+
+def embedding_head(
+    features, embedding_dim, dropout, name="embedding", synchronized=False, created=None
+):
     """The iResNet output layer: BN, dropout, flatten, dense, BN (no affine).
 
     `(batch, H, W, C)` -> `(batch, embedding_dim)`; the norm of the result
-    is AdaFace's quality proxy, so it is not normalised here.
+    is AdaFace's quality proxy, so it is not normalised here. The layers are
+    appended to the list `created` when one is given.
     """
-    x = batch_norm(f"{name}_bn_features", synchronized)(features)
-    x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
-    x = keras.layers.Flatten(name=f"{name}_flatten")(x)
-    x = keras.layers.Dense(embedding_dim, name=f"{name}_dense")(x)
-    x = batch_norm(f"{name}_bn", synchronized, center=False, scale=False)(x)
-    # Keep the embedding float32 under mixed precision: its norm is a signal.
-    return keras.layers.Activation("linear", dtype="float32", name=name)(x)
+    layers = [
+        batch_norm(f"{name}_bn_features", synchronized),
+        keras.layers.Dropout(dropout, name=f"{name}_dropout"),
+        keras.layers.Flatten(name=f"{name}_flatten"),
+        keras.layers.Dense(embedding_dim, name=f"{name}_dense"),
+        batch_norm(f"{name}_bn", synchronized, center=False, scale=False),
+        # Keep the embedding float32 under mixed precision: its norm is a signal.
+        keras.layers.Activation("linear", dtype="float32", name=name),
+    ]
+    if created is not None:
+        created.extend(layers)
+    return _apply(layers, features)
 
 
-def attribute_head(features, num_attributes, dropout, name="attribute_logits", synchronized=False):
+def attribute_head(
+    features, num_attributes, dropout, name="attribute_logits", synchronized=False, created=None
+):
     """One binary classifier per attribute: `(batch, H, W, C)` -> `(batch, A)` logits."""
-    x = batch_norm(f"{name}_bn", synchronized)(features)
-    x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
-    x = keras.layers.Flatten(name=f"{name}_flatten")(x)
-    return keras.layers.Dense(num_attributes, dtype="float32", name=name)(x)
-
-
-def paired_adaface_loss(adaface, embedding, identity, training):
-    """Mean AdaFace cross-entropy of `concat([hq, lq])` embeddings.
-
-    Args:
-        adaface: an `AdaFace` head.
-        embedding: `(2 * batch, D)`, the HQ images then their LQ copies.
-        identity: `(batch,)` class indices, shared by each HQ/LQ pair.
-        training: whether AdaFace updates its running statistics.
-    """
-    identity = ops.concatenate([identity] * 2, axis=0)
-    logits = adaface(embedding, identity, training=training)
-    return ops.mean(
-        keras.losses.sparse_categorical_crossentropy(identity, logits, from_logits=True)
-    )
+    layers = [
+        batch_norm(f"{name}_bn", synchronized),
+        keras.layers.Dropout(dropout, name=f"{name}_dropout"),
+        keras.layers.Flatten(name=f"{name}_flatten"),
+        keras.layers.Dense(num_attributes, dtype="float32", name=name),
+    ]
+    if created is not None:
+        created.extend(layers)
+    return _apply(layers, features)
 
 
 @keras.saving.register_keras_serializable(package="catface")
-class MultiBranchModel(keras.Model):
+class MultiBranchModel(PairedTrainingModel):
     """The stage-1 CATFace network: shared trunk, FR and SB branches.
 
     Called on images `(batch, image_size, image_size, 3)`, RGB in [0, 255],
@@ -183,11 +185,14 @@ class MultiBranchModel(keras.Model):
                 name=f"{branch}_self_attention",
             )(y)
             branches[branch] = {"features": attended, "attention": attention, "value": value}
+        head_layers = []
         embedding = embedding_head(
-            branches["fr"]["features"], embedding_dim, dropout, synchronized=sync
+            branches["fr"]["features"], embedding_dim, dropout, synchronized=sync,
+            created=head_layers,
         )
         attribute_logits = attribute_head(
-            branches["sb"]["features"], len(attribute_names), dropout, synchronized=sync
+            branches["sb"]["features"], len(attribute_names), dropout, synchronized=sync,
+            created=head_layers,
         )
         outputs = {"embedding": embedding, "attribute_logits": attribute_logits}
         # AdaFace is a training head outside the inference graph; it is an
@@ -226,16 +231,14 @@ class MultiBranchModel(keras.Model):
             None if attribute_positive_weights is None else list(attribute_positive_weights)
         )
         self.synchronized_batch_norm = synchronized_batch_norm
-        self.loss_trackers = {
-            term: keras.metrics.Mean(name=term) for term in STAGE1_LOSS_TERMS
-        }
-        self.feature_norm_tracker = keras.metrics.Mean(name="feature_norm")
+        # The embedding and attribute heads, with AdaFace: what stage 2 keeps
+        # frozen when it fine-tunes the rest (a tuple, so Keras does not track it).
+        self.head_layers = (*head_layers, self.adaface)
+        self.init_trackers()
 
     # === Training ===
 
-    @property
-    def metrics(self):
-        return [*self.loss_trackers.values(), self.feature_norm_tracker]
+    LOSS_TERMS = STAGE1_LOSS_TERMS
 
     def compute_stage1_losses(self, features, targets, batch_size, training):
         """Every stage-1 loss term from the feature network's outputs.
@@ -285,31 +288,13 @@ class MultiBranchModel(keras.Model):
             "sb_distillation": distillation["sb"],
         }
 
-    def _paired_forward(self, data, training):
+    def paired_losses(self, data, training):
         inputs, targets = data[0], data[1]
         batch_size = ops.shape(inputs["hq"])[0]
         images = ops.concatenate([inputs["hq"], inputs["lq"]], axis=0)
         features = self.feature_network(images, training=training)
         losses = self.compute_stage1_losses(features, targets, batch_size, training)
         return features, losses
-
-    def _update_trackers(self, features, losses):
-        for term, value in losses.items():
-            self.loss_trackers[term].update_state(value)
-        self.feature_norm_tracker.update_state(ops.norm(features["embedding"], axis=-1))
-        return {metric.name: metric.result() for metric in self.metrics}
-
-    def train_step(self, data):
-        with tf.GradientTape() as tape:
-            features, losses = self._paired_forward(data, training=True)
-            loss = self.optimizer.scale_loss(scale_loss_for_replicas(losses["loss"]))
-        gradients = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply(gradients, self.trainable_variables)
-        return self._update_trackers(features, losses)
-
-    def test_step(self, data):
-        features, losses = self._paired_forward(data, training=False)
-        return self._update_trackers(features, losses)
 
     # === Serialization ===
 
@@ -330,13 +315,8 @@ class MultiBranchModel(keras.Model):
             "attribute_weights": self.attribute_weights,
             "attribute_positive_weights": self.attribute_positive_weights,
             "synchronized_batch_norm": self.synchronized_batch_norm,
-            "name": self.name,
-            "trainable": self.trainable,
+            **self.config_tail(),
         }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 def _merge_known(defaults, overrides, argument):
