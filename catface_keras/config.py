@@ -56,6 +56,7 @@ class ModelConfig:
     dropout: float = 0.2
     # Batch moments over all replicas: data-parallel training then matches one device.
     synchronized_batch_norm: bool = False
+    block_attention: Optional[str] = None  # "cbam": CBAM-iResNet (A-SKD)
     attribute_names: list[str] = dataclasses.field(default_factory=lambda: list(PAPER_ATTRIBUTES))
 
 
@@ -67,6 +68,12 @@ class LossConfig:
     sb_weight: float = 1.0
     distillation_weight: float = 1.0
     distillation: str = "cosine"
+    # Feature distillation's backbone stage; A-SKD's frozen teacher (.keras of a
+    # stage-1 run with train_on: hq); see MultiBranchModel for these four.
+    distillation_stage: int = 4
+    teacher: Optional[str] = None
+    train_on: str = "paired"
+    lq_images: str = "degraded"
     attribute_weights: Optional[list[float]] = None
     attribute_positive_weights: Optional[list[float]] = None
     adaface_margin: float = 0.4
@@ -171,7 +178,11 @@ FUSION_KINDS = ("catf", "concat", "add", "se", "cross_attention", "ffm")
 
 SECTION_CHOICES = {
     "data.source": ("synthetic", "celeba", "recordio", "image_folder", "tfrecord"),
-    "loss.distillation": ("cosine", "l2"),
+    "loss.distillation": ("cosine", "l2", "feature_cosine", "feature_l2", "askd"),
+    "loss.distillation_stage": (1, 2, 3, 4),
+    "loss.train_on": ("paired", "hq"),
+    "loss.lq_images": ("degraded", "askd_low_resolution"),
+    "model.block_attention": (None, "cbam"),
     "train.distribution": ("auto", "none", "mirrored", "multi_worker"),
     "train.mixed_precision": (None, "mixed_float16", "mixed_bfloat16"),
     "stage2.fusion": FUSION_KINDS,

@@ -160,7 +160,7 @@ def exclude_batch_norm_from_weight_decay(optimizer, model):
 
 def build_stage1_model(config, num_classes):
     model_config, loss = config.model, config.loss
-    return MultiBranchModel(
+    model = MultiBranchModel(
         num_classes=num_classes,
         backbone=model_config.backbone,
         image_size=config.data.image_size,
@@ -182,10 +182,17 @@ def build_stage1_model(config, num_classes):
             "distillation": loss.distillation_weight,
         },
         distillation=loss.distillation,
+        distillation_stage=loss.distillation_stage,
+        block_attention=model_config.block_attention,
+        train_on=loss.train_on,
+        lq_images=loss.lq_images,
         attribute_weights=loss.attribute_weights,
         attribute_positive_weights=loss.attribute_positive_weights,
         synchronized_batch_norm=model_config.synchronized_batch_norm,
     )
+    if loss.teacher:
+        model.set_teacher(load_stage1_model(loss.teacher, num_classes, role="teacher"))
+    return model
 
 
 def load_data(config):
@@ -404,8 +411,13 @@ def check_stage1_file(path):
         )
 
 
-def load_stage1_model(path, num_classes):
+def load_stage1_model(path, num_classes, role="stage 2's start"):
     """Loads the stage-1 model that stage 2 starts from, checking it fits the data."""
+    if role == "teacher" and not pathlib.Path(path).is_file():
+        raise MissingStage1Error(
+            f"loss.teacher names {path}, which does not exist. Train the teacher first "
+            "(a stage-1 run with loss.train_on: hq) and give its stage1.keras."
+        )
     check_stage1_file(path)
     model = keras.saving.load_model(path, compile=False)
     if not isinstance(model, MultiBranchModel):
