@@ -57,6 +57,7 @@ class ModelConfig:
     # Batch moments over all replicas: data-parallel training then matches one device.
     synchronized_batch_norm: bool = False
     block_attention: Optional[str] = None  # "cbam": CBAM-iResNet (A-SKD)
+    perceptibility_attention: bool = False  # Chai et al. 2023
     attribute_names: list[str] = dataclasses.field(default_factory=lambda: list(PAPER_ATTRIBUTES))
 
 
@@ -74,6 +75,7 @@ class LossConfig:
     teacher: Optional[str] = None
     train_on: str = "paired"
     lq_images: str = "degraded"
+    index_diversion_weight: float = 0.0  # Chai et al. 2023; 0: off
     attribute_weights: Optional[list[float]] = None
     attribute_positive_weights: Optional[list[float]] = None
     adaface_margin: float = 0.4

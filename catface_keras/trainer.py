@@ -186,6 +186,8 @@ def build_stage1_model(config, num_classes):
         block_attention=model_config.block_attention,
         train_on=loss.train_on,
         lq_images=loss.lq_images,
+        perceptibility_attention=model_config.perceptibility_attention,
+        index_diversion_weight=loss.index_diversion_weight,
         attribute_weights=loss.attribute_weights,
         attribute_positive_weights=loss.attribute_positive_weights,
         synchronized_batch_norm=model_config.synchronized_batch_norm,

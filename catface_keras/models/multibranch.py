@@ -23,9 +23,11 @@ from catface_keras.backbones.iresnet import (
     validate_image_size,
 )
 from catface_keras.layers.adaface import AdaFace
+from catface_keras.layers.perceptibility import PerceptibilityAttention
 from catface_keras.layers.self_attention import SelfAttention2D
 from catface_keras.losses.attributes import masked_attribute_bce
 from catface_keras.degrade.askd import askd_low_resolution
+from catface_keras.losses.recognizability import index_diversion_loss
 from catface_keras.losses.distillation import (
     DISTILLATION_KINDS,
     attention_distillation_loss,
@@ -134,6 +136,15 @@ class MultiBranchModel(PairedTrainingModel):
         lq_images: `"degraded"` (the batch's LQ images) or
             `"askd_low_resolution"` (the LQ images are replaced in training by
             A-SKD's shrunk-and-blurred copies of the HQ ones).
+        perceptibility_attention: re-weight the FR branch map by a learned
+            spatial attention before the embedding head (Chai et al. 2023).
+        index_diversion_weight: weight of the index-diversion loss (Chai et
+            al. 2023, `losses.recognizability`), added to the FR loss; 0 turns
+            it off. The unrecognisable-identity centre it needs is a running
+            mean (momentum `unrecognizable_momentum`) of the normalised
+            embeddings of 4-px-of-112 copies of the HQ images; the
+            prototypes are the AdaFace class centres.
+        unrecognizable_momentum: momentum of that running centre.
         attribute_weights: w_j per attribute (default all 1).
         attribute_positive_weights: optional weight of positive labels per attribute.
         synchronized_batch_norm: compute BN batch moments over all replicas,
@@ -159,6 +170,9 @@ class MultiBranchModel(PairedTrainingModel):
         block_attention=None,
         train_on="paired",
         lq_images="degraded",
+        perceptibility_attention=False,
+        index_diversion_weight=0.0,
+        unrecognizable_momentum=0.99,
         attribute_weights=None,
         attribute_positive_weights=None,
         synchronized_batch_norm=False,
@@ -237,6 +251,11 @@ class MultiBranchModel(PairedTrainingModel):
                 name=f"{branch}_self_attention",
             )(y)
             branches[branch] = {"features": attended, "attention": attention, "value": value}
+            if branch == "fr" and perceptibility_attention:
+                attended, perceptibility = PerceptibilityAttention(name="fr_perceptibility")(
+                    attended
+                )
+                branches[branch].update(features=attended, perceptibility=perceptibility)
         head_layers = []
         embedding = embedding_head(
             branches["fr"]["features"], embedding_dim, dropout, synchronized=sync,
@@ -282,6 +301,13 @@ class MultiBranchModel(PairedTrainingModel):
         }
         if lq_images == "askd_low_resolution":
             self.lq_seed_generator = keras.random.SeedGenerator(0, name="lq_seed_generator")
+        if index_diversion_weight:
+            self.unrecognizable_center = keras.Variable(
+                ops.zeros((embedding_dim,)), trainable=False, name="unrecognizable_center"
+            )
+            self.unrecognizable_seed_generator = keras.random.SeedGenerator(
+                1, name="unrecognizable_seed_generator"
+            )
         self._teacher = _Untracked(None)
 
         # === Config ===
@@ -301,6 +327,9 @@ class MultiBranchModel(PairedTrainingModel):
         self.block_attention = block_attention
         self.train_on = train_on
         self.lq_images = lq_images
+        self.perceptibility_attention = bool(perceptibility_attention)
+        self.index_diversion_weight = float(index_diversion_weight)
+        self.unrecognizable_momentum = float(unrecognizable_momentum)
         self.attribute_weights = None if attribute_weights is None else list(attribute_weights)
         self.attribute_positive_weights = (
             None if attribute_positive_weights is None else list(attribute_positive_weights)
@@ -309,6 +338,8 @@ class MultiBranchModel(PairedTrainingModel):
         # The embedding and attribute heads, with AdaFace: what stage 2 keeps
         # frozen when it fine-tunes the rest (a tuple, so Keras does not track it).
         self.head_layers = (*head_layers, self.adaface)
+        if self.index_diversion_weight:
+            self.LOSS_TERMS = (*STAGE1_LOSS_TERMS, "index_diversion")
         self.init_trackers()
 
     # === Training ===
@@ -404,8 +435,19 @@ class MultiBranchModel(PairedTrainingModel):
             distillation = {"fr": zero, "sb": zero}
         else:
             distillation = self._distillation_terms(features, target_features, batch_size)
+        extra = {}
+        if self.index_diversion_weight:
+            extra["index_diversion"] = index_diversion_loss(
+                features["embedding"],
+                ops.stop_gradient(self.unrecognizable_center),
+                ops.transpose(self.adaface.kernel),
+                ops.concatenate([targets["identity"]] * copies, axis=0),
+            )
+            fr_loss_total = fr_loss + self.index_diversion_weight * extra["index_diversion"]
+        else:
+            fr_loss_total = fr_loss
         weights = self.loss_weights
-        total = weights["fr"] * (fr_loss + weights["distillation"] * distillation["fr"]) + weights[
+        total = weights["fr"] * (fr_loss_total + weights["distillation"] * distillation["fr"]) + weights[
             "sb"
         ] * (sb_loss + weights["distillation"] * distillation["sb"])
         return {
@@ -414,7 +456,20 @@ class MultiBranchModel(PairedTrainingModel):
             "sb_loss": sb_loss,
             "fr_distillation": distillation["fr"],
             "sb_distillation": distillation["sb"],
+            **extra,
         }
+
+    def _update_unrecognizable_center(self, hq):
+        """Running mean of normalised embeddings of unrecognisable (4 px of 112) copies."""
+        unrecognizable = askd_low_resolution(
+            hq, self.unrecognizable_seed_generator, fractions=(1 / 28,), blur_sigma=2.0
+        )
+        embedding = ops.stop_gradient(self(unrecognizable, training=False)["embedding"])
+        embedding = embedding / ops.maximum(ops.norm(embedding, axis=-1, keepdims=True), 1e-12)
+        momentum = self.unrecognizable_momentum
+        self.unrecognizable_center.assign(
+            momentum * self.unrecognizable_center + (1 - momentum) * ops.mean(embedding, axis=0)
+        )
 
     def paired_losses(self, data, training):
         inputs, targets = data[0], data[1]
@@ -422,6 +477,8 @@ class MultiBranchModel(PairedTrainingModel):
         batch_size = ops.shape(hq)[0]
         if self.lq_images == "askd_low_resolution" and training:
             lq = askd_low_resolution(hq, self.lq_seed_generator)
+        if self.index_diversion_weight and training:
+            self._update_unrecognizable_center(hq)
         images = hq if self.train_on == "hq" else ops.concatenate([hq, lq], axis=0)
         features = self.feature_network(images, training=training)
         target_features = None
@@ -452,6 +509,9 @@ class MultiBranchModel(PairedTrainingModel):
             "block_attention": self.block_attention,
             "train_on": self.train_on,
             "lq_images": self.lq_images,
+            "perceptibility_attention": self.perceptibility_attention,
+            "index_diversion_weight": self.index_diversion_weight,
+            "unrecognizable_momentum": self.unrecognizable_momentum,
             "attribute_weights": self.attribute_weights,
             "attribute_positive_weights": self.attribute_positive_weights,
             "synchronized_batch_norm": self.synchronized_batch_norm,
