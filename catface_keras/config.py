@@ -142,6 +142,9 @@ class Stage2Config:
     use_caf: bool = True
     # Residuals around MFFNL and CAF (x + f(x)); false gives the literal paper form.
     residual: bool = True
+    # CATF's residual branches start at zero (see layers/catf.py), so stage 2
+    # starts from the stage-1 maps; catface ablate measures the effect.
+    identity_init: bool = False
     se_reduction: int = 16
     embedding_dim: Optional[int] = None  # default: stage 1's
     # AdaFace's head dropout; the fused head overfits the demo's 240 identities

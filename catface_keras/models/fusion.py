@@ -26,6 +26,7 @@ DEFAULT_FUSION_OPTIONS = {
     "use_mffnl": True,
     "use_caf": True,
     "residual": True,
+    "identity_init": False,
     "se_reduction": 16,
 }
 
@@ -49,6 +50,7 @@ def fusion_layer(kind, options=None, synchronized_batch_norm=False, name="fusion
             use_mffnl=options["use_mffnl"],
             use_caf=options["use_caf"],
             residual=options["residual"],
+            identity_init=options["identity_init"],
             synchronized_batch_norm=sync,
             name=name,
         )
