@@ -15,6 +15,9 @@ import numpy as np
 from catface_keras.alignment.photos import align_photo, read_photo
 from catface_keras.data.decoding import ImageDecodeError, square_resize
 
+# Faces decoded and aligned ahead of the model: memory stays bounded on large folders.
+_FACES_IN_MEMORY = 1024
+
 
 def _model_input(faces, image_size):
     faces = np.asarray(faces)
@@ -23,11 +26,11 @@ def _model_input(faces, image_size):
             f"`faces` must be (N, S, S, 3) RGB. Received: faces.shape={faces.shape}"
         )
     if len(faces) == 0:
-        return np.zeros((0, image_size, image_size, 3), np.float32)
+        return np.zeros((0, image_size, image_size, 3), np.uint8)
     if faces.shape[1] != image_size:
         # As `catface evaluate` reads an image folder (`decode_image(data, image_size)`).
-        faces = np.stack([square_resize(face, image_size) for face in faces.astype(np.uint8)])
-    return faces.astype(np.float32)
+        faces = np.stack([square_resize(face, image_size) for face in faces])
+    return faces
 
 
 def embed_faces(model, faces, batch_size=64):
@@ -39,7 +42,7 @@ def embed_faces(model, faces, batch_size=64):
             `embedding` `(batch, D)`.
         faces: `(N, size, size, 3)` uint8 RGB aligned faces; resized to S when
             `size != S`.
-        batch_size: faces per model call.
+        batch_size: faces per model call (each with its mirror image).
 
     Returns:
         `(embeddings, norms)`: `(N, D)` float32 unit rows and `(N,)` float32.
@@ -47,13 +50,21 @@ def embed_faces(model, faces, batch_size=64):
     images = _model_input(faces, int(model.image_size))
     if len(images) == 0:
         probe = np.zeros((1, *images.shape[1:]), np.float32)
-        dim = model.predict(probe, verbose=0)["embedding"].shape[-1]
+        dim = model(probe, training=False)["embedding"].shape[-1]
         return np.zeros((0, dim), np.float32), np.zeros((0,), np.float32)
-    raw = np.asarray(model.predict(images, batch_size=batch_size, verbose=0)["embedding"],
-                     np.float32)
-    mirrored = np.ascontiguousarray(images[:, :, ::-1])
-    flipped = np.asarray(model.predict(mirrored, batch_size=batch_size, verbose=0)["embedding"],
-                         np.float32)
+    raw, flipped = [], []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start : start + batch_size].astype(np.float32)
+        both = np.concatenate([chunk, chunk[:, :, ::-1]])
+        if len(images) <= batch_size:
+            # A single call runs eagerly: `predict` would first trace a function (seconds).
+            outputs = model(both, training=False)["embedding"]
+        else:
+            outputs = model.predict_on_batch(both)["embedding"]
+        outputs = np.asarray(outputs, np.float32)
+        raw.append(outputs[: len(chunk)])
+        flipped.append(outputs[len(chunk) :])
+    raw, flipped = np.concatenate(raw), np.concatenate(flipped)
     fused = raw + flipped
     fused /= np.maximum(np.linalg.norm(fused, axis=1, keepdims=True), 1e-12)
     return fused, np.linalg.norm(raw, axis=1)
@@ -107,7 +118,27 @@ def embed_photos(paths, model, detector=None, all_faces=False, batch_size=64):
         A `PhotoEmbeddings`.
     """
     image_size = int(model.image_size)
-    crops, files, face_index, boxes, confidence, landmarks, skipped = [], [], [], [], [], [], []
+    rows = {"embeddings": [], "norms": [], "files": [], "face_index": [], "boxes": [],
+            "confidence": [], "landmarks": []}
+    crops, skipped = [], []
+
+    def embed_pending():
+        if crops:
+            embeddings, norms = embed_faces(model, np.stack(crops), batch_size)
+            rows["embeddings"].append(embeddings)
+            rows["norms"].append(norms)
+            crops.clear()
+
+    def add(crop, path, index, box, confidence, landmarks):
+        crops.append(square_resize(crop, image_size))
+        rows["files"].append(str(path))
+        rows["face_index"].append(index)
+        rows["boxes"].append(box)
+        rows["confidence"].append(confidence)
+        rows["landmarks"].append(landmarks)
+        if len(crops) >= _FACES_IN_MEMORY:
+            embed_pending()
+
     for path in paths:
         try:
             image = read_photo(path)
@@ -115,32 +146,24 @@ def embed_photos(paths, model, detector=None, all_faces=False, batch_size=64):
             skipped.append((str(path), f"undecodable: {error}"))
             continue
         if detector is None:
-            crops.append(square_resize(image, image_size))
-            files.append(str(path))
-            face_index.append(0)
-            boxes.append(np.full(4, np.nan))
-            confidence.append(np.nan)
-            landmarks.append(np.full((5, 2), np.nan))
+            add(image, path, 0, np.full(4, np.nan), np.nan, np.full((5, 2), np.nan))
             continue
         aligned = align_photo(image, detector, all_faces)
         if not aligned:
             skipped.append((str(path), "no face found"))
         for index, face in enumerate(aligned):
-            crops.append(square_resize(face.image, image_size))
-            files.append(str(path))
-            face_index.append(index)
-            boxes.append(face.face.box)
-            confidence.append(face.face.confidence)
-            landmarks.append(face.face.landmarks)
-    faces = np.stack(crops) if crops else np.zeros((0, image_size, image_size, 3), np.uint8)
-    embeddings, norms = embed_faces(model, faces, batch_size)
+            add(face.image, path, index, face.face.box, face.face.confidence, face.face.landmarks)
+    embed_pending()
+    if not rows["embeddings"]:
+        embeddings, norms = embed_faces(model, np.zeros((0, image_size, image_size, 3), np.uint8))
+        rows["embeddings"], rows["norms"] = [embeddings], [norms]
     return PhotoEmbeddings(
-        embeddings=embeddings,
-        norms=norms,
-        files=tuple(files),
-        face_index=np.asarray(face_index, np.int32),
-        boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
-        confidence=np.asarray(confidence, np.float32),
-        landmarks=np.asarray(landmarks, np.float32).reshape(-1, 5, 2),
+        embeddings=np.concatenate(rows["embeddings"]),
+        norms=np.concatenate(rows["norms"]),
+        files=tuple(rows["files"]),
+        face_index=np.asarray(rows["face_index"], np.int32),
+        boxes=np.asarray(rows["boxes"], np.float32).reshape(-1, 4),
+        confidence=np.asarray(rows["confidence"], np.float32),
+        landmarks=np.asarray(rows["landmarks"], np.float32).reshape(-1, 5, 2),
         skipped=tuple(skipped),
     )

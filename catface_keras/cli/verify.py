@@ -71,7 +71,7 @@ def run(args):
 
         detector = None if args.aligned else detection.default_detector(args.min_face_size)
         model = load_model(args.model)
-        result = embed_photos([args.first, args.second], model, detector, batch_size=2)
+        result = embed_photos([args.first, args.second], model, detector, batch_size=4)
         if result.skipped:
             raise ValueError("; ".join(f"{path}: {reason}" for path, reason in result.skipped))
     except (ValueError, ImportError) as error:
