@@ -98,7 +98,7 @@ def _write_file(path, data):
 
 
 def _output_names(folder_photos):
-    """Photo file name -> output stem, unique within the folder (`a.jpg`, `a.png` -> `a`, `a_png`)."""
+    """Photo file name -> output stem, unique in its folder (`a.jpg`, `a.png` -> `a`, `a_png`)."""
     names, taken = {}, set()
     for name in folder_photos:
         stem, suffix = os.path.splitext(name)
@@ -218,7 +218,7 @@ def _align_into(source, built, photos, detector, all_faces, size):
 
 
 def _move_into_place(built, destination, scratch):
-    """Renames `built` to `destination`; an existing one is moved aside first, restored on failure."""
+    """Renames `built` to `destination`; an existing one is moved aside, restored on failure."""
     if not destination.exists():
         os.replace(built, destination)
         return

@@ -21,7 +21,7 @@ import tempfile
 
 import numpy as np
 
-from catface_keras.evaluation.roc import roc_curve
+from catface_keras.evaluation.roc import FAR_DECADES, roc_curve
 
 FORMAT = "catface-calibration"
 VERSION = 1
@@ -74,6 +74,19 @@ def threshold_at_far(scores, same, far):
             f"impostor pairs. Received: {num_impostor}"
         )
     return float(np.min(thresholds[rates <= far + 1e-12]))
+
+
+def thresholds_at_fars(scores, same, fars=FAR_DECADES):
+    """`{far: threshold_at_far(...)}` for each FAR the impostor pairs can measure.
+
+    FARs below `1 / num_impostor_pairs` are left out (an empty dict when none is measurable).
+    """
+    num_impostor = int((~np.asarray(same, bool)).sum())
+    return {
+        float(far): threshold_at_far(scores, same, far)
+        for far in fars
+        if _check_far(far) * num_impostor >= 1 - 1e-9
+    }
 
 
 def save_calibration(model_path, thresholds, source):

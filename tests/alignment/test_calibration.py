@@ -10,6 +10,7 @@ from catface_keras.evaluation.calibration import (
     load_threshold,
     save_calibration,
     threshold_at_far,
+    thresholds_at_fars,
 )
 
 
@@ -48,6 +49,17 @@ def test_threshold_holds_its_far_on_random_scores():
         # The lowest such threshold: the next lower score breaks the FAR.
         lower = np.max(scores[scores < threshold])
         assert false_accept_rate(scores, same, lower) > far
+
+
+def test_thresholds_at_the_measurable_fars():
+    rng = np.random.default_rng(1)
+    scores = rng.uniform(-1, 1, 1100)
+    same = np.arange(1100) < 100  # 1000 impostor pairs: FAR 1e-3 and up
+    thresholds = thresholds_at_fars(scores, same)
+    assert sorted(thresholds) == [1e-3, 1e-2, 1e-1]
+    assert thresholds[1e-2] == threshold_at_far(scores, same, 1e-2)
+    assert thresholds[1e-3] > thresholds[1e-2] > thresholds[1e-1]
+    assert thresholds_at_fars(scores, same, fars=(1e-4,)) == {}
 
 
 def test_too_few_impostor_pairs_is_an_error():
