@@ -34,13 +34,13 @@ def test_synthetic_face_is_found_with_landmarks_in_order(mtcnn_detector):
 
 
 def test_a_shifted_face_gives_shifted_landmarks(mtcnn_detector):
-    (first,) = mtcnn_detector.detect(face_photo(1, offset=(40, 30)))
-    (second,) = mtcnn_detector.detect(face_photo(1, offset=(80, 110)))
-    # 80 px right, 40 px down. MTCNN's image pyramid is not shift-invariant: single
-    # points of these cartoon faces move by up to ~8 px more, their mean by ~2.
+    (first,) = mtcnn_detector.detect(face_photo(2, offset=(40, 30)))
+    (second,) = mtcnn_detector.detect(face_photo(2, offset=(80, 110)))
+    # 80 px right, 40 px down. MTCNN's image pyramid is not shift-invariant: points
+    # move by up to ~2 px more here (up to ~8 on faces it is less sure of).
     shift = second.landmarks - first.landmarks
-    np.testing.assert_allclose(shift.mean(axis=0), [80.0, 40.0], atol=4.0)
-    np.testing.assert_allclose(shift, [[80.0, 40.0]] * 5, atol=12.0)
+    np.testing.assert_allclose(shift.mean(axis=0), [80.0, 40.0], atol=3.0)
+    np.testing.assert_allclose(shift, [[80.0, 40.0]] * 5, atol=5.0)
 
 
 def test_aligned_detected_face_has_eyes_level_at_the_template_height(mtcnn_detector):

@@ -106,7 +106,7 @@ def scored(output):
 @pytest.fixture
 def two_photos(tmp_path):
     first = write_photo(tmp_path / "a.jpg", face_photo(0, 0))
-    second = write_photo(tmp_path / "b.jpg", face_photo(1, 0))
+    second = write_photo(tmp_path / "b.jpg", face_photo(2, 0))
     return first, second
 
 
