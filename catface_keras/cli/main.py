@@ -9,13 +9,16 @@ import sys
 # config errors come back without loading it.
 SUBCOMMANDS = {
     "ablate": "catface_keras.cli.ablate",
+    "align": "catface_keras.cli.align",
     "data": "catface_keras.cli.data",
     "degrade": "catface_keras.cli.degrade",
     "demo": "catface_keras.cli.demo",
+    "embed": "catface_keras.cli.embed",
     "evaluate": "catface_keras.cli.evaluate",
     "export": "catface_keras.cli.export",
     "inspect": "catface_keras.cli.inspect",
     "train": "catface_keras.cli.train",
+    "verify": "catface_keras.cli.verify",
 }
 
 
