@@ -68,13 +68,15 @@ def _markdown(summary):
         "",
         summary["caption"],
         f"TAR at FAR = 1e-2 on held-out identities, mean ± std over seeds; Δ is the paired "
-        f"difference to the row {summary['reference']!r} (same seed) with its 95 % t-interval.",
+        f"difference to the row {summary['reference']!r} (same seed) with its 95 % t-interval; "
+        "acc is best-threshold verification accuracy; s / seed is the wall time of the row's "
+        "own runs (stage-2 rows exclude their shared stage-1 model).",
         "",
     ]
     header = ["row", "seeds"]
     header += [f"{CONDITION_LABELS[c]} TAR" for c in CONDITIONS]
     header += [f"Δ {CONDITION_LABELS[c]} [95 % CI]" for c in ("degraded", "mixed")]
-    header += ["LQ-LQ acc", "s / seed"]
+    header += ["LQ-LQ acc", "Δ LQ-LQ acc [95 % CI]", "s / seed"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in summary["rows"]:
         metrics = row["metrics"]
@@ -90,6 +92,11 @@ def _markdown(summary):
                 cells.append(f"{_signed(d['diff'])} [{_signed(d['low'])}, {_signed(d['high'])}]")
         acc = metrics["degraded/accuracy"]
         cells.append(f"{_fmt(acc['mean'])} ± {_fmt(acc['std'])}")
+        d = acc["vs_reference"]
+        cells.append(
+            "(reference)" if row["row"] == summary["reference"]
+            else f"{_signed(d['diff'])} [{_signed(d['low'])}, {_signed(d['high'])}]"
+        )
         cells.append(_fmt(row["wall_seconds"]["mean"], 0))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -166,10 +166,15 @@ class TableRunner:
         )
         return record
 
-    def run(self):
+    def run(self, train=True):
         records = []
         for seed in range(self.seeds):
             for index, row in enumerate(self.table.rows):
+                if not train:
+                    path = self.result_path(row, seed)
+                    if path.exists():
+                        records.append(json.loads(path.read_text()))
+                    continue
                 try:
                     records.append(self.run_row(row, seed, index))
                 except Exception as error:  # one failed variant must not lose the others
@@ -180,7 +185,9 @@ class TableRunner:
         return records
 
 
-def run_table(table, config, seeds, out_dir, budget="small", progress=print, seed_offset=0):
+def run_table(
+    table, config, seeds, out_dir, budget="small", progress=print, seed_offset=0, train=True
+):
     """Trains and evaluates every row of `table` for `seeds` seeds, then writes the report.
 
     Args:
@@ -191,6 +198,8 @@ def run_table(table, config, seeds, out_dir, budget="small", progress=print, see
         out_dir: output directory (see the module docstring).
         budget: `"tiny"`, `"small"`, `"full"` or a `{section: {key: value}}` dict.
         progress: called with one line of text per event.
+        train: False writes the report from the rows and seeds finished so
+            far, training nothing.
 
     Returns:
         The summary written to `results.json`.
@@ -198,7 +207,7 @@ def run_table(table, config, seeds, out_dir, budget="small", progress=print, see
     from catface_keras.ablation.report import write_report
 
     runner = TableRunner(table, config, seeds, out_dir, budget, progress, seed_offset)
-    records = runner.run()
+    records = runner.run(train)
     summary = write_report(runner.table, records, runner.out)
     progress(f"[{table}] wrote {runner.out / 'table.md'}")
     return summary

@@ -27,6 +27,10 @@ def register(subparsers):
         help="tiny: a smoke run of minutes on a CPU; small: reduced data and epochs; "
         "full: the config as it is (default: small)",
     )
+    parser.add_argument(
+        "--report-only", action="store_true",
+        help="write the table from the rows finished so far, training nothing",
+    )
     parser.set_defaults(run=run)
 
 
@@ -43,6 +47,6 @@ def run(args):
     from catface_keras.ablation.runner import run_table
 
     run_table(args.table, config, args.seeds, args.out, args.budget,
-              progress=lambda line: print(line, flush=True))
+              progress=lambda line: print(line, flush=True), train=not args.report_only)
     print((args.out / "table.md").read_text())
     return 0

@@ -104,6 +104,8 @@ def test_ablate_cli_writes_every_row_and_does_not_retrain(table, tmp_path, monke
     assert f"row {len(rows)}/{len(rows)}" in output and "finished in" in output
 
     calls = len(fake.calls)
+    assert cli_main.main([*argv, "--report-only"]) == 0
+    assert len(fake.calls) == calls
     assert cli_main.main(argv) == 0
     assert len(fake.calls) == calls  # every row and seed was kept
     assert "done before, kept" in capsys.readouterr().out
