@@ -451,7 +451,7 @@ def pairs_file_data(root, pairs_file, image_size):
                           info=info)
 
 
-def resize_images(images, size, progress_log=True):
+def resize_images(images, size):
     """`(N, S, S, 3)` uint8 -> `(N, size, size, 3)`: OpenCV area interpolation
     when shrinking, bilinear when enlarging (as the data readers' decoding);
     images already `size` are kept."""
@@ -462,7 +462,7 @@ def resize_images(images, size, progress_log=True):
         return images
     interpolation = cv2.INTER_AREA if images.shape[1] > size else cv2.INTER_LINEAR
     resized = np.empty((len(images), size, size, 3), np.uint8)
-    with progress(len(images) if progress_log else 0, f"resizing to {size} px") as bar:
+    with progress(len(images), f"resizing to {size} px") as bar:
         for index, image in enumerate(images):
             resized[index] = cv2.resize(image, (size, size), interpolation=interpolation)
             bar.update(1)

@@ -73,3 +73,17 @@ def test_match_ranks_ties_count_against_the_probe_and_mates_are_required():
     assert ranks.tolist() == [2]
     with pytest.raises(ValueError, match="must be in the gallery"):
         match_ranks(np.array([[1.0, 0.0]]), [3], gallery, np.array([0, 1]))
+
+
+def test_template_verification_mixed_takes_second_templates_from_other_features():
+    embeddings = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    template_ids = np.array([0, 1, 2, 3])
+    first, second, same = np.array([0, 0]), np.array([1, 2]), np.array([True, False])
+    # The second side's features turned by 90 degrees: the genuine pair scores 0,
+    # the impostor pair 1 (first template (1, 0) against the turned (1, 0)).
+    turned = embeddings[:, ::-1]
+    _, scores = template_verification(embeddings, template_ids, first, second, same,
+                                      fars=(0.5,), second_embeddings=turned)
+    np.testing.assert_allclose(scores, [0.0, 1.0], atol=1e-12)
+    _, scores = template_verification(embeddings, template_ids, first, second, same, fars=(0.5,))
+    np.testing.assert_allclose(scores, [1.0, 0.0], atol=1e-12)
