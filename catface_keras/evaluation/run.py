@@ -100,6 +100,40 @@ def _collect_notes(results):
     return list(dict.fromkeys(notes))
 
 
+def _calibrate(labels, paths, scores, source, overwrite, flip):
+    """Writes each model's calibration sidecar (`calibration.save_calibration`) from its clean
+    verification scores; an existing one is replaced only with `overwrite`.
+
+    Returns:
+        `(files, notes)`: dict label -> the file written (None if none) and notes.
+    """
+    from catface_keras.evaluation.calibration import (
+        calibration_path,
+        save_calibration,
+        thresholds_at_fars,
+    )
+
+    files, notes = {}, []
+    for label, path in zip(labels, paths):
+        files[label] = None
+        pair_scores = scores[label].get("verification", {}).get("clean")
+        if pair_scores is None or not flip:
+            continue
+        thresholds = thresholds_at_fars(*pair_scores)
+        sidecar = calibration_path(path)
+        if not thresholds:
+            continue
+        if sidecar.exists() and not overwrite:
+            notes.append(f"{label}: kept the calibration file {sidecar}; pass --overwrite to "
+                         "replace it with thresholds from these pairs")
+            continue
+        same = np.asarray(pair_scores[1], bool)
+        description = (f"{source} ({int(same.sum())} genuine, {int((~same).sum())} impostor "
+                       "pairs, clean)")
+        files[label] = str(save_calibration(path, thresholds, description))
+    return files, notes
+
+
 def evaluate_models(models, paths, data, protocols, out, seed=1, batch_size=64,
                     overwrite=False, data_description=None, degradation=None,
                     conditions=None, threshold_search="insightface", flip=True):
@@ -150,6 +184,8 @@ def evaluate_models(models, paths, data, protocols, out, seed=1, batch_size=64,
         _write_atomically(out / name, lambda path: plot_score_histograms(
             by_model, path, f"Cosine scores, {title}"))
         plots.append(name)
+    calibration, calibration_notes = _calibrate(labels, paths, scores, data_description or
+                                                data.source, overwrite, flip)
     report = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "protocols": list(protocols),
@@ -167,13 +203,14 @@ def evaluate_models(models, paths, data, protocols, out, seed=1, batch_size=64,
         ],
         "results": results,
         "plots": plots,
+        "calibration": calibration,
     }
     size = data.images.shape[1]
     report["notes"] = [
         f"{label}: the {size} px images are resized to its input, {model.image_size} px "
         "(OpenCV, area interpolation when shrinking, bilinear when enlarging)"
         for label, model in zip(labels, models) if int(model.image_size) != size
-    ] + _collect_notes(results)
+    ] + calibration_notes + _collect_notes(results)
     report = _json_safe(report)
     _write_atomically(out / REPORT_FILE, lambda path: pathlib.Path(path).write_text(
         format_evaluation_report(report), encoding="utf-8"))

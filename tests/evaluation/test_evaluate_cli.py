@@ -68,6 +68,11 @@ def test_evaluate_synthetic_all_protocols_two_models(tiny_model_path, tmp_path, 
             if condition != "mixed":
                 assert set(by_protocol["attributes"][condition]["accuracy"]) == {
                     "Male", "Bald", "Big_Nose", "Chubby", "Narrow_Eyes"}
+    # The clean verification scores calibrate `catface verify`'s thresholds, beside each model.
+    from catface_keras.evaluation.calibration import load_threshold
+
+    assert results["calibration"]["run_a/m"] == str(tmp_path / "run_a" / "m.calibration.json")
+    assert -1 <= load_threshold(tmp_path / "run_b" / "m.keras", 1e-1) <= 1
     # One model file copied: the same numbers.
     assert results["results"]["run_a/m"] == results["results"]["run_b/m"]
     # The degraded copy changes the images, hence the scores; mixed pairs differ from both.
