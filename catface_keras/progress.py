@@ -36,7 +36,8 @@ class ProgressLog:
     def _print(self):
         percent = 100 * self.done / self.total if self.total else 100
         seconds = time.monotonic() - self._started
-        print(f"{self.description}: {percent:.0f}% ({self.done}/{self.total} {self.unit}s, "
+        plural = self.unit + ("es" if self.unit.endswith(("s", "sh", "ch", "x")) else "s")
+        print(f"{self.description}: {percent:.0f}% ({self.done}/{self.total} {plural}, "
               f"{seconds:.0f} s)", file=self.stream, flush=True)
 
     def close(self):

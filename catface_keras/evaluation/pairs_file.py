@@ -25,7 +25,8 @@ from catface_keras.data.image_folder import IMAGE_SUFFIXES
 
 @dataclasses.dataclass(frozen=True)
 class PairsFile:
-    """Pairs read from a list: `first`, `second` `(P,)` paths, `same` `(P,)` bools, `folds` or None."""
+    """Pairs read from a list: `first`, `second` `(P,)` paths, `same` `(P,)` bools, and
+    `folds` `(P,)` ints (None: contiguous folds)."""
 
     first: tuple
     second: tuple

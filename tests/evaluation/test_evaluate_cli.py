@@ -191,7 +191,8 @@ def test_models_with_one_file_name_get_labels_from_their_paths():
     from catface_keras.evaluation.run import model_labels
 
     assert model_labels(["runs/a/stage1.keras", "runs/b/stage1.keras"]) == ["a/stage1", "b/stage1"]
-    assert model_labels(["x/run/m.keras", "y/run/m.keras", "c.keras"]) == ["x/run/m", "y/run/m", "c"]
+    labels = model_labels(["x/run/m.keras", "y/run/m.keras", "c.keras"])
+    assert labels == ["x/run/m", "y/run/m", "c"]
     assert model_labels(["m.keras", "other.keras"]) == ["m", "other"]
     assert model_labels(["m.keras", "m.keras"]) == ["m", "m (2)"]
 
