@@ -231,7 +231,8 @@ def verification_summary(first, second, same, fars=FAR_DECADES, num_folds=10, fo
         `num_pairs`, `num_genuine`, `num_impostor`, `threshold_search` and
         `notes` (list of strings); `scores` are the `(P,)` cosine scores.
     """
-    scores, same = _check_pairs(cosine_scores(first, second), same, "scores")
+    scores, same = cosine_scores(first, second), np.asarray(same, bool)
+    auc = roc_auc(scores, same)  # first: it checks shapes, finiteness and both kinds present
     notes = []
     if folds is None and len(scores) < num_folds:
         notes.append(
@@ -240,7 +241,7 @@ def verification_summary(first, second, same, fars=FAR_DECADES, num_folds=10, fo
         num_folds = max(len(scores), 2)
     summary = kfold_accuracy(pair_distances(first, second), same, num_folds, folds,
                              threshold_search)
-    summary["auc"] = roc_auc(scores, same)
+    summary["auc"] = auc
     summary["eer"] = equal_error_rate(scores, same)
     tars, far_notes = tar_at_fars(scores, same, fars)
     notes += far_notes
