@@ -37,7 +37,8 @@ from catface_keras.data.sources import load_training_data
 from catface_keras.degrade import degrade
 from catface_keras.degrade.config import DegradationConfig
 from catface_keras.evaluation.protocol_data import face_arrays_data
-from catface_keras.evaluation.protocols import CONDITIONS, evaluate
+from catface_keras.evaluation.names import CONDITIONS
+from catface_keras.evaluation.protocols import evaluate
 from catface_keras.models.fusion import DEFAULT_FUSION_OPTIONS, FusionModel
 from catface_keras.models.multibranch import MultiBranchModel
 

@@ -3,10 +3,9 @@
 import pathlib
 import sys
 
-PROTOCOL_CHOICES = ("verification", "templates", "identification", "attributes", "all")
-# protocols.CONDITIONS, spelt out here so that parsing does not load TensorFlow.
-CONDITION_CHOICES = ("clean", "degraded", "mixed")
-THRESHOLD_SEARCHES = ("insightface", "exact")
+from catface_keras.evaluation.names import CONDITIONS, PROTOCOLS, THRESHOLD_SEARCHES
+
+PROTOCOL_CHOICES = (*PROTOCOLS, "all")
 
 
 def register(subparsers):
@@ -48,7 +47,7 @@ def register(subparsers):
                         "as the trainer's evaluation)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="images per model call (default: 64)")
-    parser.add_argument("--conditions", default=",".join(CONDITION_CHOICES), metavar="LIST",
+    parser.add_argument("--conditions", default=",".join(CONDITIONS), metavar="LIST",
                         help="comma-separated conditions among clean, degraded, mixed "
                         "(default: all three)")
     parser.add_argument("--threshold-search", choices=THRESHOLD_SEARCHES, default="insightface",
@@ -108,11 +107,11 @@ def _check_arguments(args):
     if args.config is not None and not args.config.is_file():
         raise ValueError(f"--config {args.config} is not a file")
     conditions = tuple(c.strip() for c in args.conditions.split(",") if c.strip())
-    unknown = [c for c in conditions if c not in CONDITION_CHOICES]
+    unknown = [c for c in conditions if c not in CONDITIONS]
     if unknown or not conditions:
-        raise ValueError(f"--conditions must list some of {', '.join(CONDITION_CHOICES)}. "
+        raise ValueError(f"--conditions must list some of {', '.join(CONDITIONS)}. "
                          f"Received: --conditions {args.conditions}")
-    args.conditions = tuple(c for c in CONDITION_CHOICES if c in conditions)
+    args.conditions = tuple(c for c in CONDITIONS if c in conditions)
     _settings(args)
     for name in ("seed", "distractors"):
         if getattr(args, name) < 0:
@@ -172,7 +171,6 @@ def run(args):
     except ValueError as error:  # ConfigError included
         print(f"{program}: error: {error}", file=sys.stderr)
         return 2
-    from catface_keras.evaluation.protocols import PROTOCOLS
     from catface_keras.evaluation.run import evaluate_models
 
     try:

@@ -33,21 +33,13 @@ from catface_keras.evaluation.identification import (
     match_ranks,
     rank_accuracies,
 )
+from catface_keras.evaluation.names import CONDITION_SIDES, CONDITIONS, PROTOCOLS
 from catface_keras.evaluation.protocol_data import resize_images
 from catface_keras.evaluation.roc import FAR_DECADES
 from catface_keras.evaluation.templates import template_verification
 from catface_keras.evaluation.verification import verification_summary
 from catface_keras.progress import progress
 
-PROTOCOLS = ("verification", "templates", "identification", "attributes")
-CONDITIONS = ("clean", "degraded", "mixed")
-# The images each condition takes its pairs' (first, second) sides from;
-# for identification (gallery, probes).
-CONDITION_SIDES = {
-    "clean": ("clean", "clean"),
-    "degraded": ("degraded", "degraded"),
-    "mixed": ("clean", "degraded"),
-}
 # Images per `degrade` call. Fixed (not the model batch size): a degraded image
 # depends on its batch, and the trainer and the CLI must degrade alike.
 DEGRADE_BATCH = 256

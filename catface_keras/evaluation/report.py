@@ -1,13 +1,12 @@
 """Tables of evaluation metrics: plain text for the terminal, Markdown for `catface evaluate`.
 
-Both use the conditions of `protocols.CONDITIONS`: clean, degraded, mixed
+Both use the conditions of `names.CONDITIONS`: clean, degraded, mixed
 (one side of each pair clean, the other degraded).
 """
 
+from catface_keras.evaluation.names import CONDITIONS
 from catface_keras.evaluation.roc import FAR_DECADES, far_key
 
-# The conditions in table order (protocols.CONDITIONS, without importing TensorFlow).
-CONDITION_ORDER = ("clean", "degraded", "mixed")
 STAGE_TABLE_FAR = 1e-2
 
 
@@ -30,7 +29,7 @@ def format_stage_table(metrics):
     tar_key = far_key(STAGE_TABLE_FAR)
     tar_title = tar_key.replace("tar_at_far_", "TAR@")
     verification = metrics[stages[0]]["verification"]
-    conditions = [c for c in CONDITION_ORDER if c in verification]
+    conditions = [c for c in CONDITIONS if c in verification]
     header = "condition".ljust(10) + "".join(
         f"{stage + ' acc':>14}{stage + ' ' + tar_title:>18}" for stage in stages
     )
@@ -44,7 +43,7 @@ def format_stage_table(metrics):
     lines.append("degraded: both images degraded at the model's input size; mixed: one clean, "
                  "one degraded")
     attributes = metrics[stages[0]].get("attributes", {})
-    attribute_conditions = [c for c in CONDITION_ORDER if c in attributes]
+    attribute_conditions = [c for c in CONDITIONS if c in attributes]
     if attribute_conditions:
         names = list(attributes[attribute_conditions[0]]["accuracy"])
         header = "attribute".ljust(14) + "".join(

@@ -20,6 +20,7 @@ keeping the strictest of equally accurate thresholds.
 
 import numpy as np
 
+from catface_keras.evaluation.names import THRESHOLD_SEARCHES
 from catface_keras.evaluation.roc import (
     FAR_DECADES,
     equal_error_rate,
@@ -27,8 +28,6 @@ from catface_keras.evaluation.roc import (
     roc_auc,
     tar_at_fars,
 )
-
-THRESHOLD_SEARCHES = ("insightface", "exact")
 
 # insightface's grid of squared-L2 thresholds (exactly this float sequence).
 INSIGHTFACE_THRESHOLDS = np.arange(0, 4, 0.01)
