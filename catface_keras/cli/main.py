@@ -13,6 +13,7 @@ SUBCOMMANDS = {
     "demo": "catface_keras.cli.demo",
     "evaluate": "catface_keras.cli.evaluate",
     "export": "catface_keras.cli.export",
+    "import-weights": "catface_keras.cli.import_weights",
     "inspect": "catface_keras.cli.inspect",
     "train": "catface_keras.cli.train",
 }
