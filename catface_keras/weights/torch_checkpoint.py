@@ -167,7 +167,11 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return _ForeignClass(
             name,
             (ForeignObject,),
-            {"qualified_name": f"{module}.{name}", "checkpoint_path": str(self.path)},
+            {
+                "qualified_name": f"{module}.{name}",
+                "checkpoint_path": str(self.path),
+                "__module__": module,
+            },
         )
 
     def persistent_load(self, saved_id):

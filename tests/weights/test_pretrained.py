@@ -127,3 +127,13 @@ def test_yaml_key_reaches_the_stage1_model(pretrained_file, tmp_path):
         model.get_layer("sb_stage4_block1_conv1").kernel.numpy(),
         pretrained.get_layer("stage4_block1_conv1").kernel.numpy(),
     )
+
+
+def test_shipped_celeba_pretrained_config_reads():
+    import pathlib
+
+    config = load_config(
+        pathlib.Path(__file__).resolve().parents[2] / "training" / "configs" / "celeba_pretrained.yaml"
+    )
+    assert config.model.init == "pretrained/ir50.keras"
+    assert (config.model.backbone, config.data.image_size, config.model.embedding_dim) == ("ir_50", 112, 512)

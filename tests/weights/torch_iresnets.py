@@ -156,8 +156,20 @@ def insightface_input(rgb):
     return torch.from_numpy(((rgb.astype("float32") / 255.0 - 0.5) / 0.5).transpose(0, 3, 1, 2).copy())
 
 
+class AttributeDict(dict):
+    """Stands for PyTorch Lightning's hyper-parameter dict (a dict subclass)."""
+
+
+class ModelCheckpoint:
+    """Stands for the Lightning callback class that keys a checkpoint's callback states."""
+
+
 def save_adaface_checkpoint(model, path):
-    """A Lightning-style checkpoint: `state_dict` with `model.` keys, the head beside them."""
+    """A Lightning-style checkpoint: `state_dict` with `model.` keys, the head beside them.
+
+    Like a real one, it also holds objects of classes the reader must not
+    import: a dict subclass, a plain object and a class used as a dict key.
+    """
     state = {f"model.{key}": value for key, value in model.state_dict().items()}
     state["head.kernel"] = torch.randn(512, 10)
     state["head.t"] = torch.zeros(1)
@@ -167,8 +179,10 @@ def save_adaface_checkpoint(model, path):
             "global_step": 1000,
             "pytorch-lightning_version": "1.8.6",
             "state_dict": state,
-            # An object of a class outside the allow-list, pickled without a call (NEWOBJ).
-            "hyper_parameters": argparse.Namespace(arch="ir_50", lr=0.1),
+            # Objects of classes outside the allow-list, pickled without a call (NEWOBJ).
+            "hyper_parameters": AttributeDict(arch="ir_50", lr=0.1),
+            "hparams_namespace": argparse.Namespace(arch="ir_50"),
+            "callbacks": {ModelCheckpoint: {"best_model_score": torch.tensor(0.9)}},
         },
         path,
     )
