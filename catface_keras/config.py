@@ -464,6 +464,13 @@ def check_experiment(config):
             raise ConfigError(
                 f"`{key}` must be increasing epochs >= 1. Received: {key}={milestones}"
             )
+    minimum = choices.MIN_VERIFICATION_PAIRS
+    if config.evaluation.num_pairs < minimum:
+        raise ConfigError(
+            f"`evaluation.num_pairs` must be at least {minimum}: TAR at FAR=1e-2 needs "
+            f"{minimum} impostor pairs. Received: evaluation.num_pairs="
+            f"{config.evaluation.num_pairs}"
+        )
     if data.source == "synthetic":
         _check_synthetic_sizes(config)
     elif data.max_heldout_images is not None and _pairs_of(data.max_heldout_images) < (
@@ -473,13 +480,6 @@ def check_experiment(config):
             "`data.max_heldout_images` keeps too few images for "
             f"{choices.MIN_VERIFICATION_PAIRS} genuine pairs (TAR at FAR=1e-2). Received: "
             f"data.max_heldout_images={data.max_heldout_images}"
-        )
-    minimum = choices.MIN_VERIFICATION_PAIRS
-    if config.evaluation.num_pairs < minimum:
-        raise ConfigError(
-            f"`evaluation.num_pairs` must be at least {minimum}: TAR at FAR=1e-2 needs "
-            f"{minimum} impostor pairs. Received: evaluation.num_pairs="
-            f"{config.evaluation.num_pairs}"
         )
 
 
@@ -531,8 +531,7 @@ def _check_synthetic_sizes(config):
             f"data.test_images_per_identity={data.test_images_per_identity}"
         )
     genuine = data.num_test_identities * _pairs_of(data.test_images_per_identity)
-    pairs = min(genuine, config.evaluation.num_pairs)
-    if pairs < choices.MIN_VERIFICATION_PAIRS:
+    if genuine < choices.MIN_VERIFICATION_PAIRS:
         raise ConfigError(
             f"`data.num_test_identities` x `data.test_images_per_identity` give {genuine} "
             f"genuine held-out pairs, and as many impostor pairs are drawn; TAR at FAR=1e-2 "
