@@ -413,7 +413,9 @@ def _check_value(value, annotation, path):
             raise ConfigError(
                 f"`{path}` must be a list of {len(items)} values [low, high]. Received: {value!r}"
             )
-        return tuple(_check_value(v, item, f"{path}[{i}]") for i, (v, item) in enumerate(zip(value, items)))
+        return tuple(
+            _check_value(v, item, f"{path}[{i}]") for i, (v, item) in enumerate(zip(value, items))
+        )
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if annotation in (int, float) and isinstance(value, bool):

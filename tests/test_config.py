@@ -91,7 +91,8 @@ def test_degrade_section_reaches_the_degradation_config(tmp_path):
          r"Received: degrade.d_over_r0_range=\(2.0, 1.0\)"),
         ("degrade:\n  d_over_r0_range: [1]\n", r"`degrade.d_over_r0_range` must be a list of 2"),
         ("degrade:\n  jpeg_probability: 1.5\n",
-         r"`degrade.jpeg_probability` must be in \[0.0, 1.0\]. Received: degrade.jpeg_probability=1.5"),
+         r"`degrade.jpeg_probability` must be in \[0.0, 1.0\]. "
+         r"Received: degrade.jpeg_probability=1.5"),
     ],
 )
 def test_degrade_section_is_validated_with_dotted_keys(tmp_path, text, message):
@@ -199,7 +200,8 @@ def test_readme_names_the_distillation_weight_key_next_to_lambda_kd():
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("model:\n  dropout: 1.5\n", r"`model.dropout` must be in \[0, 1\). Received: model.dropout=1.5"),
+        ("model:\n  dropout: 1.5\n",
+         r"`model.dropout` must be in \[0, 1\). Received: model.dropout=1.5"),
         ("stage2:\n  dropout: 1.0\n", r"`stage2.dropout` must be in \[0, 1\)"),
         ("optimizer:\n  momentum: -0.1\n",
          r"`optimizer.momentum` must be >= 0. Received: optimizer.momentum=-0.1"),
@@ -219,8 +221,10 @@ def test_readme_names_the_distillation_weight_key_next_to_lambda_kd():
          r"Received: train.batch_size=4000"),
         ("model:\n  backbone: resnet50\n",
          r"`model.backbone` must be one of \('ir_tiny', .*\). Received: model.backbone='resnet50'"),
-        ("stage2:\n  fusion: sum\n", r"`stage2.fusion` must be one of .* Received: stage2.fusion='sum'"),
-        ("loss:\n  distillation: kl\n", r"`loss.distillation` must be one of .* Received: loss.distillation='kl'"),
+        ("stage2:\n  fusion: sum\n",
+         r"`stage2.fusion` must be one of .* Received: stage2.fusion='sum'"),
+        ("loss:\n  distillation: kl\n",
+         r"`loss.distillation` must be one of .* Received: loss.distillation='kl'"),
         ("evaluation:\n  num_pairs: 50\n",
          r"`evaluation.num_pairs` must be at least 100: TAR at FAR=1e-2 needs 100 impostor pairs"),
         ("data:\n  num_test_identities: 3\n  test_images_per_identity: 4\n",
@@ -280,3 +284,10 @@ def test_face_arrays_has_its_own_module_and_synthetic_re_exports_it():
     from catface_keras.data import face_arrays, synthetic
 
     assert synthetic.FaceArrays is face_arrays.FaceArrays
+
+
+def test_load_model_names_a_missing_file(tmp_path):
+    from catface_keras.models import load_model
+
+    with pytest.raises(ValueError, match=rf"model {tmp_path / 'none.keras'} does not exist"):
+        load_model(tmp_path / "none.keras")

@@ -33,7 +33,8 @@ def run_cli(*argv):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("model:\n  dropout: 1.5\n", "`model.dropout` must be in [0, 1). Received: model.dropout=1.5"),
+        ("model:\n  dropout: 1.5\n",
+         "`model.dropout` must be in [0, 1). Received: model.dropout=1.5"),
         ("train:\n  epochs: 2\n  epochs: 3\n", "duplicate key `epochs` on line 3"),
         ("data:\n  source: image_folder\n  path: faces\n  attributes_csv: attrs.csv\n",
          "`data.attributes_csv` is not a file"),

@@ -23,6 +23,7 @@ import sys
 from catface_keras.cli.arguments import output_directory
 from catface_keras.data.image_files import load_face_image
 
+
 def register(subparsers):
     parser = subparsers.add_parser(
         "inspect",
