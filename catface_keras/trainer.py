@@ -20,6 +20,7 @@ removes the stage-2 results built on it.
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -32,12 +33,11 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
+from catface_keras.choices import EVALUATION_CONDITIONS as CONDITIONS
 from catface_keras.config import config_to_dict
 from catface_keras.data.sources import load_training_data
 from catface_keras.degrade import degrade
-from catface_keras.degrade.config import DegradationConfig
 from catface_keras.evaluation.protocol_data import face_arrays_data
-from catface_keras.evaluation.names import CONDITIONS
 from catface_keras.evaluation.protocols import evaluate
 from catface_keras.models.fusion import DEFAULT_FUSION_OPTIONS, FusionModel
 from catface_keras.models.multibranch import MultiBranchModel
@@ -222,11 +222,6 @@ def load_data(config):
 HELDOUT_PROTOCOLS = ("verification", "attributes")
 
 
-def _degradation(config):
-    """The config's `DegradationConfig` (its `degrade:` section), else the defaults."""
-    return getattr(config, "degrade", None) or DegradationConfig()
-
-
 def _evaluate_heldout(model, heldout, evaluation, degradation=None):
     """Verification and attributes on the held-out faces, clean, degraded and mixed.
 
@@ -322,13 +317,15 @@ def write_json_atomically(value, path):
 def training_pairs(config, train_faces, start_epoch, seed):
     """Paired HQ/LQ batches for the epochs `[start_epoch, train.epochs)` of a stage.
 
+    The LQ images are degraded as `config.degrade` says.
+
     Returns:
         `(dataset, steps_per_epoch)`.
     """
     train = config.train
     dataset = train_faces.paired_dataset(
         batch_size=train.batch_size,
-        degrade_fn=degrade,
+        degrade_fn=functools.partial(degrade, config=config.degrade),
         seed=seed,
         start_epoch=start_epoch,
         num_epochs=max(train.epochs - start_epoch, 0),
@@ -414,7 +411,7 @@ def run_stage1(config, out_dir, overwrite=False, verbose="auto", callbacks=()):
     )
     save_atomically(model, out_dir / STAGE1.model_file)
     metrics = {
-        "stage1": _evaluate_heldout(model, test_faces, config.evaluation, _degradation(config))
+        "stage1": _evaluate_heldout(model, test_faces, config.evaluation, config.degrade)
     }
     write_json_atomically(metrics, out_dir / METRICS_FILE)
     shutil.rmtree(out_dir / STAGE1.backup_dir, ignore_errors=True)
@@ -510,7 +507,7 @@ def run_stage2(config, out_dir, init=None, overwrite=False, verbose="auto", call
     save_atomically(model, out_dir / STAGE2.model_file)
     metrics = {
         "stage1": stage1_metrics,
-        "stage2": _evaluate_heldout(model, test_faces, config.evaluation, _degradation(config)),
+        "stage2": _evaluate_heldout(model, test_faces, config.evaluation, config.degrade),
     }
     write_json_atomically(metrics, out_dir / METRICS_FILE)
     shutil.rmtree(out_dir / STAGE2.backup_dir, ignore_errors=True)
@@ -528,4 +525,4 @@ def _stage1_metrics(out_dir, init, stage1, test_faces, config):
         saved = json.loads(metrics_path.read_text()).get("stage1", {})
         if "skipped" in saved or set(saved.get("verification", {})) == set(CONDITIONS):
             return saved
-    return _evaluate_heldout(stage1, test_faces, config.evaluation, _degradation(config))
+    return _evaluate_heldout(stage1, test_faces, config.evaluation, config.degrade)

@@ -3,7 +3,9 @@
 import pathlib
 import sys
 
-from catface_keras.evaluation.names import CONDITIONS, PROTOCOLS, THRESHOLD_SEARCHES
+from catface_keras.choices import EVALUATION_CONDITIONS as CONDITIONS
+from catface_keras.choices import EVALUATION_PROTOCOLS as PROTOCOLS
+from catface_keras.choices import THRESHOLD_SEARCHES
 
 PROTOCOL_CHOICES = (*PROTOCOLS, "all")
 
@@ -126,15 +128,10 @@ def _check_arguments(args):
 
 
 def load_models(paths):
-    """`keras.saving.load_model` for each path, with the CATFace classes registered."""
-    import keras
+    """`catface_keras.models.loading.load_model` for each path."""
+    from catface_keras.models.loading import load_model
 
-    # Importing the package registers the CATFace model classes; stage 1 is
-    # named as well, so that its files load whatever the package imports.
-    import catface_keras.models  # noqa: F401
-    import catface_keras.models.multibranch  # noqa: F401
-
-    return [keras.saving.load_model(path) for path in paths]
+    return [load_model(path) for path in paths]
 
 
 def load_data(args, image_size):
@@ -158,10 +155,9 @@ def load_data(args, image_size):
 
 
 def _degradation(experiment):
-    from catface_keras.degrade.config import DegradationConfig
+    from catface_keras.degradation_config import DegradationConfig
 
-    # `degrade:` in the config, where the config knows that section.
-    return getattr(experiment, "degrade", None) or DegradationConfig()
+    return experiment.degrade if experiment is not None else DegradationConfig()
 
 
 def run(args):

@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 
 from catface_keras.data.decoding import ImageDecodeError, SkippedImages, decode_image
-from catface_keras.data.synthetic import FaceArrays
+from catface_keras.data.face_arrays import FaceArrays
 from catface_keras.progress import track
 
 

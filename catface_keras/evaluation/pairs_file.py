@@ -20,7 +20,7 @@ import pathlib
 
 import numpy as np
 
-from catface_keras.data.image_folder import IMAGE_SUFFIXES
+from catface_keras.choices import IMAGE_SUFFIXES
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,6 +24,8 @@ fixed seed (`degraded_copies`), so models are compared on the same images.
 
 import numpy as np
 
+from catface_keras.choices import EVALUATION_CONDITIONS as CONDITIONS
+from catface_keras.choices import EVALUATION_PROTOCOLS as PROTOCOLS
 from catface_keras.evaluation.attributes import attribute_accuracy
 from catface_keras.evaluation.features import extract_features
 from catface_keras.evaluation.identification import (
@@ -33,13 +35,19 @@ from catface_keras.evaluation.identification import (
     match_ranks,
     rank_accuracies,
 )
-from catface_keras.evaluation.names import CONDITION_SIDES, CONDITIONS, PROTOCOLS
 from catface_keras.evaluation.protocol_data import resize_images
 from catface_keras.evaluation.roc import FAR_DECADES
 from catface_keras.evaluation.templates import template_verification
 from catface_keras.evaluation.verification import verification_summary
 from catface_keras.progress import progress
 
+# The images each condition takes its pairs' (first, second) sides from;
+# for identification (gallery, probes).
+CONDITION_SIDES = {
+    "clean": ("clean", "clean"),
+    "degraded": ("degraded", "degraded"),
+    "mixed": ("clean", "degraded"),
+}
 # Images per `degrade` call. Fixed (not the model batch size): a degraded image
 # depends on its batch, and the trainer and the CLI must degrade alike.
 DEGRADE_BATCH = 256
@@ -190,7 +198,7 @@ def evaluate(model, data, protocols=None, conditions=CONDITIONS, degradation=Non
         metrics; `pair_scores[protocol][condition]` is `(scores, same)` for
         the pair protocols (for the ROC and score-histogram plots).
     """
-    from catface_keras.degrade.config import DegradationConfig
+    from catface_keras.degradation_config import DegradationConfig
 
     protocols = tuple(data.protocols() if protocols is None else protocols)
     missing = [name for name in protocols if name not in data.protocols()]

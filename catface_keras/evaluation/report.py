@@ -1,10 +1,10 @@
 """Tables of evaluation metrics: plain text for the terminal, Markdown for `catface evaluate`.
 
-Both use the conditions of `names.CONDITIONS`: clean, degraded, mixed
+Both use the conditions of `choices.EVALUATION_CONDITIONS`: clean, degraded, mixed
 (one side of each pair clean, the other degraded).
 """
 
-from catface_keras.evaluation.names import CONDITIONS
+from catface_keras.choices import EVALUATION_CONDITIONS as CONDITIONS
 from catface_keras.evaluation.roc import FAR_DECADES, far_key
 
 STAGE_TABLE_FAR = 1e-2

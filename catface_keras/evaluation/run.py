@@ -15,7 +15,7 @@ import pathlib
 
 import numpy as np
 
-from catface_keras.evaluation.names import CONDITIONS
+from catface_keras.choices import EVALUATION_CONDITIONS as CONDITIONS
 from catface_keras.evaluation.plots import plot_roc_curves, plot_score_histograms
 from catface_keras.evaluation.report import format_evaluation_report
 
@@ -158,7 +158,7 @@ def evaluate_models(models, paths, data, protocols, out, seed=1, batch_size=64,
     """
     # Imported here, not at module level: it loads TensorFlow, and the CLI
     # checks its output folder through this module before loading anything.
-    from catface_keras.degrade.config import DegradationConfig
+    from catface_keras.degradation_config import DegradationConfig
     from catface_keras.evaluation.protocols import degradation_record, evaluate
 
     degradation = DegradationConfig() if degradation is None else degradation

@@ -20,7 +20,7 @@ keeping the strictest of equally accurate thresholds.
 
 import numpy as np
 
-from catface_keras.evaluation.names import THRESHOLD_SEARCHES
+from catface_keras.choices import THRESHOLD_SEARCHES
 from catface_keras.evaluation.roc import (
     FAR_DECADES,
     equal_error_rate,

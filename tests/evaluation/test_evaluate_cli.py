@@ -242,13 +242,13 @@ def test_train_and_evaluate_report_the_same_verification_numbers(tmp_path):
             cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
 
     write_folder(tmp_path / "train", 0, 4, 4)
-    write_folder(tmp_path / "heldout", 100, 6, 4)
+    write_folder(tmp_path / "heldout", 100, 10, 5)  # 100 genuine pairs, as the config asks
     config = {
         "data": {"source": "image_folder", "path": str(tmp_path / "train"), "image_size": 32,
                  "heldout_path": str(tmp_path / "heldout")},
         "model": {"backbone": "ir_tiny", "embedding_dim": 16},
         "train": {"epochs": 1, "batch_size": 8, "distribution": "none"},
-        "evaluation": {"num_pairs": 30, "batch_size": 16, "seed": 5},
+        "evaluation": {"num_pairs": 100, "batch_size": 16, "seed": 5},
     }
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
     run = tmp_path / "run"
