@@ -33,10 +33,12 @@ import numpy as np
 import tensorflow as tf
 import yaml
 
+from catface_keras.choices import EVALUATION_CONDITIONS as CONDITIONS
 from catface_keras.config import config_to_dict
 from catface_keras.data.sources import load_training_data
 from catface_keras.degrade import degrade
-from catface_keras.evaluation.heldout import evaluate_heldout
+from catface_keras.evaluation.protocol_data import face_arrays_data
+from catface_keras.evaluation.protocols import evaluate
 from catface_keras.models.fusion import DEFAULT_FUSION_OPTIONS, FusionModel
 from catface_keras.models.multibranch import MultiBranchModel
 from catface_keras.weights.pretrained import (
@@ -217,14 +219,32 @@ def load_data(config):
         raise DatasetError(str(error)) from error
 
 
-def _evaluate_heldout(model, heldout, evaluation):
-    """`evaluate_heldout`, or a note saying why not when there are no held-out faces."""
+HELDOUT_PROTOCOLS = ("verification", "attributes")
+
+
+def _evaluate_heldout(model, heldout, evaluation, degradation=None):
+    """Verification and attributes on the held-out faces, clean, degraded and mixed.
+
+    The one evaluation path (`catface_keras.evaluation.protocols.evaluate`),
+    as `catface evaluate --data HELDOUT --pairs N --seed S` runs it; or a note
+    saying why not when there are no held-out faces.
+
+    Returns:
+        `{"verification": {condition: metrics}, "attributes": {condition: ...}}`
+        with the conditions `clean`, `degraded`, `mixed` (attributes: the
+        first two), or `{"skipped": reason}`.
+    """
     if heldout is None:
         return {
             "skipped": "no held-out faces for this data source; set data.heldout_path (an "
             "image folder of identities not in training) to evaluate"
         }
-    return evaluate_heldout(model, heldout, evaluation)
+    data = face_arrays_data(heldout, evaluation.num_pairs, evaluation.seed)
+    results, _ = evaluate(
+        model, data, HELDOUT_PROTOCOLS, CONDITIONS, degradation, evaluation.seed,
+        evaluation.batch_size, evaluation.flip,
+    )
+    return results
 
 
 def completed_epochs(out_dir, layout=STAGE1):
@@ -390,7 +410,9 @@ def run_stage1(config, out_dir, overwrite=False, verbose="auto", callbacks=()):
         [*train_faces.callbacks, *callbacks],
     )
     save_atomically(model, out_dir / STAGE1.model_file)
-    metrics = {"stage1": _evaluate_heldout(model, test_faces, config.evaluation)}
+    metrics = {
+        "stage1": _evaluate_heldout(model, test_faces, config.evaluation, config.degrade)
+    }
     write_json_atomically(metrics, out_dir / METRICS_FILE)
     shutil.rmtree(out_dir / STAGE1.backup_dir, ignore_errors=True)
     return model, metrics
@@ -477,7 +499,7 @@ def run_stage2(config, out_dir, init=None, overwrite=False, verbose="auto", call
         exclude_batch_norm_from_weight_decay(optimizer, model)
         model.compile(optimizer=optimizer)
     # Before training: with stage2.train_stage1 the stage-1 weights change.
-    stage1_metrics = _stage1_metrics(out_dir, init, stage1, test_faces, config.evaluation)
+    stage1_metrics = _stage1_metrics(out_dir, init, stage1, test_faces, config)
     fit_stage(
         model, dataset, stage2.epochs, start_epoch, steps_per_epoch, out_dir, STAGE2, verbose,
         [*train_faces.callbacks, *callbacks],
@@ -485,18 +507,22 @@ def run_stage2(config, out_dir, init=None, overwrite=False, verbose="auto", call
     save_atomically(model, out_dir / STAGE2.model_file)
     metrics = {
         "stage1": stage1_metrics,
-        "stage2": _evaluate_heldout(model, test_faces, config.evaluation),
+        "stage2": _evaluate_heldout(model, test_faces, config.evaluation, config.degrade),
     }
     write_json_atomically(metrics, out_dir / METRICS_FILE)
     shutil.rmtree(out_dir / STAGE2.backup_dir, ignore_errors=True)
     return model, metrics
 
 
-def _stage1_metrics(out_dir, init, stage1, test_faces, evaluation):
-    """Stage 1's held-out metrics: reused from its own run in `out_dir`, else computed."""
+def _stage1_metrics(out_dir, init, stage1, test_faces, config):
+    """Stage 1's held-out metrics: reused from its own run in `out_dir`, else computed.
+
+    Saved metrics are reused only when they hold every condition (a run of an
+    older version used other names) or record a skipped evaluation.
+    """
     metrics_path = out_dir / METRICS_FILE
     if init.resolve() == (out_dir / STAGE1.model_file).resolve() and metrics_path.exists():
-        saved = json.loads(metrics_path.read_text())
-        if "stage1" in saved:
-            return saved["stage1"]
-    return _evaluate_heldout(stage1, test_faces, evaluation)
+        saved = json.loads(metrics_path.read_text()).get("stage1", {})
+        if "skipped" in saved or set(saved.get("verification", {})) == set(CONDITIONS):
+            return saved
+    return _evaluate_heldout(stage1, test_faces, config.evaluation, config.degrade)
