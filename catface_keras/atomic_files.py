@@ -196,16 +196,22 @@ def _link_or_copy(source, target):
         shutil.copy2(source, target)
 
 
-def carry_over(old, new, keep):
-    """Links (or copies) the entries of directory `old` for which `keep(name)` into `new`."""
+def carry_over(old, new, keep, prefix=""):
+    """Links (or copies) the entries of directory `old` into `new` where `keep(path)`.
+
+    `path` is the entry's POSIX path relative to `old` (`checkpoints/epoch_001.keras`); a
+    directory that is kept is entered, and `keep` is asked about each of its entries.
+    """
     for entry in os.scandir(old):
-        if not keep(entry.name) or os.path.lexists(os.path.join(new, entry.name)):
-            continue
+        relative = prefix + entry.name
         target = os.path.join(new, entry.name)
-        if entry.is_dir(follow_symlinks=False):
-            shutil.copytree(entry.path, target, copy_function=_link_or_copy, symlinks=True)
-        elif entry.is_symlink():
+        if not keep(relative) or os.path.lexists(target):
+            continue
+        if entry.is_symlink():
             os.symlink(os.readlink(entry.path), target)
+        elif entry.is_dir():
+            os.mkdir(target)
+            carry_over(entry.path, target, keep, relative + "/")
         else:
             _link_or_copy(entry.path, target)
 
