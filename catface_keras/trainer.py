@@ -429,8 +429,13 @@ def run_directory(config, out_dir, overwrite, layout):
             return
         if scratch.exists() and _config_differences(config, scratch / CONFIG_FILE):
             remove_path(scratch)  # an interrupted overwrite with another configuration
-        with replacing_directory(out_dir, _replaced_by(layout), resume=True) as work:
-            yield work
+        try:
+            with replacing_directory(out_dir, _replaced_by(layout), resume=True) as work:
+                yield work
+        except BaseException:
+            if not any((scratch / stage.backup_dir).exists() for stage in (STAGE1, STAGE2)):
+                remove_path(scratch)  # nothing trained yet: nothing to resume
+            raise
     except OSError as error:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
