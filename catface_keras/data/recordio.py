@@ -296,9 +296,11 @@ class InsightFaceRecords:
         labels = self.reader.header_labels(self.image_keys)
         rec = self.reader.rec_path
 
+        raw = labels
+
         def refuse(row, why):
             key = int(self.image_keys[row])
-            raise ValueError(f"{rec}: record {key} has label {labels[row]!r}: {why}")
+            raise ValueError(f"{rec}: record {key} has label {float(raw[row]):g}: {why}")
 
         bad = np.flatnonzero(~np.isfinite(labels) | (labels != np.round(labels)) | (labels < 0))
         if len(bad):
