@@ -11,7 +11,7 @@ needed no crop or resize, otherwise lossless PNG), `image/height` and
 `identity` (class index) and `attributes` (`A` ints in {-1, 0, 1}).
 Images are written in an order drawn from a fixed seed and cut into
 contiguous shards, so every shard is a mix of all identities: reading
-shards in any order with a modest shuffle buffer mixes well, and splitting
+shards in any order with a modest block shuffle mixes well, and splitting
 the shards between workers gives each a fair sample.
 
 Example:
@@ -403,10 +403,10 @@ def tfrecord_elements(
     Args:
         directory: a shard directory.
         worker_index, num_workers: this worker and the number of workers.
-        epoch_seed: `[2]` int64 seed: shard order and a `shuffle_buffer`
-            shuffle are drawn from it (the same seed, the same order); None
-            reads in file order.
-        shuffle_buffer: examples in the shuffle buffer (0: no shuffle).
+        epoch_seed: `[2]` int64 seed: shard order and the block shuffle
+            are drawn from it alone (the same seed, the same order, whatever
+            the global seed); None reads in file order.
+        shuffle_buffer: examples per shuffled block (0: no shuffle).
         metadata: `read_metadata(directory)`, if already read.
 
     Returns:
