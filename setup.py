@@ -26,6 +26,9 @@ setup(
         "h5py>=3.10",
         "tf-keras-vis>=0.8.7",
         "matplotlib>=3.7",
+        # Face detection and landmarks for `catface align|embed|verify`; its wheel
+        # ships the weights (no download). joblib and lz4 are its own requirements.
+        "mtcnn==1.0.0",
     ],
     extras_require={
         # TensorFlow is an extra so one package serves CPU-only and CUDA machines.
