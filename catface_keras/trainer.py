@@ -427,8 +427,12 @@ def run_directory(config, out_dir, overwrite, layout):
         if not check_output_directory(out_dir, overwrite, layout):
             yield out_dir
             return
-        if scratch.exists() and _config_differences(config, scratch / CONFIG_FILE):
-            remove_path(scratch)  # an interrupted overwrite with another configuration
+        resumable = any((scratch / stage.backup_dir).exists() for stage in (STAGE1, STAGE2))
+        if scratch.exists() and (
+            not resumable or _config_differences(config, scratch / CONFIG_FILE)
+        ):
+            # Nothing to resume, or an interrupted overwrite with another configuration.
+            remove_path(scratch)
         try:
             with replacing_directory(out_dir, _replaced_by(layout), resume=True) as work:
                 yield work

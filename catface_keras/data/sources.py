@@ -33,7 +33,7 @@ use (attributes from `data.heldout_attributes_csv`).
 
 import dataclasses
 import pathlib
-from typing import Callable
+from typing import Callable, Optional
 
 import keras
 import numpy as np
@@ -127,6 +127,8 @@ class StreamingFaces:
     attribute_names: tuple
     image_size: int
     skipped: SkippedImages
+    # `fn() -> dataset` like `epoch_elements`, in the cheapest order to sample (None: epoch 0's).
+    sample_elements: Optional[Callable] = None
 
     @property
     def callbacks(self):
@@ -139,7 +141,10 @@ class StreamingFaces:
     def check_usable(self, sample=USABLE_SAMPLE):
         """Decodes up to `sample` images of the first epoch; raises `UnusableDataError`
         when fewer than `MIN_USABLE_FRACTION` of them decode."""
-        elements = self.epoch_elements(tf.constant([0, 0], tf.int64)).take(sample)
+        if self.sample_elements is not None:
+            elements = self.sample_elements().take(sample)
+        else:
+            elements = self.epoch_elements(tf.constant([0, 0], tf.int64)).take(sample)
         tried, failed = 0, []
         for encoded, name, _, _ in elements.as_numpy_iterator():
             tried += 1
@@ -289,6 +294,8 @@ def _tfrecord(data, path, attribute_names):
         attribute_names=tuple(attribute_names),
         image_size=data.image_size,
         skipped=SkippedImages(),
+        # File order: the shuffled order would read a whole shuffle block first.
+        sample_elements=lambda: tfrecord_elements(path, metadata=metadata),
     )
 
 
