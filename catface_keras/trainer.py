@@ -82,10 +82,6 @@ STAGE2 = StageLayout(
 )
 
 
-class BackupError(RuntimeError):
-    """A stage's backup cannot be read to resume from."""
-
-
 class EpochBackup(keras.callbacks.Callback):
     """Backs up what resuming needs after every epoch, never overwriting the last good copy.
 
@@ -198,6 +194,10 @@ class TrainingDivergedError(RuntimeError):
 
 class OutputDirectoryError(RuntimeError):
     """The output directory holds a finished run that would be overwritten."""
+
+
+class BackupError(OutputDirectoryError):
+    """A stage's backup cannot be read to resume from."""
 
 
 class OutputWriteError(OutputDirectoryError):
@@ -342,7 +342,10 @@ def check_output_directory(out_dir, overwrite, layout=STAGE1):
         `run_directory` replaces it once the new run has finished).
     """
     out_dir = pathlib.Path(out_dir)
-    require_directory_path(out_dir)
+    try:
+        require_directory_path(out_dir)
+    except ValueError as error:
+        raise OutputDirectoryError(str(error)) from None
     finished = out_dir / layout.model_file
     if stage_finished(out_dir, layout):
         if not overwrite:
@@ -517,7 +520,7 @@ def fit_stage(
             verbose=verbose,
             shuffle=False,  # the dataset shuffles itself, per epoch, from the seed
         )
-    except (UnusableDataError, BackupError) as error:
+    except UnusableDataError as error:
         raise DatasetError(str(error)) from None
     except tf.errors.DataLossError as error:
         raise DatasetError(

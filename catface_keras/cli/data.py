@@ -103,9 +103,10 @@ def run_convert(args):
     except OSError as error:
         from catface_keras.atomic_files import describe_write_error
 
+        message = describe_write_error(error, error.filename or args.out)
         print(
-            f"catface data convert: error: {describe_write_error(error, error.filename or args.out)}"
-            f"; nothing was replaced: {args.out} is as it was",
+            f"catface data convert: error: {message}; nothing was replaced: {args.out} is as "
+            "it was",
             file=sys.stderr,
         )
         return 2
@@ -151,7 +152,10 @@ def convert(args, attribute_names):
     written = []
     # Every set is written into one new directory, which replaces --out only when all are
     # complete (other files in --out are kept): a failure leaves the old sets as they were.
-    with replacing_directory(args.out, keep=lambda name: not _replaced(name, sets, args.out)) as new:
+    def keep(name):
+        return not _replaced(name, sets, args.out)
+
+    with replacing_directory(args.out, keep=keep) as new:
         for directory, source in sets:
             shards = args.shards if args.shards is None else min(args.shards, len(source))
             metadata = write_tfrecord_shards(

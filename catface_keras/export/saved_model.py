@@ -158,7 +158,9 @@ def _move_into_place(built, target, scratch, overwrite):
             os.rename(built, target)
         except OSError as error:
             if target.exists():
-                raise FileExistsError(f"{target} appeared during the export; not replaced") from error
+                raise FileExistsError(
+                    f"{target} appeared during the export; not replaced"
+                ) from error
             raise
         return
     if not overwrite:

@@ -46,5 +46,6 @@ def test_serving_graph_refuses_a_bomb_before_decoding():
     with pytest.raises(tf.errors.InvalidArgumentError, match="larger than the limit"):
         decode_image_batch(tf.constant([png_bomb()]), max_image_pixels=40_000_000)
     face = tf.io.encode_png(tf.zeros([112, 112, 3], tf.uint8))
-    images = decode_image_batch(tf.stack([face, tf.io.encode_jpeg(tf.zeros([64, 64, 3], tf.uint8))]))
+    jpeg = tf.io.encode_jpeg(tf.zeros([64, 64, 3], tf.uint8))
+    images = decode_image_batch(tf.stack([face, jpeg]))
     assert images.shape == (2, 112, 112, 3)

@@ -42,7 +42,7 @@ def test_tfrecord_counts_and_attribute_values_are_checked(face_folder, tmp_path)
     metadata = json.loads((shards / "dataset.json").read_text())
     metadata["num_examples"] = 13
     (shards / "dataset.json").write_text(json.dumps(metadata))
-    with pytest.raises(ValueError, match=r"dataset.json: `num_examples` is 13, but the shards list 12"):
+    with pytest.raises(ValueError, match=r"`num_examples` is 13, but the shards list 12"):
         read_metadata(shards)
     metadata["num_examples"] = 12
     metadata["shards"][0]["num_examples"] = 7

