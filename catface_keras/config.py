@@ -59,6 +59,8 @@ class ModelConfig:
     # Batch moments over all replicas: data-parallel training then matches one device.
     synchronized_batch_norm: bool = False
     attribute_names: list[str] = dataclasses.field(default_factory=lambda: list(PAPER_ATTRIBUTES))
+    # A pretrained iResNet (.keras from `catface import-weights`) that stage 1 starts from.
+    init: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,6 +30,11 @@ def register(subparsers):
         help="stage-1 model that stage 2 starts from (default: OUT/stage1.keras)",
     )
     parser.add_argument(
+        "--init-backbone", type=pathlib.Path, default=None, metavar="FILE",
+        help="pretrained iResNet (.keras from `catface import-weights`) that stage 1 starts "
+        "from; overrides model.init",
+    )
+    parser.add_argument(
         "--fusion", choices=FUSION_KINDS, default=None, help="override stage2.fusion"
     )
     parser.add_argument("--epochs", type=int, default=None,
@@ -43,8 +48,13 @@ def run(args):
     if args.init is not None and 1 in stages:
         print("catface train: error: --init only applies to --stage 2", file=sys.stderr)
         return 2
+    if args.init_backbone is not None and 1 not in stages:
+        print("catface train: error: --init-backbone only applies to stage 1", file=sys.stderr)
+        return 2
     try:
         config = load_config(args.config)
+        if args.init_backbone is not None:
+            config = config.replace("model", init=str(args.init_backbone))
         if args.fusion is not None:
             config = config.replace("stage2", fusion=args.fusion)
         if args.epochs is not None:
@@ -52,6 +62,14 @@ def run(args):
             config = config.replace("stage2", epochs=args.epochs)
     except ConfigError as error:
         print(f"catface train: error: {error}", file=sys.stderr)
+        return 2
+    if 1 in stages and config.model.init and not pathlib.Path(config.model.init).is_file():
+        # Checked before TensorFlow loads and the data is read.
+        print(
+            f"catface train: error: model.init: pretrained backbone {config.model.init} does "
+            "not exist (write one with `catface import-weights`)",
+            file=sys.stderr,
+        )
         return 2
     out = args.out or pathlib.Path("runs", args.config.stem)
     return train_and_report(config, out, args.overwrite, "catface train", stages, args.init)
@@ -72,6 +90,7 @@ def train_and_report(config, out, overwrite, program, stages=(1,), init=None):
         plan_stages,
         run_stages,
     )
+    from catface_keras.weights.pretrained import PretrainedBackboneError
 
     started = time.monotonic()
     try:
@@ -88,6 +107,7 @@ def train_and_report(config, out, overwrite, program, stages=(1,), init=None):
         MissingStage1Error,
         DatasetError,
         ConfigError,
+        PretrainedBackboneError,
     ) as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         return 2
