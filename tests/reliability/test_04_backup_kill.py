@@ -19,47 +19,61 @@ from reliability.helpers import TINY, leftovers
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[2]
 
-# Trains in a child process that SIGKILLs itself halfway through writing the weights of the
-# backup at the end of epoch 2, after truncating the file being written to half its size.
+# Trains in a child process that SIGKILLs itself at a chosen point of the backup at the end of
+# epoch 2: halfway through writing the weights (the file cut to half its size first), or once
+# the epoch's backup is complete but before the metadata that commits it is written.
 KILLED_RUN = textwrap.dedent("""
     import json, os, signal, sys
     import keras
+    from catface_keras import trainer
     from catface_keras.config import config_from_dict
-    from catface_keras.trainer import run_stage1
 
-    original = keras.Model.save_weights
+    point = sys.argv[3]
+    original_save, original_commit = keras.Model.save_weights, trainer.write_text_atomically
     calls = []
 
     def save_weights(self, filepath, *args, **kwargs):
-        original(self, filepath, *args, **kwargs)
+        original_save(self, filepath, *args, **kwargs)
         calls.append(filepath)
-        if len(calls) == 2:  # the backup of epoch 2
+        if point == "inside-weights-write" and len(calls) == 2:
             size = os.path.getsize(filepath)
             with open(filepath, "r+b") as handle:
                 handle.truncate(size // 2)
             os.kill(os.getpid(), signal.SIGKILL)
 
+    def commit(text, path):
+        if point == "before-commit" and '"epoch": 2' in text:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original_commit(text, path)
+
     keras.Model.save_weights = save_weights
-    run_stage1(config_from_dict(json.loads(sys.argv[2])), sys.argv[1], verbose=0)
+    trainer.write_text_atomically = commit
+    config = config_from_dict(json.loads(sys.argv[2]))
+    trainer.run_stage1(config, sys.argv[1], verbose=0)
 """)
 
 
-def test_kill_inside_the_backup_write_resumes_to_the_same_weights(tmp_path):
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    model, _ = run_stage1(config_from_dict(TINY), tmp_path_factory.mktemp("straight"), verbose=0)
+    return model.get_weights()
+
+
+@pytest.mark.parametrize("point", ["inside-weights-write", "before-commit"])
+def test_killed_backup_write_resumes_to_the_same_weights(point, uninterrupted, tmp_path):
     """Tolerance 1e-5 absolute, as for an in-process interruption (same float32 ops)."""
     killed = tmp_path / "killed"
     environment = {**os.environ, "PYTHONPATH": str(REPOSITORY), "TF_CPP_MIN_LOG_LEVEL": "2"}
     child = subprocess.run(
-        [sys.executable, "-c", KILLED_RUN, str(killed), json.dumps(TINY)],
+        [sys.executable, "-c", KILLED_RUN, str(killed), json.dumps(TINY), point],
         env=environment, capture_output=True, text=True, timeout=600,
     )
     assert child.returncode == -9, child.stderr[-3000:]
     assert not (killed / "stage1.keras").exists()
     # Before: backup/latest.weights.h5 was the half-written file, and every resume failed
     # with "OSError: Unable to synchronously open file".
-    config = config_from_dict(TINY)
-    resumed, _ = run_stage1(config, killed, verbose=0)
-    uninterrupted, _ = run_stage1(config, tmp_path / "straight", verbose=0)
-    for expected, got in zip(uninterrupted.get_weights(), resumed.get_weights()):
+    resumed, _ = run_stage1(config_from_dict(TINY), killed, verbose=0)
+    for expected, got in zip(uninterrupted, resumed.get_weights()):
         np.testing.assert_allclose(got, expected, atol=1e-5)
     assert sorted(path.name for path in (killed / "checkpoints").iterdir()) == [
         "epoch_001.keras", "epoch_002.keras"]
