@@ -28,6 +28,7 @@ also replaces the stage-2 results built on it.
 import contextlib
 import dataclasses
 import errno
+import functools
 import json
 import pathlib
 import shutil
@@ -491,13 +492,15 @@ def write_json_atomically(value, path):
 def training_pairs(config, train_faces, start_epoch, seed):
     """Paired HQ/LQ batches for the epochs `[start_epoch, train.epochs)` of a stage.
 
+    The LQ images are degraded as `config.degrade` says.
+
     Returns:
         `(dataset, steps_per_epoch)`.
     """
     train = config.train
     dataset = train_faces.paired_dataset(
         batch_size=train.batch_size,
-        degrade_fn=degrade,
+        degrade_fn=functools.partial(degrade, config=config.degrade),
         seed=seed,
         start_epoch=start_epoch,
         num_epochs=max(train.epochs - start_epoch, 0),

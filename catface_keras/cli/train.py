@@ -1,10 +1,12 @@
 """`catface train --config FILE`: a training run described by a YAML config."""
 
+import argparse
 import pathlib
 import sys
 import time
 
-from catface_keras.config import FUSION_KINDS, ConfigError, load_config
+from catface_keras.cli.arguments import output_directory
+from catface_keras.config import FUSION_KINDS, ConfigError, check_data_files, load_config
 
 STAGES = {"1": (1,), "2": (2,), "all": (1, 2)}
 
@@ -19,7 +21,8 @@ def register(subparsers):
     )
     parser.add_argument("--config", required=True, type=pathlib.Path, help="YAML config file")
     parser.add_argument(
-        "--out", type=pathlib.Path, default=None, help="output directory (default: runs/<config name>)"
+        "--out", type=output_directory, default=None,
+        help="output directory (default: runs/<config name>)"
     )
     parser.add_argument(
         "--stage", choices=sorted(STAGES), default="1",
@@ -60,7 +63,9 @@ def run(args):
         if args.epochs is not None:
             config = config.replace("train", epochs=args.epochs)
             config = config.replace("stage2", epochs=args.epochs)
-    except ConfigError as error:
+        check_data_files(config)
+        out = args.out or output_directory(str(pathlib.Path("runs", args.config.stem)))
+    except (ConfigError, argparse.ArgumentTypeError) as error:
         print(f"catface train: error: {error}", file=sys.stderr)
         return 2
     if 1 in stages and config.model.init and not pathlib.Path(config.model.init).is_file():
@@ -71,7 +76,6 @@ def run(args):
             file=sys.stderr,
         )
         return 2
-    out = args.out or pathlib.Path("runs", args.config.stem)
     return train_and_report(config, out, args.overwrite, "catface train", stages, args.init)
 
 

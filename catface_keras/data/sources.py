@@ -39,6 +39,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from catface_keras.choices import DATA_SOURCES
 from catface_keras.data.celeba import celeba_splits
 from catface_keras.data.decoding import (
     ImageDecodeError,
@@ -60,7 +61,7 @@ from catface_keras.data.tfrecord import (
     validate_shards,
 )
 
-SOURCES = ("synthetic", "celeba", "recordio", "image_folder", "tfrecord")
+SOURCES = DATA_SOURCES
 HELDOUT_DIRECTORY = "heldout"
 # Training is refused when fewer than this fraction of the images decode: every epoch is
 # topped up from its own start to its full step count, which needs at least half of them.

@@ -132,8 +132,8 @@ def test_yaml_key_reaches_the_stage1_model(pretrained_file, tmp_path):
 def test_shipped_celeba_pretrained_config_reads():
     import pathlib
 
-    config = load_config(
-        pathlib.Path(__file__).resolve().parents[2] / "training" / "configs" / "celeba_pretrained.yaml"
-    )
-    assert config.model.init == "pretrained/ir50.keras"
+    root = pathlib.Path(__file__).resolve().parents[2]
+    config = load_config(root / "training" / "configs" / "celeba_pretrained.yaml")
+    # Relative to the config file, as data paths are: the repository's pretrained/ folder.
+    assert config.model.init == str(root / "pretrained" / "ir50.keras")
     assert (config.model.backbone, config.data.image_size, config.model.embedding_dim) == ("ir_50", 112, 512)
