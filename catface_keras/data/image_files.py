@@ -11,7 +11,6 @@ import pathlib
 import cv2
 
 from catface_keras.choices import IMAGE_SUFFIXES
-from catface_keras.data.decoding import ImageDecodeError, decode_image
 
 MIN_SIZE = 16
 
@@ -27,6 +26,9 @@ def load_face_image(path, size):
     path = pathlib.Path(path)
     if not path.is_file():
         raise ValueError(f"input {path} does not exist")
+    # Imported here: the decoder module loads TensorFlow, which the CLI's checks do without.
+    from catface_keras.data.decoding import ImageDecodeError, decode_image
+
     try:
         # Checks the header's pixel count before decoding (data.max_image_pixels).
         image = decode_image(path.read_bytes())
