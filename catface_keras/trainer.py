@@ -40,7 +40,6 @@ import tensorflow as tf
 import yaml
 
 from catface_keras.atomic_files import (
-    check_keras_archive,
     describe_write_error,
     remove_path,
     replacing_directory,
@@ -57,6 +56,7 @@ from catface_keras.degrade import degrade
 from catface_keras.evaluation.protocol_data import face_arrays_data
 from catface_keras.evaluation.protocols import evaluate
 from catface_keras.models.fusion import DEFAULT_FUSION_OPTIONS, FusionModel
+from catface_keras.models.loading import load_model
 from catface_keras.models.multibranch import MultiBranchModel
 from catface_keras.weights.pretrained import (
     initialize_from_pretrained,
@@ -679,10 +679,9 @@ def load_stage1_model(path, num_classes):
     """Loads the stage-1 model that stage 2 starts from, checking it fits the data."""
     check_stage1_file(path)
     try:
-        check_keras_archive(path)
+        model = load_model(path)
     except ValueError as error:
         raise MissingStage1Error(str(error)) from None
-    model = keras.saving.load_model(path, compile=False)
     if not isinstance(model, MultiBranchModel):
         raise MissingStage1Error(
             f"{path} holds a {type(model).__name__}, not a stage-1 MultiBranchModel."

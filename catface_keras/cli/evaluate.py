@@ -167,8 +167,11 @@ def run(args):
     except ValueError as error:  # ConfigError included
         print(f"{program}: error: {error}", file=sys.stderr)
         return 2
+    from catface_keras.data.decoding import set_max_image_pixels
     from catface_keras.evaluation.run import evaluate_models
 
+    if args.experiment is not None:
+        set_max_image_pixels(args.experiment.data.max_image_pixels)
     try:
         models = load_models(args.model)
         data = load_data(args, int(models[0].image_size))
@@ -189,6 +192,18 @@ def run(args):
         )
     except ValueError as error:
         print(f"{program}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a full disk while writing, or a file that cannot be read
+        import errno
+
+        from catface_keras.atomic_files import describe_write_error
+
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            message = (f"{describe_write_error(error, error.filename or args.out)}; earlier "
+                       f"results in {args.out} are unchanged")
+        else:
+            message = str(error)
+        print(f"{program}: error: {message}", file=sys.stderr)
         return 2
     print(f"{program}: {', '.join(protocols)} on {args.data}: wrote "
           f"{args.out / 'results.json'}, {args.out / 'report.md'} and "

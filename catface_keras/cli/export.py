@@ -9,9 +9,7 @@ Writes `saved_models/catface/N/` (N: 1 + the highest existing version, or 1) wit
 warm-up file `assets.extra/tf_serving_warmup_requests`; see `catface_keras.export`.
 """
 
-import importlib
 import pathlib
-import pkgutil
 import sys
 
 
@@ -64,6 +62,8 @@ def run(args):
         from catface_keras.export.warmup import serving_apis
 
         serving_apis()
+        from catface_keras.models.loading import load_model
+
         model = load_model(args.model)
         path = export_saved_model(
             model, args.out, args.version, overwrite=args.overwrite,
@@ -83,20 +83,3 @@ def run(args):
         return 2
     print(f"catface export: wrote {path} (signatures serving_default, serving_bytes)")
     return 0
-
-
-def load_model(path):
-    """Loads a `.keras` CATFace model for inference (no optimizer state).
-
-    Imports every module of `catface_keras.models` first: each registers its classes for
-    deserialisation.
-    """
-    import keras
-
-    import catface_keras.models
-    from catface_keras.atomic_files import check_keras_archive
-
-    check_keras_archive(path)  # a truncated file would be reported as "File not found"
-    for module in pkgutil.iter_modules(catface_keras.models.__path__):
-        importlib.import_module(f"catface_keras.models.{module.name}")
-    return keras.saving.load_model(path, compile=False)

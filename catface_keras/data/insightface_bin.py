@@ -34,9 +34,9 @@ import os
 import pickle
 
 import numpy as np
-from tqdm import tqdm
 
 from catface_keras.data.decoding import ImageDecodeError, decode_image, image_dimensions
+from catface_keras.progress import track
 
 try:  # numpy >= 2
     from numpy._core import multiarray as _multiarray
@@ -229,7 +229,7 @@ def read_verification_bin(path):
         raise ValueError(f"{path} holds no image pairs")
     _check_size(path, bins)
     images = None
-    for index, item in enumerate(tqdm(bins, desc=f"decoding {path}", unit="image", disable=None)):
+    for index, item in enumerate(track(bins, len(bins), f"decoding {path}")):
         try:
             image = decode_image(item)
         except ImageDecodeError as error:

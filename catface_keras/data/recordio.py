@@ -32,7 +32,7 @@ import struct
 import numpy as np
 
 from catface_keras.data.attribute_csv import read_attribute_csv
-from catface_keras.losses.attributes import MISSING_LABEL
+from catface_keras.soft_biometrics import MISSING_LABEL
 
 MAGIC = 0xCED7230A
 _MAGIC_BYTES = struct.pack("<I", MAGIC)

@@ -53,7 +53,8 @@ from catface_keras.data.face_files import load_face_arrays, whole_identities
 from catface_keras.data.image_folder import read_image_folder
 from catface_keras.data.pairs import paired_dataset, paired_stream
 from catface_keras.data.recordio import InsightFaceRecords
-from catface_keras.data.synthetic import FaceArrays, synthetic_splits
+from catface_keras.data.face_arrays import FaceArrays
+from catface_keras.data.synthetic import synthetic_splits
 from catface_keras.data.tfrecord import (
     METADATA_FILE,
     read_metadata,

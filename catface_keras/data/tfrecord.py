@@ -32,9 +32,9 @@ import struct
 import cv2
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
 
 from catface_keras.atomic_files import replacing_directory, require_directory_path
+from catface_keras.progress import progress
 from catface_keras.data.decoding import (
     ImageDecodeError,
     SkippedImages,
@@ -160,9 +160,9 @@ def _write_set(source, directory, out_dir, num_shards, image_size, skipped, work
     order = np.random.default_rng(_ORDER_SEED).permutation(count)
     bounds = np.linspace(0, count, num_shards + 1).round().astype(int)
     shards = []
-    with concurrent.futures.ThreadPoolExecutor(workers) as executor, tqdm(
-        total=count, desc=f"writing {out_dir}", unit="image", disable=None
-    ) as progress:
+    with concurrent.futures.ThreadPoolExecutor(workers) as executor, progress(
+        count, f"writing {out_dir}"
+    ) as bar:
         for shard in range(num_shards):
             name = _shard_name(shard, num_shards)
             written = 0
@@ -179,7 +179,7 @@ def _write_set(source, directory, out_dir, num_shards, image_size, skipped, work
                                 continue
                             writer.write(_example(image_name, *fields))
                             written += 1
-                        progress.update(len(indices))
+                        bar.update(len(indices))
             except tf.errors.OpError as error:
                 code = errno.ENOSPC if "space left" in error.message else errno.EIO
                 raise OSError(code, error.message, str(out_dir / name)) from None

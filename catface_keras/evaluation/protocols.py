@@ -25,7 +25,6 @@ fixed seed (`degraded_copies`), so models are compared on the same images.
 import numpy as np
 
 from catface_keras.choices import EVALUATION_CONDITIONS as CONDITIONS
-from catface_keras.choices import EVALUATION_PROTOCOLS as PROTOCOLS
 from catface_keras.evaluation.attributes import attribute_accuracy
 from catface_keras.evaluation.features import extract_features
 from catface_keras.evaluation.identification import (

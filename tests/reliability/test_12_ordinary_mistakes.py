@@ -44,7 +44,7 @@ def test_disk_full_during_export_keeps_the_versions(tmp_path, monkeypatch, capsy
             pathlib.Path(path).mkdir()
             disk_full()
 
-    monkeypatch.setattr("catface_keras.cli.export.load_model", lambda path: None)
+    monkeypatch.setattr("catface_keras.models.loading.load_model", lambda path: None)
     monkeypatch.setattr(saved_model, "serving_archive", lambda model, *args: FullDisk())
     before = snapshot(base)
     assert main(["export", "--model", str(model), "--out", str(base)]) == 2
