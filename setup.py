@@ -34,7 +34,9 @@ setup(
         # TensorFlow is an extra so one package serves CPU-only and CUDA machines.
         "cpu": ["tensorflow-cpu>=2.16", "tensorboard>=2.16"],
         "gpu": ["tensorflow[and-cuda]>=2.16", "tensorboard>=2.16"],
-        "dev": ["pytest>=7", "scikit-learn>=1.3"],
+        # torch only builds the reference PyTorch iResNets in tests/weights; the
+        # package reads checkpoints without it.
+        "dev": ["pytest>=7", "scikit-learn>=1.3", "torch==2.13.0"],
     },
     entry_points={"console_scripts": ["catface=catface_keras.cli.main:main"]},
 )

@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "embed": "catface_keras.cli.embed",
     "evaluate": "catface_keras.cli.evaluate",
     "export": "catface_keras.cli.export",
+    "import-weights": "catface_keras.cli.import_weights",
     "inspect": "catface_keras.cli.inspect",
     "train": "catface_keras.cli.train",
     "verify": "catface_keras.cli.verify",

@@ -1,10 +1,12 @@
 """`catface train --config FILE`: a training run described by a YAML config."""
 
+import argparse
 import pathlib
 import sys
 import time
 
-from catface_keras.config import FUSION_KINDS, ConfigError, load_config
+from catface_keras.cli.arguments import output_directory
+from catface_keras.config import FUSION_KINDS, ConfigError, check_data_files, load_config
 
 STAGES = {"1": (1,), "2": (2,), "all": (1, 2)}
 
@@ -19,7 +21,8 @@ def register(subparsers):
     )
     parser.add_argument("--config", required=True, type=pathlib.Path, help="YAML config file")
     parser.add_argument(
-        "--out", type=pathlib.Path, default=None, help="output directory (default: runs/<config name>)"
+        "--out", type=output_directory, default=None,
+        help="output directory (default: runs/<config name>)"
     )
     parser.add_argument(
         "--stage", choices=sorted(STAGES), default="1",
@@ -28,6 +31,11 @@ def register(subparsers):
     parser.add_argument(
         "--init", type=pathlib.Path, default=None,
         help="stage-1 model that stage 2 starts from (default: OUT/stage1.keras)",
+    )
+    parser.add_argument(
+        "--init-backbone", type=pathlib.Path, default=None, metavar="FILE",
+        help="pretrained iResNet (.keras from `catface import-weights`) that stage 1 starts "
+        "from; overrides model.init",
     )
     parser.add_argument(
         "--fusion", choices=FUSION_KINDS, default=None, help="override stage2.fusion"
@@ -43,17 +51,31 @@ def run(args):
     if args.init is not None and 1 in stages:
         print("catface train: error: --init only applies to --stage 2", file=sys.stderr)
         return 2
+    if args.init_backbone is not None and 1 not in stages:
+        print("catface train: error: --init-backbone only applies to stage 1", file=sys.stderr)
+        return 2
     try:
         config = load_config(args.config)
+        if args.init_backbone is not None:
+            config = config.replace("model", init=str(args.init_backbone))
         if args.fusion is not None:
             config = config.replace("stage2", fusion=args.fusion)
         if args.epochs is not None:
             config = config.replace("train", epochs=args.epochs)
             config = config.replace("stage2", epochs=args.epochs)
-    except ConfigError as error:
+        check_data_files(config)
+        out = args.out or output_directory(str(pathlib.Path("runs", args.config.stem)))
+    except (ConfigError, argparse.ArgumentTypeError) as error:
         print(f"catface train: error: {error}", file=sys.stderr)
         return 2
-    out = args.out or pathlib.Path("runs", args.config.stem)
+    if 1 in stages and config.model.init and not pathlib.Path(config.model.init).is_file():
+        # Checked before TensorFlow loads and the data is read.
+        print(
+            f"catface train: error: model.init: pretrained backbone {config.model.init} does "
+            "not exist (write one with `catface import-weights`)",
+            file=sys.stderr,
+        )
+        return 2
     return train_and_report(config, out, args.overwrite, "catface train", stages, args.init)
 
 
@@ -69,29 +91,27 @@ def train_and_report(config, out, overwrite, program, stages=(1,), init=None):
         MissingStage1Error,
         OutputDirectoryError,
         TrainingDivergedError,
-        run_stage1,
-        run_stage2,
-        stage_finished,
+        plan_stages,
+        run_stages,
     )
+    from catface_keras.weights.pretrained import PretrainedBackboneError
 
     started = time.monotonic()
-    if stages == (1, 2) and not overwrite and stage_finished(out, STAGE1) and not stage_finished(
-        out, STAGE2
-    ):
-        # Stage 2 was interrupted (or never started): resume there.
-        print(f"Stage 1 already finished in {out}; going on with stage 2.")
-        stages = (2,)
     try:
-        if 1 in stages:
-            _, metrics = run_stage1(config, out, overwrite=overwrite)
-        if 2 in stages:
-            _, metrics = run_stage2(config, out, init=init, overwrite=overwrite)
+        planned = plan_stages(config, out, stages, overwrite)
+        if planned != stages:
+            # Stage 2 was interrupted (or never started): resume there.
+            print(f"Stage 1 already finished in {out}; going on with stage 2.")
+            stages = planned
+        # With --overwrite the old run stays in place until every stage has finished.
+        _, metrics = run_stages(config, out, stages, init=init, overwrite=overwrite)
     except (
         OutputDirectoryError,
         TrainingDivergedError,
         MissingStage1Error,
         DatasetError,
         ConfigError,
+        PretrainedBackboneError,
     ) as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         return 2

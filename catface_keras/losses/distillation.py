@@ -7,11 +7,9 @@ the losses only move the student (LQ) side.
 
 from keras import ops
 
+from catface_keras.choices import DISTILLATION_KINDS
+
 DISTANCES = ("cosine", "l2")
-# What stage 1 distils: "cosine"/"l2" the branch self-attention (A and V, the
-# paper's), "feature_cosine"/"feature_l2" the output map of one backbone
-# stage, "askd" the pre-sigmoid CBAM maps of every residual block (A-SKD).
-DISTILLATION_KINDS = ("cosine", "l2", "feature_cosine", "feature_l2", "askd")
 
 
 def distance_of_kind(kind):

@@ -9,6 +9,7 @@ exists, the fused embedding is the model's embedding.
 import keras
 from keras import ops
 
+from catface_keras.choices import FUSION_KINDS
 from catface_keras.layers.adaface import AdaFace
 from catface_keras.layers.catf import CATF
 from catface_keras.layers.cross_attention import CrossAttentionFusion
@@ -17,7 +18,6 @@ from catface_keras.layers.fusion_baselines import AddFusion, ConcatFusion, SEFus
 from catface_keras.models.multibranch import MultiBranchModel, embedding_head
 from catface_keras.models.paired import PairedTrainingModel, paired_adaface_loss
 
-FUSION_KINDS = ("catf", "concat", "add", "se", "cross_attention", "ffm")
 DEFAULT_FUSION_OPTIONS = {
     "num_heads": 4,
     "key_dim": None,

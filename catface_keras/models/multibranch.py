@@ -15,11 +15,13 @@ from keras import ops
 
 from catface_keras.backbones.iresnet import (
     NUM_STAGES,
+    backbone_spec,
     batch_norm,
+    block_options,
     iresnet_stage,
     iresnet_stem,
     pixel_normalization,
-    resolve_backbone,
+    saved_backbone_spec,
     validate_image_size,
 )
 from catface_keras.layers.adaface import AdaFace
@@ -178,7 +180,8 @@ class MultiBranchModel(PairedTrainingModel):
         synchronized_batch_norm=False,
         **kwargs,
     ):
-        stage_blocks, stage_widths = resolve_backbone(backbone)
+        spec = backbone_spec(backbone)
+        stage_blocks, stage_widths = spec["stage_blocks"], spec["stage_widths"]
         validate_image_size(image_size)
         if not isinstance(branch_stage, int) or not 0 <= branch_stage < NUM_STAGES:
             raise ValueError(
@@ -231,7 +234,9 @@ class MultiBranchModel(PairedTrainingModel):
         for index in range(branch_stage):
             x = iresnet_stage(
                 x, stage_widths[index], stage_blocks[index], f"stage{index + 1}", sync,
-                block_attention, block_maps["fr"],
+                **block_options(spec),
+                block_attention=block_attention,
+                attention_maps=block_maps["fr"],
             )
             if index + 1 == distillation_stage:
                 stage_maps["fr"].append(x)
@@ -241,7 +246,9 @@ class MultiBranchModel(PairedTrainingModel):
             for index in range(branch_stage, NUM_STAGES):
                 y = iresnet_stage(
                     y, stage_widths[index], stage_blocks[index], f"{branch}_stage{index + 1}", sync,
-                    block_attention, block_maps[branch],
+                    **block_options(spec),
+                    block_attention=block_attention,
+                    attention_maps=block_maps[branch],
                 )
                 if index + 1 == distillation_stage:
                     stage_maps[branch].append(y)
@@ -312,7 +319,7 @@ class MultiBranchModel(PairedTrainingModel):
 
         # === Config ===
         self.num_classes = num_classes
-        self.backbone_spec = {"stage_blocks": list(stage_blocks), "stage_widths": list(stage_widths)}
+        self.backbone_spec = spec
         self.image_size = image_size
         self.branch_stage = branch_stage
         self.embedding_dim = embedding_dim
@@ -517,6 +524,11 @@ class MultiBranchModel(PairedTrainingModel):
             "synchronized_batch_norm": self.synchronized_batch_norm,
             **self.config_tail(),
         }
+
+    @classmethod
+    def from_config(cls, config):
+        # Models saved before `stride2_padding` existed keep their padding.
+        return cls(**{**config, "backbone": saved_backbone_spec(config["backbone"])})
 
 
 def _merge_known(defaults, overrides, argument):
