@@ -30,10 +30,16 @@ SYNTHETIC_ONLY = {"num_train_identities", "num_test_identities", "images_per_ide
 
 
 def apply_changes(config, changes):
-    """`config` with `{section: {key: value}}` applied (validated like a file)."""
+    """`config` with `{section: {key: value}}` applied, validated once as a whole file
+    (so that checks across sections see every change together)."""
+    from catface_keras.config import config_from_dict, config_to_dict
+
+    if not changes:
+        return config
+    raw = config_to_dict(config)
     for section, values in changes.items():
-        config = config.replace(section, **values)
-    return config
+        raw[section] = {**raw[section], **values}
+    return config_from_dict(raw)
 
 
 def apply_budget(config, budget):
