@@ -101,7 +101,9 @@ class TrainConfig:
     seed: int = 0
     # "auto" uses MirroredStrategy when more than one GPU is visible.
     distribution: str = "auto"
-    mixed_precision: Optional[str] = None
+    # "auto": mixed_float16 on GPU, mixed_bfloat16 on CPUs with native bf16,
+    # float32 otherwise; or a Keras policy name (null: the global policy).
+    mixed_precision: Optional[str] = "auto"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,7 +175,7 @@ SECTION_CHOICES = {
     "data.source": ("synthetic", "celeba", "recordio", "image_folder", "tfrecord"),
     "loss.distillation": ("cosine", "l2"),
     "train.distribution": ("auto", "none", "mirrored", "multi_worker"),
-    "train.mixed_precision": (None, "mixed_float16", "mixed_bfloat16"),
+    "train.mixed_precision": (None, "auto", "float32", "mixed_float16", "mixed_bfloat16"),
     "stage2.fusion": FUSION_KINDS,
 }
 

@@ -35,6 +35,7 @@ import yaml
 from catface_keras.config import config_to_dict
 from catface_keras.data.sources import load_training_data
 from catface_keras.degrade import degrade
+from catface_keras.distribution import CrossReplicaClipSGD, worker_output_dir
 from catface_keras.evaluation.heldout import evaluate_heldout
 from catface_keras.models.fusion import DEFAULT_FUSION_OPTIONS, FusionModel
 from catface_keras.models.multibranch import MultiBranchModel
@@ -91,6 +92,11 @@ class RandomStateBackup(keras.callbacks.Callback):
             np.savez(handle, **states)
 
 
+# A worker whose peers died fails after this long instead of waiting forever.
+COLLECTIVE_TIMEOUT_S = 600
+_MULTI_WORKER_STRATEGY = None
+
+
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite."""
 
@@ -108,14 +114,26 @@ class DatasetError(ValueError):
 
 
 def make_strategy(distribution):
-    """The `tf.distribute` strategy named by `train.distribution`."""
+    """The `tf.distribute` strategy named by `train.distribution`.
+
+    `multi_worker` reads the cluster from `TF_CONFIG` (`catface train
+    --workers ... --task-index I` writes it) and must be created before
+    TensorFlow runs anything else in the process.
+    """
     if distribution == "none":
         return tf.distribute.get_strategy()
     if distribution == "mirrored":
         return tf.distribute.MirroredStrategy()
     if distribution == "multi_worker":
-        # Reads the cluster from the TF_CONFIG environment variable.
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        # One per process (stage 1 then stage 2 share it): TensorFlow sets up
+        # the cluster's collectives once, from the TF_CONFIG environment variable.
+        if _MULTI_WORKER_STRATEGY is None:
+            globals()["_MULTI_WORKER_STRATEGY"] = tf.distribute.MultiWorkerMirroredStrategy(
+                communication_options=tf.distribute.experimental.CommunicationOptions(
+                    timeout_seconds=COLLECTIVE_TIMEOUT_S
+                )
+            )
+        return _MULTI_WORKER_STRATEGY
     if distribution == "auto":
         gpus = tf.config.list_logical_devices("GPU")
         return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
@@ -123,6 +141,30 @@ def make_strategy(distribution):
         "`distribution` must be one of 'auto', 'none', 'mirrored', 'multi_worker'. "
         f"Received: distribution={distribution!r}"
     )
+
+
+def build_for_strategy(model, strategy):
+    """Builds the optimizer's variables now, in `strategy`'s scope.
+
+    Works around two places where Keras 3.15's `fit` fails under
+    `MultiWorkerMirroredStrategy`: it builds a model made under a strategy
+    by averaging one input batch over workers (impossible for a dict of
+    inputs; the stage models are built when constructed, so only the
+    optimizer is left, built here instead), and it averages the step's
+    logs over workers along axis 0 (scalars have none: they travel as
+    `(1,)` tensors and come back scalars).
+    """
+    model.optimizer.build(model.trainable_variables)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    for name in ("train_step", "test_step"):
+        step = getattr(model, name)
+
+        def step_with_vector_logs(data, step=step):
+            return {key: tf.reshape(value, [-1]) for key, value in step(data).items()}
+
+        setattr(model, name, step_with_vector_logs)
 
 
 def make_optimizer(config, steps_per_epoch):
@@ -139,7 +181,7 @@ def make_optimizer(config, steps_per_epoch):
             boundaries,
             [config.learning_rate * config.lr_decay_factor**i for i in range(len(boundaries) + 1)],
         )
-    return keras.optimizers.SGD(
+    return CrossReplicaClipSGD(
         learning_rate=learning_rate,
         momentum=config.momentum,
         weight_decay=config.weight_decay or None,
@@ -252,10 +294,48 @@ def check_output_directory(out_dir, overwrite, layout=STAGE1):
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
 
+# CPU flags (Linux /proc/cpuinfo) of native bfloat16 arithmetic.
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The CPU feature flags the kernel reports (empty where it does not)."""
+    try:
+        with open(cpuinfo, encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return set()
+
+
+def choose_dtype_policy(name="auto", gpus=None, flags=None):
+    """The Keras dtype policy for `train.mixed_precision`.
+
+    `auto`: `mixed_float16` (with loss scaling, which `compile` adds) on a
+    GPU; `mixed_bfloat16` on a CPU with native bf16 arithmetic (AVX-512-BF16
+    or AMX), where it is faster; `float32` on other CPUs, where emulated bf16
+    is several times slower. Any other name is returned as given (None: leave
+    the global policy alone).
+    """
+    if name != "auto":
+        return name
+    if gpus is None:
+        gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        return "mixed_float16"
+    if flags is None:
+        flags = cpu_flags()
+    return "mixed_bfloat16" if any(flag in flags for flag in NATIVE_BF16_FLAGS) else "float32"
+
+
 @contextlib.contextmanager
 def dtype_policy(name):
-    """Sets the global Keras dtype policy for the block (None: unchanged)."""
+    """Sets the global Keras dtype policy for the block (None: unchanged; "auto":
+    `choose_dtype_policy`)."""
     previous = keras.config.dtype_policy()
+    name = choose_dtype_policy(name)
     if name:
         keras.config.set_dtype_policy(name)
     try:
@@ -354,7 +434,50 @@ def run_stage1(config, out_dir, overwrite=False, verbose="auto", callbacks=()):
     Returns:
         `(model, metrics)`: the trained `MultiBranchModel` and the nested
         dict written to `metrics.json` (`{"stage1": {...}}`).
+
+    Under `train.distribution: multi_worker` every worker calls this with
+    the same arguments; only the chief writes into `out_dir`.
     """
+    # First: a multi-worker strategy must exist before TensorFlow runs anything.
+    strategy = make_strategy(config.train.distribution)
+    with _worker_directory(out_dir, overwrite, STAGE1, strategy) as write_dir:
+        return _run_stage1(config, write_dir, strategy, overwrite, verbose, callbacks)
+
+
+@contextlib.contextmanager
+def _worker_directory(out_dir, overwrite, layout, strategy):
+    """`out_dir` on the chief; on other workers a scratch copy of its backup.
+
+    A non-chief worker refuses what the chief refuses (so that it does not
+    wait for a chief that stopped) and resumes from the chief's backup, which
+    assumes a filesystem that all workers share.
+    """
+    out_dir = pathlib.Path(out_dir)
+    with worker_output_dir(out_dir, strategy) as write_dir:
+        if write_dir != out_dir:
+            if not overwrite:
+                check_output_directory(out_dir, False, layout)
+            # A finished run has no backup; an interrupted one resumes, with or without overwrite.
+            if (out_dir / layout.backup_dir).is_dir():
+                shutil.copytree(out_dir / layout.backup_dir, write_dir / layout.backup_dir)
+        yield write_dir
+
+
+def _local_copy(model, strategy):
+    """`model` itself, or under multi-worker training a copy outside the strategy.
+
+    `predict` under `MultiWorkerMirroredStrategy` shards its input over the
+    workers and returns only this worker's part, so held-out evaluation runs
+    on a copy that sees all the faces.
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return model
+    copy = type(model).from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _run_stage1(config, out_dir, strategy, overwrite, verbose, callbacks):
     out_dir = pathlib.Path(out_dir)
     check_output_directory(out_dir, overwrite, STAGE1)
     _write_config(config, out_dir)
@@ -362,19 +485,21 @@ def run_stage1(config, out_dir, overwrite=False, verbose="auto", callbacks=()):
     train_faces, test_faces = load_data(config)
     start_epoch = completed_epochs(out_dir, STAGE1)
     dataset, steps_per_epoch = training_pairs(config, train_faces, start_epoch, config.train.seed)
-    strategy = make_strategy(config.train.distribution)
     with dtype_policy(config.train.mixed_precision), strategy.scope():
         model = build_stage1_model(config, train_faces.num_classes)
         optimizer = make_optimizer(config.optimizer, steps_per_epoch)
         exclude_batch_norm_from_weight_decay(optimizer, model)
         model.compile(optimizer=optimizer)
+        build_for_strategy(model, strategy)
     fit_stage(
         model, dataset, config.train.epochs, start_epoch, steps_per_epoch, out_dir, STAGE1,
         verbose,
         [*train_faces.callbacks, *callbacks],
     )
     save_atomically(model, out_dir / STAGE1.model_file)
-    metrics = {"stage1": _evaluate_heldout(model, test_faces, config.evaluation)}
+    metrics = {
+        "stage1": _evaluate_heldout(_local_copy(model, strategy), test_faces, config.evaluation)
+    }
     write_json_atomically(metrics, out_dir / METRICS_FILE)
     shutil.rmtree(out_dir / STAGE1.backup_dir, ignore_errors=True)
     return model, metrics
@@ -438,6 +563,12 @@ def run_stage2(config, out_dir, init=None, overwrite=False, verbose="auto", call
     """
     out_dir = pathlib.Path(out_dir)
     init = pathlib.Path(init) if init is not None else out_dir / STAGE1.model_file
+    strategy = make_strategy(config.train.distribution)
+    with _worker_directory(out_dir, overwrite, STAGE2, strategy) as write_dir:
+        return _run_stage2(config, write_dir, init, strategy, overwrite, verbose, callbacks)
+
+
+def _run_stage2(config, out_dir, init, strategy, overwrite, verbose, callbacks):
     stage2 = config.stage2
     stage_config = config.replace("train", epochs=stage2.epochs)
     check_output_directory(out_dir, overwrite, STAGE2)
@@ -453,15 +584,17 @@ def run_stage2(config, out_dir, init=None, overwrite=False, verbose="auto", call
     optimizer_config = dataclasses.replace(
         config.optimizer, learning_rate=stage2.learning_rate, lr_milestones=stage2.lr_milestones
     )
-    strategy = make_strategy(config.train.distribution)
     with dtype_policy(config.train.mixed_precision), strategy.scope():
         stage1 = load_stage1_model(init, num_classes)
         model = build_stage2_model(config, stage1)
         optimizer = make_optimizer(optimizer_config, steps_per_epoch)
         exclude_batch_norm_from_weight_decay(optimizer, model)
         model.compile(optimizer=optimizer)
+        build_for_strategy(model, strategy)
     # Before training: with stage2.train_stage1 the stage-1 weights change.
-    stage1_metrics = _stage1_metrics(out_dir, init, stage1, test_faces, config.evaluation)
+    stage1_metrics = _stage1_metrics(
+        out_dir, init, _local_copy(stage1, strategy), test_faces, config.evaluation
+    )
     fit_stage(
         model, dataset, stage2.epochs, start_epoch, steps_per_epoch, out_dir, STAGE2, verbose,
         [*train_faces.callbacks, *callbacks],
@@ -469,7 +602,7 @@ def run_stage2(config, out_dir, init=None, overwrite=False, verbose="auto", call
     save_atomically(model, out_dir / STAGE2.model_file)
     metrics = {
         "stage1": stage1_metrics,
-        "stage2": _evaluate_heldout(model, test_faces, config.evaluation),
+        "stage2": _evaluate_heldout(_local_copy(model, strategy), test_faces, config.evaluation),
     }
     write_json_atomically(metrics, out_dir / METRICS_FILE)
     shutil.rmtree(out_dir / STAGE2.backup_dir, ignore_errors=True)

@@ -35,6 +35,13 @@ def register(subparsers):
     parser.add_argument("--epochs", type=int, default=None,
                         help="override the epochs of the stages that run")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    parser.add_argument(
+        "--workers", default=None, metavar="HOST:PORT,...",
+        help="train on several machines: every worker's address, the same list on each; "
+        "sets train.distribution to multi_worker (worker 0 writes the run's files)",
+    )
+    parser.add_argument("--task-index", type=int, default=None,
+                        help="this machine's position in --workers (0 for the chief)")
     parser.set_defaults(run=run)
 
 
@@ -43,6 +50,9 @@ def run(args):
     if args.init is not None and 1 in stages:
         print("catface train: error: --init only applies to --stage 2", file=sys.stderr)
         return 2
+    if (args.workers is None) != (args.task_index is None):
+        print("catface train: error: --workers and --task-index go together", file=sys.stderr)
+        return 2
     try:
         config = load_config(args.config)
         if args.fusion is not None:
@@ -50,7 +60,12 @@ def run(args):
         if args.epochs is not None:
             config = config.replace("train", epochs=args.epochs)
             config = config.replace("stage2", epochs=args.epochs)
-    except ConfigError as error:
+        if args.workers is not None:
+            from catface_keras.distribution import set_tf_config
+
+            set_tf_config(args.workers, args.task_index)
+            config = config.replace("train", distribution="multi_worker")
+    except (ConfigError, ValueError) as error:
         print(f"catface train: error: {error}", file=sys.stderr)
         return 2
     out = args.out or pathlib.Path("runs", args.config.stem)
