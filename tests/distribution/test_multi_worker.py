@@ -36,7 +36,9 @@ CONFIG = {
         "dropout": 0.0,
         "synchronized_batch_norm": True,
     },
-    "train": {"epochs": 1, "batch_size": 8, "distribution": "none", "mixed_precision": "float32"},
+    "train": {
+        "epochs": 1, "batch_size": 8, "distribution": "none", "mixed_precision": "float32"
+    },
     "evaluation": {"num_pairs": 150, "batch_size": 32, "flip": False},
 }
 WORKER_TIMEOUT_S = 150
