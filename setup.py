@@ -26,12 +26,17 @@ setup(
         "h5py>=3.10",
         "tf-keras-vis>=0.8.7",
         "matplotlib>=3.7",
+        # Face detection and landmarks for `catface align|embed|verify`; its wheel
+        # ships the weights (no download). joblib and lz4 are its own requirements.
+        "mtcnn==1.0.0",
     ],
     extras_require={
         # TensorFlow is an extra so one package serves CPU-only and CUDA machines.
         "cpu": ["tensorflow-cpu>=2.16", "tensorboard>=2.16"],
         "gpu": ["tensorflow[and-cuda]>=2.16", "tensorboard>=2.16"],
-        "dev": ["pytest>=7", "scikit-learn>=1.3"],
+        # torch only builds the reference PyTorch iResNets in tests/weights; the
+        # package reads checkpoints without it.
+        "dev": ["pytest>=7", "scikit-learn>=1.3", "torch==2.13.0"],
     },
     entry_points={"console_scripts": ["catface=catface_keras.cli.main:main"]},
 )

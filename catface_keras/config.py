@@ -1,17 +1,29 @@
 """Experiment configuration: YAML into frozen dataclasses, validated once.
 
 The defaults are the built-in demo (`catface demo`);
-`training/configs/demo.yaml` spells the same values out. An unknown key or a
-value of the wrong type stops at once with the dotted key in the message.
+`training/configs/demo.yaml` spells the same values out. Everything here is
+checked before TensorFlow loads: an unknown or repeated key, a value of the
+wrong type or out of its range, a choice not in `catface_keras.choices`, and
+combinations that cannot train (a batch larger than the synthetic training
+set, a held-out set too small for TAR at FAR=1e-2) stop at once with the
+dotted key, the value and what was expected in the message.
+
+Relative paths in a file (`data.path`, `data.attributes_csv`, ...) are
+relative to the file's folder.
 """
 
 import dataclasses
+import math
+import os
+import pathlib
 import types
 import typing
 from typing import Optional
 
 import yaml
 
+from catface_keras import choices
+from catface_keras.degradation_config import DegradationConfig, check_values
 from catface_keras.soft_biometrics import PAPER_ATTRIBUTES
 
 
@@ -57,6 +69,8 @@ class ModelConfig:
     # Batch moments over all replicas: data-parallel training then matches one device.
     synchronized_batch_norm: bool = False
     attribute_names: list[str] = dataclasses.field(default_factory=lambda: list(PAPER_ATTRIBUTES))
+    # A pretrained iResNet (.keras from `catface import-weights`) that stage 1 starts from.
+    init: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,26 +171,31 @@ class ExperimentConfig:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
     stage2: Stage2Config = dataclasses.field(default_factory=Stage2Config)
+    # The LQ synthesis of training and held-out evaluation (`catface_keras.degrade.degrade`).
+    degrade: DegradationConfig = dataclasses.field(default_factory=DegradationConfig)
 
     def replace(self, section, **changes):
         """A copy with fields of one section changed, validated like a file."""
         values = dataclasses.asdict(getattr(self, section))
         values.update(changes)
-        return dataclasses.replace(
+        config = dataclasses.replace(
             self, **{section: _build(type(getattr(self, section)), values, section)}
         )
+        check_experiment(config)
+        return config
 
 
-# The fusion kinds of catface_keras.models.fusion, spelled out here so that
-# reading a config does not load TensorFlow (a test keeps the two equal).
-FUSION_KINDS = ("catf", "concat", "add", "se", "cross_attention", "ffm")
+# Kept importable from here (the CLI's --fusion choices).
+FUSION_KINDS = choices.FUSION_KINDS
 
 SECTION_CHOICES = {
-    "data.source": ("synthetic", "celeba", "recordio", "image_folder", "tfrecord"),
-    "loss.distillation": ("cosine", "l2"),
-    "train.distribution": ("auto", "none", "mirrored", "multi_worker"),
-    "train.mixed_precision": (None, "auto", "float32", "mixed_float16", "mixed_bfloat16"),
-    "stage2.fusion": FUSION_KINDS,
+    "data.source": choices.DATA_SOURCES,
+    "model.backbone": choices.BACKBONES,
+    "model.branch_stage": choices.BRANCH_STAGES,
+    "loss.distillation": choices.DISTILLATION_KINDS,
+    "train.distribution": choices.DISTRIBUTIONS,
+    "train.mixed_precision": choices.DTYPE_POLICIES,
+    "stage2.fusion": choices.FUSION_KINDS,
 }
 
 POSITIVE = {
@@ -188,11 +207,13 @@ POSITIVE = {
     "data.max_heldout_images",
     "data.shuffle_buffer",
     "model.embedding_dim",
+    "model.attention_key_dim",
     "optimizer.learning_rate",
     "train.epochs",
     "train.batch_size",
     "evaluation.num_pairs",
     "evaluation.batch_size",
+    "loss.adaface_scale",
     "stage2.num_heads",
     "stage2.key_dim",
     "stage2.expansion",
@@ -204,31 +225,136 @@ POSITIVE = {
 }
 
 
+def _half_open_unit(value):
+    return 0.0 <= value < 1.0
+
+
+def _unit(value):
+    return 0.0 <= value <= 1.0
+
+
+def _non_negative(value):
+    return value >= 0
+
+
+# Dotted key -> (what is expected, test); None values (optional keys) are not tested.
+RANGES = {
+    "model.dropout": ("in [0, 1)", _half_open_unit),
+    "stage2.dropout": ("in [0, 1) or null (stage 1's)", _half_open_unit),
+    "optimizer.momentum": (">= 0", _non_negative),
+    "optimizer.weight_decay": (">= 0", _non_negative),
+    "optimizer.global_clipnorm": (">= 0 (0 disables clipping)", _non_negative),
+    "optimizer.lr_decay_factor": ("in (0, 1]", lambda value: 0.0 < value <= 1.0),
+    "loss.fr_weight": (">= 0", _non_negative),
+    "loss.sb_weight": (">= 0", _non_negative),
+    "loss.distillation_weight": (">= 0", _non_negative),
+    "loss.adaface_margin": (">= 0", _non_negative),
+    "loss.adaface_h": ("in [0, 1]", _unit),
+    "loss.adaface_t_alpha": ("in [0, 1]", _unit),
+    "stage2.stage1_lr_multiplier": (">= 0", _non_negative),
+    "data.seed": (">= 0", _non_negative),
+    "train.seed": (">= 0", _non_negative),
+    "evaluation.seed": (">= 0", _non_negative),
+}
+
+
 class ConfigError(ValueError):
     """A configuration file or value that cannot be used."""
 
 
 def load_config(path):
-    """Reads a YAML file into an `ExperimentConfig`; missing keys keep defaults."""
+    """Reads a YAML file into an `ExperimentConfig`; missing keys keep defaults.
+
+    Relative paths in the `data` section and `model.init` are resolved against the
+    file's folder.
+    """
+    path = pathlib.Path(path)
     try:
-        with open(path, encoding="utf-8") as handle:
-            raw = yaml.safe_load(handle)
+        raw = path.read_bytes()
     except OSError as error:
         raise ConfigError(f"Cannot read config file {path}: {error.strerror}") from error
-    except yaml.YAMLError as error:
-        raise ConfigError(f"Config file {path} is not valid YAML: {error}") from error
+    if b"\0" in raw:
+        raise ConfigError(f"Config file {path} is a binary file, not YAML text")
     try:
-        return config_from_dict(raw or {})
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"Config file {path} is not UTF-8 text (byte {error.start}); expected a YAML file"
+        ) from None
+    try:
+        values = yaml.load(text, Loader=_UniqueKeyLoader)
+        return config_from_dict(values or {}, base_dir=path.resolve().parent)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"Config file {path} is not valid YAML: {error}") from None
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
 
 
-def config_from_dict(raw):
-    return _build(ExperimentConfig, raw, "")
+def config_from_dict(raw, base_dir=None):
+    """An `ExperimentConfig` from parsed YAML, validated.
+
+    Args:
+        raw: a dict of sections.
+        base_dir: folder that relative data paths are resolved against (None: left as
+            they are, i.e. relative to the working directory).
+    """
+    config = _build(ExperimentConfig, raw, "")
+    if base_dir is not None:
+        config = _resolve_paths(config, pathlib.Path(base_dir))
+    check_experiment(config)
+    return config
 
 
 def config_to_dict(config):
-    return dataclasses.asdict(config)
+    """Plain YAML types (ranges as lists), e.g. for the run's `config.yaml`."""
+    return _plain(dataclasses.asdict(config))
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+# Data keys that name files or folders.
+PATH_KEYS = ("path", "attributes_csv", "heldout_path", "heldout_attributes_csv")
+
+
+def _resolve_paths(config, base_dir):
+    changes = {}
+    for key in PATH_KEYS:
+        value = getattr(config.data, key)
+        if value is not None:
+            expanded = pathlib.Path(os.path.expanduser(value))
+            changes[key] = os.path.normpath(base_dir / expanded)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, **changes))
+    if config.model.init is not None:
+        init = os.path.normpath(base_dir / pathlib.Path(os.path.expanduser(config.model.init)))
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, init=init))
+    return config
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a key given twice in one mapping."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: the base class reports it
+                break
+            if first is not None:
+                raise ConfigError(
+                    f"duplicate key `{key}` on line {line} (first given on line {first}); "
+                    "each key may appear once"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 def _build(cls, raw, prefix):
@@ -246,13 +372,26 @@ def _build(cls, raw, prefix):
         annotation = hints[key]
         if dataclasses.is_dataclass(annotation):
             values[key] = _build(annotation, value, path)
-        else:
-            values[key] = _check_value(value, annotation, path)
-            choices = SECTION_CHOICES.get(path)
-            if choices is not None and values[key] not in choices:
-                raise ConfigError(f"`{path}` must be one of {choices}. Received: {value!r}")
-            if path in POSITIVE and values[key] is not None and values[key] <= 0:
-                raise ConfigError(f"`{path}` must be positive. Received: {value!r}")
+            continue
+        values[key] = _check_value(value, annotation, path)
+        choices_ = SECTION_CHOICES.get(path)
+        if choices_ is not None and values[key] not in choices_:
+            raise ConfigError(
+                f"`{path}` must be one of {choices_}. Received: {path}={value!r}"
+            )
+        if values[key] is None:
+            continue
+        if path in POSITIVE and values[key] <= 0:
+            raise ConfigError(f"`{path}` must be positive. Received: {path}={value!r}")
+        if path in RANGES:
+            expected, test = RANGES[path]
+            if not test(values[key]):
+                raise ConfigError(f"`{path}` must be {expected}. Received: {path}={value!r}")
+    if cls is DegradationConfig:
+        try:
+            check_values(values, key_prefix=f"{prefix}.")
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
     return cls(**values)
 
 
@@ -277,6 +416,15 @@ def _check_value(value, annotation, path):
             raise ConfigError(f"`{path}` must be a list. Received: {value!r}")
         (item,) = typing.get_args(annotation)
         return [_check_value(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        items = typing.get_args(annotation)
+        if not isinstance(value, (list, tuple)) or len(value) != len(items):
+            raise ConfigError(
+                f"`{path}` must be a list of {len(items)} values [low, high]. Received: {value!r}"
+            )
+        return tuple(
+            _check_value(v, item, f"{path}[{i}]") for i, (v, item) in enumerate(zip(value, items))
+        )
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if annotation in (int, float) and isinstance(value, bool):
@@ -286,4 +434,200 @@ def _check_value(value, annotation, path):
             f"`{path}` must be {annotation.__name__}. Received: {value!r} "
             f"({type(value).__name__})"
         )
+    if annotation is float and math.isnan(value):
+        raise ConfigError(f"`{path}` must be a number, not NaN. Received: {value!r}")
     return value
+
+
+def check_experiment(config):
+    """Checks what single keys cannot: sizes and lists that must agree with each other.
+
+    Raises:
+        ConfigError: naming the dotted key, its value and what was expected.
+    """
+    data, model, loss = config.data, config.model, config.loss
+    multiple = choices.IMAGE_SIZE_MULTIPLE
+    if data.image_size % multiple:
+        raise ConfigError(
+            f"`data.image_size` must be a multiple of {multiple} (the backbone halves the "
+            f"image four times; {multiple} is the smallest). Received: "
+            f"data.image_size={data.image_size}"
+        )
+    _check_attribute_names(data.source, model.attribute_names)
+    for key in ("attribute_weights", "attribute_positive_weights"):
+        weights = getattr(loss, key)
+        if weights is None:
+            continue
+        if len(weights) != len(model.attribute_names):
+            raise ConfigError(
+                f"`loss.{key}` must have one weight per attribute of model.attribute_names "
+                f"({len(model.attribute_names)}). Received: loss.{key}={weights}"
+            )
+        if any(weight < 0 for weight in weights):
+            raise ConfigError(f"`loss.{key}` must be >= 0. Received: loss.{key}={weights}")
+    for key, milestones in (
+        ("optimizer.lr_milestones", config.optimizer.lr_milestones),
+        ("stage2.lr_milestones", config.stage2.lr_milestones),
+    ):
+        if any(value < 1 for value in milestones) or any(
+            later <= earlier for earlier, later in zip(milestones, milestones[1:])
+        ):
+            raise ConfigError(
+                f"`{key}` must be increasing epochs >= 1. Received: {key}={milestones}"
+            )
+    minimum = choices.MIN_VERIFICATION_PAIRS
+    if config.evaluation.num_pairs < minimum:
+        raise ConfigError(
+            f"`evaluation.num_pairs` must be at least {minimum}: TAR at FAR=1e-2 needs "
+            f"{minimum} impostor pairs. Received: evaluation.num_pairs="
+            f"{config.evaluation.num_pairs}"
+        )
+    if data.source == "synthetic":
+        _check_synthetic_sizes(config)
+    elif data.max_heldout_images is not None and _pairs_of(data.max_heldout_images) < (
+        choices.MIN_VERIFICATION_PAIRS
+    ):
+        raise ConfigError(
+            "`data.max_heldout_images` keeps too few images for "
+            f"{choices.MIN_VERIFICATION_PAIRS} genuine pairs (TAR at FAR=1e-2). Received: "
+            f"data.max_heldout_images={data.max_heldout_images}"
+        )
+
+
+def _pairs_of(count):
+    return count * (count - 1) // 2
+
+
+def _check_attribute_names(source, names):
+    if not names:
+        raise ConfigError("`model.attribute_names` must name at least one attribute. Received: []")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ConfigError(
+            f"`model.attribute_names` names {repeated} more than once. "
+            f"Received: model.attribute_names={names}"
+        )
+    known = choices.SOURCE_ATTRIBUTES.get(source)
+    if known is None:
+        return  # read from the attribute CSV (see `check_data_files`)
+    if source == "synthetic" and tuple(names) != known:
+        raise ConfigError(
+            f"`model.attribute_names` must be {list(known)} with data.source: synthetic (the "
+            f"synthetic faces carry these five, in this order). Received: "
+            f"model.attribute_names={names}"
+        )
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ConfigError(
+            f"`model.attribute_names` has unknown attribute(s) {unknown} for data.source: "
+            f"{source}; expected names from: {', '.join(known)}. Received: "
+            f"model.attribute_names={names}"
+        )
+
+
+def _check_synthetic_sizes(config):
+    data, batch_size = config.data, config.train.batch_size
+    train_images = data.num_train_identities * data.images_per_identity
+    if batch_size > train_images:
+        raise ConfigError(
+            f"`train.batch_size` must be at most the {train_images} synthetic training images "
+            f"(data.num_train_identities x data.images_per_identity); an epoch needs one "
+            f"whole batch. Received: train.batch_size={batch_size}"
+        )
+    if data.num_test_identities < 2 or data.test_images_per_identity < 2:
+        raise ConfigError(
+            "`data.num_test_identities` and `data.test_images_per_identity` must be at least 2 "
+            "(held-out verification needs genuine and impostor pairs). Received: "
+            f"data.num_test_identities={data.num_test_identities}, "
+            f"data.test_images_per_identity={data.test_images_per_identity}"
+        )
+    genuine = data.num_test_identities * _pairs_of(data.test_images_per_identity)
+    if genuine < choices.MIN_VERIFICATION_PAIRS:
+        raise ConfigError(
+            f"`data.num_test_identities` x `data.test_images_per_identity` give {genuine} "
+            f"genuine held-out pairs, and as many impostor pairs are drawn; TAR at FAR=1e-2 "
+            f"needs at least {choices.MIN_VERIFICATION_PAIRS}. Received: "
+            f"data.num_test_identities={data.num_test_identities}, "
+            f"data.test_images_per_identity={data.test_images_per_identity}"
+        )
+
+
+def check_data_files(config):
+    """Checks, before any work, that the files a config names exist and fit it.
+
+    Optional files (`data.attributes_csv`, `data.heldout_path`, ...) are only checked
+    when given. Reads no image: only folder listings and CSV headers.
+
+    Raises:
+        ConfigError: naming the key and the path.
+    """
+    data = config.data
+    if data.source == "synthetic":
+        return
+    if not data.path:
+        raise ConfigError(
+            f"`data.path` must name the dataset for data.source: {data.source}. "
+            "Received: data.path=None"
+        )
+    if not pathlib.Path(data.path).exists():
+        raise ConfigError(
+            f"`data.path` does not exist (relative paths start from the config file's "
+            f"folder). Received: data.path={data.path!r}"
+        )
+    for key in ("attributes_csv", "heldout_attributes_csv"):
+        value = getattr(data, key)
+        if value is not None and not pathlib.Path(value).is_file():
+            raise ConfigError(
+                f"`data.{key}` is not a file (leave the key out or set it to null when there "
+                f"is none). Received: data.{key}={value!r}"
+            )
+    if data.heldout_attributes_csv is not None and data.heldout_path is None:
+        raise ConfigError(
+            "`data.heldout_attributes_csv` is given without data.heldout_path. Received: "
+            f"data.heldout_attributes_csv={data.heldout_attributes_csv!r}"
+        )
+    for key in ("attributes_csv", "heldout_attributes_csv"):
+        if getattr(data, key) is not None:
+            _check_csv_columns(f"data.{key}", getattr(data, key), config.model.attribute_names)
+    if data.heldout_path is not None:
+        _check_heldout_folder(data)
+
+
+def _check_csv_columns(key, path, names):
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            header = [name.strip() for name in handle.readline().split(",")]
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"`{key}` cannot be read: {error}. Received: {key}={path!r}") from None
+    missing = [name for name in names if name not in header]
+    if missing:
+        raise ConfigError(
+            f"`model.attribute_names` has attribute(s) {missing} that `{key}` ({path}) has no "
+            f"column for; its columns: {', '.join(header)}. Received: "
+            f"model.attribute_names={names}"
+        )
+
+
+def _check_heldout_folder(data):
+    root = pathlib.Path(data.heldout_path)
+    if not root.is_dir():
+        raise ConfigError(
+            "`data.heldout_path` must be a folder of identity folders. Received: "
+            f"data.heldout_path={data.heldout_path!r}"
+        )
+    counts = []
+    for folder in os.scandir(root):
+        if folder.is_dir() and not folder.name.startswith("."):
+            counts.append(sum(
+                1 for entry in os.scandir(folder.path)
+                if entry.is_file() and not entry.name.startswith(".")
+                and os.path.splitext(entry.name)[1].lower() in choices.IMAGE_SUFFIXES
+            ))
+    genuine = sum(_pairs_of(count) for count in counts)
+    if len([count for count in counts if count]) < 2 or genuine < choices.MIN_VERIFICATION_PAIRS:
+        raise ConfigError(
+            f"`data.heldout_path` holds {sum(counts)} images of {len(counts)} identities, "
+            f"{genuine} genuine pairs; TAR at FAR=1e-2 needs at least "
+            f"{choices.MIN_VERIFICATION_PAIRS} and two identities. Received: "
+            f"data.heldout_path={data.heldout_path!r}"
+        )

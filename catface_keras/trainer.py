@@ -20,6 +20,7 @@ removes the stage-2 results built on it.
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -39,6 +40,11 @@ from catface_keras.distribution import CrossReplicaClipSGD, worker_output_dir
 from catface_keras.evaluation.heldout import evaluate_heldout
 from catface_keras.models.fusion import DEFAULT_FUSION_OPTIONS, FusionModel
 from catface_keras.models.multibranch import MultiBranchModel
+from catface_keras.weights.pretrained import (
+    initialize_from_pretrained,
+    load_pretrained_backbone,
+    pretrained_backbone_spec,
+)
 
 METRICS_FILE = "metrics.json"
 
@@ -201,10 +207,15 @@ def exclude_batch_norm_from_weight_decay(optimizer, model):
 
 
 def build_stage1_model(config, num_classes):
+    """The stage-1 model; started from `model.init`'s pretrained iResNet when set."""
     model_config, loss = config.model, config.loss
-    return MultiBranchModel(
+    pretrained, backbone = None, model_config.backbone
+    if model_config.init:
+        pretrained = load_pretrained_backbone(model_config.init)
+        backbone = pretrained_backbone_spec(backbone, pretrained)
+    model = MultiBranchModel(
         num_classes=num_classes,
-        backbone=model_config.backbone,
+        backbone=backbone,
         image_size=config.data.image_size,
         branch_stage=model_config.branch_stage,
         embedding_dim=model_config.embedding_dim,
@@ -228,6 +239,9 @@ def build_stage1_model(config, num_classes):
         attribute_positive_weights=loss.attribute_positive_weights,
         synchronized_batch_norm=model_config.synchronized_batch_norm,
     )
+    if pretrained is not None:
+        initialize_from_pretrained(model, pretrained)
+    return model
 
 
 def load_data(config):
@@ -363,13 +377,15 @@ def write_json_atomically(value, path):
 def training_pairs(config, train_faces, start_epoch, seed):
     """Paired HQ/LQ batches for the epochs `[start_epoch, train.epochs)` of a stage.
 
+    The LQ images are degraded as `config.degrade` says.
+
     Returns:
         `(dataset, steps_per_epoch)`.
     """
     train = config.train
     dataset = train_faces.paired_dataset(
         batch_size=train.batch_size,
-        degrade_fn=degrade,
+        degrade_fn=functools.partial(degrade, config=config.degrade),
         seed=seed,
         start_epoch=start_epoch,
         num_epochs=max(train.epochs - start_epoch, 0),

@@ -5,7 +5,19 @@ improved residual blocks; the first block of each stage halves the spatial
 size, so a 112x112 face becomes a 7x7 map. The networks take RGB pixels in
 [0, 255] and normalise them inside the graph as (x / 255 - 0.5) / 0.5, the
 insightface convention, so a saved or exported model needs no outside
-preprocessing.
+preprocessing. (AdaFace's published models take BGR; importing one reverses
+its first convolution's input channels instead, see `catface_keras.weights`.)
+
+Two details follow the published PyTorch models so that their weights can be
+imported (`catface import-weights`) and behave alike here:
+
+- `stride2_padding`: the stride-2 3x3 convolutions pad one pixel on every
+  side, as PyTorch's `padding=1` (explicit `ZeroPadding2D` + "valid"). Keras'
+  `padding="same"` pads (0, 1) at stride 2 and samples other pixels; models
+  saved before this option existed used it, and load with it ("same").
+- `shortcut`: the shortcut of a strided block whose width does not change
+  (stage 1's first block) is AdaFace's `MaxPool2d(1, 2)` subsampling
+  ("subsample") or insightface's 1x1 conv + BN ("conv").
 
 The building pieces (`iresnet_stem`, `iresnet_stage`) are functions over
 symbolic tensors so that the multi-branch model can share the first stages
@@ -32,41 +44,85 @@ IRESNET_PRESETS = {
 
 NUM_STAGES = 4
 DOWNSAMPLING = 2**NUM_STAGES
+SHORTCUTS = ("subsample", "conv")
+STRIDE2_PADDINGS = ("symmetric", "same")
+# What a backbone dict may hold beyond the blocks and widths, with defaults.
+BLOCK_OPTIONS = {"shortcut": "subsample", "stride2_padding": "symmetric"}
+# The padding of models saved before `stride2_padding` existed.
+LEGACY_STRIDE2_PADDING = "same"
 
 
-def resolve_backbone(backbone):
-    """Returns `(stage_blocks, stage_widths)` for a preset name or a dict.
+def backbone_spec(backbone):
+    """The full description of an iResNet as a dict of plain values.
 
     Args:
         backbone: a key of `IRESNET_PRESETS`, or a dict with `stage_blocks`
-            and `stage_widths`, each a sequence of four positive ints.
+            and `stage_widths` (each a sequence of four positive ints) and
+            optionally `shortcut` (one of `SHORTCUTS`, default "subsample")
+            and `stride2_padding` (one of `STRIDE2_PADDINGS`, default
+            "symmetric").
+
+    Returns:
+        dict with `stage_blocks` and `stage_widths` (lists of four ints),
+        `shortcut` and `stride2_padding`.
     """
     if isinstance(backbone, str):
-        backbone = backbone.lower().replace("-", "_")
-        if backbone not in IRESNET_PRESETS:
+        name = backbone.lower().replace("-", "_")
+        if name not in IRESNET_PRESETS:
             raise ValueError(
                 f"Unknown iResNet preset. Expected one of "
                 f"{sorted(IRESNET_PRESETS)}. Received: backbone={backbone!r}"
             )
-        spec = IRESNET_PRESETS[backbone]
-    elif isinstance(backbone, Mapping):
-        spec = backbone
-    else:
+        backbone = IRESNET_PRESETS[name]
+    elif not isinstance(backbone, Mapping):
         raise ValueError(
             "`backbone` must be a preset name or a dict with `stage_blocks` "
             f"and `stage_widths`. Received: backbone={backbone!r}"
         )
-    stage_blocks = tuple(spec.get("stage_blocks", ()))
-    stage_widths = tuple(spec.get("stage_widths", ()))
-    for name, values in (("stage_blocks", stage_blocks), ("stage_widths", stage_widths)):
+    unknown = sorted(set(backbone) - {"stage_blocks", "stage_widths", *BLOCK_OPTIONS})
+    if unknown:
+        raise ValueError(
+            f"Unknown keys {unknown} in `backbone`. Expected `stage_blocks`, `stage_widths` "
+            f"and optionally {sorted(BLOCK_OPTIONS)}. Received: backbone={dict(backbone)!r}"
+        )
+    spec = {}
+    for name in ("stage_blocks", "stage_widths"):
+        values = tuple(backbone.get(name, ()))
         if len(values) != NUM_STAGES or not all(
-            isinstance(v, int) and v > 0 for v in values
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values
         ):
             raise ValueError(
-                f"`{name}` must hold {NUM_STAGES} positive ints. "
-                f"Received: {name}={values!r}"
+                f"`{name}` must hold {NUM_STAGES} positive ints. Received: {name}={values!r}"
             )
-    return stage_blocks, stage_widths
+        spec[name] = list(values)
+    for name, choices in (("shortcut", SHORTCUTS), ("stride2_padding", STRIDE2_PADDINGS)):
+        spec[name] = backbone.get(name, BLOCK_OPTIONS[name])
+        if spec[name] not in choices:
+            raise ValueError(f"`{name}` must be one of {choices}. Received: {name}={spec[name]!r}")
+    return spec
+
+
+def resolve_backbone(backbone):
+    """Returns `(stage_blocks, stage_widths)` for a preset name or a dict (see `backbone_spec`)."""
+    spec = backbone_spec(backbone)
+    return tuple(spec["stage_blocks"]), tuple(spec["stage_widths"])
+
+
+def block_options(spec):
+    """The `iresnet_stage` keyword arguments of a `backbone_spec` dict."""
+    return {name: spec[name] for name in BLOCK_OPTIONS}
+
+
+def saved_backbone_spec(backbone):
+    """`backbone` as read from a saved model's config, for `from_config`.
+
+    Saved configs hold a dict; one without `stride2_padding` comes from a
+    model saved before the option existed, trained with Keras' "same"
+    padding, and keeps it so that it computes exactly as it was trained.
+    """
+    if isinstance(backbone, Mapping) and "stride2_padding" not in backbone:
+        return {**backbone, "stride2_padding": LEGACY_STRIDE2_PADDING}
+    return backbone
 
 
 def validate_image_size(image_size):
@@ -77,16 +133,22 @@ def validate_image_size(image_size):
         )
 
 
-def _conv3x3(filters, strides, name):
+def _conv3x3(x, filters, strides, name, stride2_padding="symmetric"):
+    """3x3 conv, no bias; PyTorch's padding=1 unless stride 2 with "same"."""
+    padding = "same"
+    if strides > 1 and stride2_padding == "symmetric":
+        # Keras' "same" pads (0, 1) at stride 2; PyTorch pads (1, 1).
+        x = keras.layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
+        padding = "valid"
     return keras.layers.Conv2D(
         filters,
         3,
         strides=strides,
-        padding="same",
+        padding=padding,
         use_bias=False,
         kernel_initializer="he_normal",
         name=name,
-    )
+    )(x)
 
 
 def _prelu(name):
@@ -105,24 +167,33 @@ def pixel_normalization(images, name="pixel_normalization"):
 
 def iresnet_stem(x, filters, name="stem", synchronized=False):
     """(batch, H, W, 3) -> (batch, H, W, filters): conv3x3, BN, PReLU."""
-    x = _conv3x3(filters, 1, f"{name}_conv")(x)
+    x = _conv3x3(x, filters, 1, f"{name}_conv")
     x = batch_norm(f"{name}_bn", synchronized)(x)
     return _prelu(f"{name}_prelu")(x)
 
 
-def iresnet_block(x, filters, strides, name, synchronized=False):
+def iresnet_block(
+    x,
+    filters,
+    strides,
+    name,
+    synchronized=False,
+    shortcut="subsample",
+    stride2_padding="symmetric",
+):
     """One improved residual block (BN-conv-BN-PReLU-conv-BN plus shortcut).
 
     (batch, H, W, C) -> (batch, H / strides, W / strides, filters).
+    `shortcut` and `stride2_padding` as in `backbone_spec`.
     """
     in_channels = x.shape[-1]
     residual = batch_norm(f"{name}_bn1", synchronized)(x)
-    residual = _conv3x3(filters, 1, f"{name}_conv1")(residual)
+    residual = _conv3x3(residual, filters, 1, f"{name}_conv1")
     residual = batch_norm(f"{name}_bn2", synchronized)(residual)
     residual = _prelu(f"{name}_prelu")(residual)
-    residual = _conv3x3(filters, strides, f"{name}_conv2")(residual)
+    residual = _conv3x3(residual, filters, strides, f"{name}_conv2", stride2_padding)
     residual = batch_norm(f"{name}_bn3", synchronized)(residual)
-    if in_channels == filters:
+    if in_channels == filters and (strides == 1 or shortcut == "subsample"):
         # AdaFace's MaxPool2d(1, stride): plain subsampling.
         shortcut = (
             keras.layers.MaxPooling2D(1, strides, name=f"{name}_subsample")(x)
@@ -142,16 +213,61 @@ def iresnet_block(x, filters, strides, name, synchronized=False):
     return keras.layers.Add(name=f"{name}_add")([shortcut, residual])
 
 
-def iresnet_stage(x, filters, num_blocks, name, synchronized=False):
+def iresnet_stage(
+    x,
+    filters,
+    num_blocks,
+    name,
+    synchronized=False,
+    shortcut="subsample",
+    stride2_padding="symmetric",
+):
     """A stage: a stride-2 block then `num_blocks - 1` stride-1 blocks.
 
     (batch, H, W, C) -> (batch, H / 2, W / 2, filters).
     """
     for index in range(num_blocks):
         x = iresnet_block(
-            x, filters, 2 if index == 0 else 1, f"{name}_block{index + 1}", synchronized
+            x,
+            filters,
+            2 if index == 0 else 1,
+            f"{name}_block{index + 1}",
+            synchronized,
+            shortcut=shortcut,
+            stride2_padding=stride2_padding,
         )
     return x
+
+
+def iresnet_trunk(images, spec, synchronized=False):
+    """Pixel normalisation, stem and the four stages of a `backbone_spec` dict.
+
+    `(batch, S, S, 3)` RGB in [0, 255] -> `(batch, S / 16, S / 16, stage_widths[-1])`.
+    """
+    x = pixel_normalization(images)
+    x = iresnet_stem(x, spec["stage_widths"][0], synchronized=synchronized)
+    for index, (blocks, width) in enumerate(zip(spec["stage_blocks"], spec["stage_widths"])):
+        x = iresnet_stage(
+            x, width, blocks, f"stage{index + 1}", synchronized, **block_options(spec)
+        )
+    return x
+
+
+def iresnet_embedding_head(features, embedding_dim, dropout, name="embedding", synchronized=False):
+    """The iResNet output layer: BN, dropout, flatten, dense, BN (no affine).
+
+    `(batch, H, W, C)` -> `(batch, embedding_dim)`, float32. AdaFace's
+    `output_layer` and insightface's `bn2 ... features` (whose BN affine is
+    folded into its statistics on import). The same layers and names as the
+    multi-branch model's FR head, so that imported weights load into either.
+    """
+    x = batch_norm(f"{name}_bn_features", synchronized)(features)
+    x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
+    x = keras.layers.Flatten(name=f"{name}_flatten")(x)
+    x = keras.layers.Dense(embedding_dim, name=f"{name}_dense")(x)
+    x = batch_norm(f"{name}_bn", synchronized, center=False, scale=False)(x)
+    # Keep the embedding float32 under mixed precision: its norm is a signal.
+    return keras.layers.Activation("linear", dtype="float32", name=name)(x)
 
 
 @keras.saving.register_keras_serializable(package="catface")
@@ -163,8 +279,7 @@ class IResNetBackbone(keras.Model):
 
     Args:
         backbone: preset name (`"ir_18"`, `"ir_34"`, `"ir_50"`, `"ir_100"`,
-            `"ir_101"`, `"ir_tiny"`) or a dict with `stage_blocks` and
-            `stage_widths`.
+            `"ir_101"`, `"ir_tiny"`) or a dict (see `backbone_spec`).
         image_size: input side, any positive multiple of 16 (default 112).
         synchronized_batch_norm: batch moments over all replicas (see `batch_norm`).
 
@@ -173,25 +288,20 @@ class IResNetBackbone(keras.Model):
     """
 
     def __init__(self, backbone="ir_50", image_size=112, synchronized_batch_norm=False, **kwargs):
-        stage_blocks, stage_widths = resolve_backbone(backbone)
+        spec = backbone_spec(backbone)
         validate_image_size(image_size)
         images = keras.Input((image_size, image_size, 3), name="images")
-        x = pixel_normalization(images)
-        x = iresnet_stem(x, stage_widths[0], synchronized=synchronized_batch_norm)
-        for index, (blocks, width) in enumerate(zip(stage_blocks, stage_widths)):
-            x = iresnet_stage(x, width, blocks, f"stage{index + 1}", synchronized_batch_norm)
-        super().__init__(inputs=images, outputs=x, **kwargs)
-        self.stage_blocks = stage_blocks
-        self.stage_widths = stage_widths
+        features = iresnet_trunk(images, spec, synchronized_batch_norm)
+        super().__init__(inputs=images, outputs=features, **kwargs)
+        self.backbone_spec = spec
+        self.stage_blocks = tuple(spec["stage_blocks"])
+        self.stage_widths = tuple(spec["stage_widths"])
         self.image_size = image_size
         self.synchronized_batch_norm = synchronized_batch_norm
 
     def get_config(self):
         return {
-            "backbone": {
-                "stage_blocks": list(self.stage_blocks),
-                "stage_widths": list(self.stage_widths),
-            },
+            "backbone": dict(self.backbone_spec),
             "image_size": self.image_size,
             "synchronized_batch_norm": self.synchronized_batch_norm,
             "name": self.name,
@@ -200,4 +310,63 @@ class IResNetBackbone(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        return cls(**{**config, "backbone": saved_backbone_spec(config["backbone"])})
+
+
+@keras.saving.register_keras_serializable(package="catface")
+class IResNetEmbedder(keras.Model):
+    """iResNet with its output layer: a face recognition network.
+
+    Called on `(batch, image_size, image_size, 3)` RGB in [0, 255], returns
+    `{"embedding": (batch, embedding_dim)}`, not normalised (its norm is
+    AdaFace's quality proxy; compare faces by cosine similarity), like the
+    multi-branch model's FR output. `catface import-weights` writes one from
+    a published AdaFace or insightface checkpoint; `model.init` starts
+    stage-1 training from it.
+
+    Args:
+        backbone: preset name or dict (see `backbone_spec`).
+        image_size: input side, a multiple of 16 (the published models: 112).
+        embedding_dim: embedding size (512).
+        dropout: dropout before the dense layer while training (AdaFace 0.4,
+            insightface 0).
+        synchronized_batch_norm: batch moments over all replicas.
+    """
+
+    def __init__(
+        self,
+        backbone="ir_50",
+        image_size=112,
+        embedding_dim=512,
+        dropout=0.4,
+        synchronized_batch_norm=False,
+        **kwargs,
+    ):
+        spec = backbone_spec(backbone)
+        validate_image_size(image_size)
+        images = keras.Input((image_size, image_size, 3), name="images")
+        features = iresnet_trunk(images, spec, synchronized_batch_norm)
+        embedding = iresnet_embedding_head(
+            features, embedding_dim, dropout, synchronized=synchronized_batch_norm
+        )
+        super().__init__(inputs=images, outputs={"embedding": embedding}, **kwargs)
+        self.backbone_spec = spec
+        self.image_size = image_size
+        self.embedding_dim = embedding_dim
+        self.dropout = dropout
+        self.synchronized_batch_norm = synchronized_batch_norm
+
+    def get_config(self):
+        return {
+            "backbone": dict(self.backbone_spec),
+            "image_size": self.image_size,
+            "embedding_dim": self.embedding_dim,
+            "dropout": self.dropout,
+            "synchronized_batch_norm": self.synchronized_batch_norm,
+            "name": self.name,
+            "trainable": self.trainable,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**{**config, "backbone": saved_backbone_spec(config["backbone"])})

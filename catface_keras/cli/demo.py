@@ -1,8 +1,8 @@
 """`catface demo`: train and evaluate both CATFace stages on the built-in synthetic faces."""
 
-import pathlib
 import sys
 
+from catface_keras.cli.arguments import output_directory
 from catface_keras.cli.train import train_and_report
 from catface_keras.config import ConfigError, ExperimentConfig
 
@@ -16,7 +16,7 @@ def register(subparsers):
         "distillation, then stage 2, the CATF fusion. Evaluates both on held-out identities "
         "and saves the models and metrics.",
     )
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/demo"),
+    parser.add_argument("--out", type=output_directory, default="runs/demo",
                         help="output directory (default: runs/demo)")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs of each stage")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")

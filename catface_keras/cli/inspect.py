@@ -20,10 +20,8 @@ first image.
 import pathlib
 import sys
 
-from catface_keras.cli.degrade import load_faces
-
-MIN_CELL_SIZE = 112
-ATTENTION_COLUMNS = {"first": "first block", "fr_last": "FR last block", "sb_last": "SB last block"}
+from catface_keras.cli.arguments import output_directory
+from catface_keras.data.image_files import load_face_image
 
 
 def register(subparsers):
@@ -39,7 +37,7 @@ def register(subparsers):
                         help="the trained model (e.g. runs/demo/stage1.keras)")
     parser.add_argument("--images", required=True, nargs="+", type=pathlib.Path,
                         metavar="IMAGE", help="face images (aligned crops work best)")
-    parser.add_argument("--out", required=True, type=pathlib.Path, metavar="DIR",
+    parser.add_argument("--out", required=True, type=output_directory, metavar="DIR",
                         help="directory for the PNG grids")
     parser.add_argument("--reference", type=pathlib.Path, default=None, metavar="IMAGE",
                         help="face whose embedding the similarity maps compare to "
@@ -75,12 +73,13 @@ def run(args):
         if existing and not args.overwrite:
             raise ValueError(f"{existing[0]} exists; pass --overwrite to replace it")
         # TensorFlow is imported here, not at module level, to keep `catface --help` fast.
-        from catface_keras.cli.export import load_model
+        from catface_keras.models import load_model
         from catface_keras.visualization.grids import write_png
+        from catface_keras.visualization.inspection import inspection_grids
 
         model = load_model(args.model)
-        faces = [load_faces(path, model.image_size)[0] for path in args.images]
-        reference = load_faces(args.reference, model.image_size)[0] if args.reference else None
+        faces = [load_face_image(path, model.image_size) for path in args.images]
+        reference = load_face_image(args.reference, model.image_size) if args.reference else None
         for (gradients_path, attention_path), (gradients, attention) in zip(
             paths, inspection_grids(model, faces, reference, args.seed)
         ):
@@ -91,70 +90,3 @@ def run(args):
         print(f"catface inspect: error: {error}", file=sys.stderr)
         return 2
     return 0
-
-
-def inspection_grids(model, faces, reference=None, seed=0):
-    """`[(gradients grid, attention grid), ...]` uint8 RGB, one pair per face.
-
-    Args:
-        model: a CATFace model.
-        faces: `(S, S, 3)` uint8 RGB faces, S = `model.image_size`.
-        reference: the reference face for the similarity maps (default: `faces[0]`).
-        seed: seed of the LQ degradation.
-    """
-    import numpy as np
-    import tensorflow as tf
-
-    from catface_keras import degrade
-    from catface_keras.visualization.attention_maps import attention_maps
-    from catface_keras.visualization.gradient_maps import (
-        GRADIENT_METHODS,
-        attribute_gradient_maps,
-        embedding_gradient_maps,
-    )
-    from catface_keras.visualization.grids import labelled_grid, overlay
-
-    hq = np.stack(faces).astype(np.uint8)
-    reference = hq[0] if reference is None else np.asarray(reference, np.uint8)
-    is_reference = np.array([np.array_equal(face, reference) for face in hq])
-    reference_embedding = model(reference[None].astype(np.float32), training=False)["embedding"]
-    images = hq.astype(np.float32)
-    attribute_maps, logits = attribute_gradient_maps(model, images)
-    embedding_maps, similarities = embedding_gradient_maps(
-        model, images, reference_embedding[0], is_reference
-    )
-    config = degrade.DegradationConfig(jit_compile=False)
-    lq = degrade.degrade(tf.constant(hq), tf.constant([seed, 0], tf.int64), config).numpy()
-    hq_attention = attention_maps(model, images)
-    lq_attention = attention_maps(model, lq.astype(np.float32))
-
-    cell_size = max(MIN_CELL_SIZE, hq.shape[1])
-    grids = []
-    for index, face in enumerate(hq):
-        rows, labels = [], []
-        for attribute_index, name in enumerate(model.attribute_names):
-            logit = float(logits[index, attribute_index])
-            rows.append([face] + [
-                overlay(face, attribute_maps[name][method][index]) for method in GRADIENT_METHODS
-            ])
-            labels.append(f"{name}\nlogit {logit:+.2f}\np {1 / (1 + np.exp(-logit)):.2f}")
-        rows.append([face] + [
-            overlay(face, embedding_maps[method][index]) for method in GRADIENT_METHODS
-        ])
-        if is_reference[index]:
-            labels.append(f"embedding\n(reference)\nnorm {similarities[index]:.2f}")
-        else:
-            labels.append(f"embedding\ncos to ref\n{similarities[index]:.3f}")
-        gradients = labelled_grid(rows, labels, ["input", *GRADIENT_METHODS], cell_size)
-        attention_rows = [
-            [image] + [overlay(image, maps[key][index]) for key in ATTENTION_COLUMNS]
-            for image, maps in ((face, hq_attention), (lq[index], lq_attention))
-        ]
-        attention = labelled_grid(
-            attention_rows,
-            ["HQ", f"LQ\n(degrade,\nseed {seed})"],
-            ["input", *ATTENTION_COLUMNS.values()],
-            cell_size,
-        )
-        grids.append((gradients, attention))
-    return grids

@@ -8,13 +8,17 @@ import sys
 # TensorFlow out of their top-level imports, so `catface --help` and argument or
 # config errors come back without loading it.
 SUBCOMMANDS = {
+    "align": "catface_keras.cli.align",
     "data": "catface_keras.cli.data",
     "degrade": "catface_keras.cli.degrade",
     "demo": "catface_keras.cli.demo",
+    "embed": "catface_keras.cli.embed",
     "evaluate": "catface_keras.cli.evaluate",
     "export": "catface_keras.cli.export",
+    "import-weights": "catface_keras.cli.import_weights",
     "inspect": "catface_keras.cli.inspect",
     "train": "catface_keras.cli.train",
+    "verify": "catface_keras.cli.verify",
 }
 
 

@@ -1,10 +1,12 @@
 """`catface train --config FILE`: a training run described by a YAML config."""
 
+import argparse
 import pathlib
 import sys
 import time
 
-from catface_keras.config import FUSION_KINDS, ConfigError, load_config
+from catface_keras.cli.arguments import output_directory
+from catface_keras.config import FUSION_KINDS, ConfigError, check_data_files, load_config
 
 STAGES = {"1": (1,), "2": (2,), "all": (1, 2)}
 
@@ -19,7 +21,8 @@ def register(subparsers):
     )
     parser.add_argument("--config", required=True, type=pathlib.Path, help="YAML config file")
     parser.add_argument(
-        "--out", type=pathlib.Path, default=None, help="output directory (default: runs/<config name>)"
+        "--out", type=output_directory, default=None,
+        help="output directory (default: runs/<config name>)"
     )
     parser.add_argument(
         "--stage", choices=sorted(STAGES), default="1",
@@ -28,6 +31,11 @@ def register(subparsers):
     parser.add_argument(
         "--init", type=pathlib.Path, default=None,
         help="stage-1 model that stage 2 starts from (default: OUT/stage1.keras)",
+    )
+    parser.add_argument(
+        "--init-backbone", type=pathlib.Path, default=None, metavar="FILE",
+        help="pretrained iResNet (.keras from `catface import-weights`) that stage 1 starts "
+        "from; overrides model.init",
     )
     parser.add_argument(
         "--fusion", choices=FUSION_KINDS, default=None, help="override stage2.fusion"
@@ -50,11 +58,16 @@ def run(args):
     if args.init is not None and 1 in stages:
         print("catface train: error: --init only applies to --stage 2", file=sys.stderr)
         return 2
+    if args.init_backbone is not None and 1 not in stages:
+        print("catface train: error: --init-backbone only applies to stage 1", file=sys.stderr)
+        return 2
     if (args.workers is None) != (args.task_index is None):
         print("catface train: error: --workers and --task-index go together", file=sys.stderr)
         return 2
     try:
         config = load_config(args.config)
+        if args.init_backbone is not None:
+            config = config.replace("model", init=str(args.init_backbone))
         if args.fusion is not None:
             config = config.replace("stage2", fusion=args.fusion)
         if args.epochs is not None:
@@ -65,10 +78,19 @@ def run(args):
 
             set_tf_config(args.workers, args.task_index)
             config = config.replace("train", distribution="multi_worker")
-    except (ConfigError, ValueError) as error:
+        check_data_files(config)
+        out = args.out or output_directory(str(pathlib.Path("runs", args.config.stem)))
+    except (ConfigError, ValueError, argparse.ArgumentTypeError) as error:
         print(f"catface train: error: {error}", file=sys.stderr)
         return 2
-    out = args.out or pathlib.Path("runs", args.config.stem)
+    if 1 in stages and config.model.init and not pathlib.Path(config.model.init).is_file():
+        # Checked before TensorFlow loads and the data is read.
+        print(
+            f"catface train: error: model.init: pretrained backbone {config.model.init} does "
+            "not exist (write one with `catface import-weights`)",
+            file=sys.stderr,
+        )
+        return 2
     return train_and_report(config, out, args.overwrite, "catface train", stages, args.init)
 
 
@@ -88,6 +110,7 @@ def train_and_report(config, out, overwrite, program, stages=(1,), init=None):
         run_stage2,
         stage_finished,
     )
+    from catface_keras.weights.pretrained import PretrainedBackboneError
 
     started = time.monotonic()
     if stages == (1, 2) and not overwrite and stage_finished(out, STAGE1) and not stage_finished(
@@ -107,6 +130,7 @@ def train_and_report(config, out, overwrite, program, stages=(1,), init=None):
         MissingStage1Error,
         DatasetError,
         ConfigError,
+        PretrainedBackboneError,
     ) as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         return 2

@@ -3,7 +3,7 @@
 The key column is `path` for image folders (one row per image, the path
 relative to the root) and `identity` for RecordIO datasets (one row per
 class, e.g. MS1MV2's gender). Values follow the project's label convention
-(`catface_keras.losses.attributes.MISSING_LABEL`): 1 positive, 0 negative,
+(`catface_keras.soft_biometrics.MISSING_LABEL`): 1 positive, 0 negative,
 -1 unknown, which the SB loss masks out.
 """
 
@@ -11,7 +11,7 @@ import csv
 
 import numpy as np
 
-from catface_keras.losses.attributes import MISSING_LABEL
+from catface_keras.soft_biometrics import MISSING_LABEL
 
 _VALUES = {"1": 1, "0": 0, str(MISSING_LABEL): MISSING_LABEL}
 

@@ -12,7 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from catface_keras.data.decoding import ImageDecodeError, SkippedImages, decode_image
-from catface_keras.data.synthetic import FaceArrays
+from catface_keras.data.face_arrays import FaceArrays
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,6 +31,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from catface_keras.choices import DATA_SOURCES
 from catface_keras.data.celeba import celeba_splits
 from catface_keras.data.decoding import SkippedImages, SkippedImagesLogger, decode_elements
 from catface_keras.data.face_files import load_face_arrays, whole_identities
@@ -40,7 +41,7 @@ from catface_keras.data.recordio import InsightFaceRecords
 from catface_keras.data.synthetic import FaceArrays, synthetic_splits
 from catface_keras.data.tfrecord import METADATA_FILE, read_metadata, tfrecord_elements
 
-SOURCES = ("synthetic", "celeba", "recordio", "image_folder", "tfrecord")
+SOURCES = DATA_SOURCES
 HELDOUT_DIRECTORY = "heldout"
 
 

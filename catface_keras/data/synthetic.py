@@ -38,6 +38,7 @@ from collections.abc import Mapping
 import cv2
 import numpy as np
 
+from catface_keras.data.face_arrays import FaceArrays  # noqa: F401 (re-exported)
 from catface_keras.soft_biometrics import PAPER_ATTRIBUTES
 
 ATTRIBUTE_NAMES = PAPER_ATTRIBUTES
@@ -98,24 +99,6 @@ _SKIN_RAMP = np.array(
     ],
     dtype=np.float64,
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class FaceArrays:
-    """A batch of synthetic faces with identity and attribute labels.
-
-    Attributes:
-        images: `(num_images, height, width, 3)` uint8 RGB.
-        identities: `(num_images,)` int32 identity labels.
-        attributes: `(num_images, 5)` int32 in {0, 1}, columns in the order
-            of `attribute_names`.
-        attribute_names: `ATTRIBUTE_NAMES`.
-    """
-
-    images: np.ndarray
-    identities: np.ndarray
-    attributes: np.ndarray
-    attribute_names: tuple = ATTRIBUTE_NAMES
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,8 +3,7 @@
 from keras import ops
 
 from catface_keras.distribution import cross_replica_sum, num_replicas
-
-MISSING_LABEL = -1
+from catface_keras.soft_biometrics import MISSING_LABEL  # noqa: F401 (re-exported)
 
 
 def masked_attribute_bce(labels, logits, attribute_weights=None, positive_weights=None):

@@ -6,7 +6,7 @@ moves the LQ side (self-distillation, no separate teacher).
 
 from keras import ops
 
-DISTILLATION_KINDS = ("cosine", "l2")
+from catface_keras.choices import DISTILLATION_KINDS
 
 
 def distillation_distance(hq, lq, kind="cosine"):

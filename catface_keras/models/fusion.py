@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from catface_keras.choices import FUSION_KINDS
 from catface_keras.distribution import scale_loss_for_replicas
 from catface_keras.layers.adaface import AdaFace
 from catface_keras.layers.catf import CATF
@@ -23,7 +24,6 @@ from catface_keras.models.multibranch import (
     paired_adaface_loss,
 )
 
-FUSION_KINDS = ("catf", "concat", "add", "se", "cross_attention", "ffm")
 DEFAULT_FUSION_OPTIONS = {
     "num_heads": 4,
     "key_dim": None,

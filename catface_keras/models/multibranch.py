@@ -16,11 +16,13 @@ from keras import ops
 
 from catface_keras.backbones.iresnet import (
     NUM_STAGES,
+    backbone_spec,
     batch_norm,
+    block_options,
     iresnet_stage,
     iresnet_stem,
     pixel_normalization,
-    resolve_backbone,
+    saved_backbone_spec,
     validate_image_size,
 )
 from catface_keras.distribution import scale_loss_for_replicas
@@ -136,7 +138,8 @@ class MultiBranchModel(keras.Model):
         synchronized_batch_norm=False,
         **kwargs,
     ):
-        stage_blocks, stage_widths = resolve_backbone(backbone)
+        spec = backbone_spec(backbone)
+        stage_blocks, stage_widths = spec["stage_blocks"], spec["stage_widths"]
         validate_image_size(image_size)
         if not isinstance(branch_stage, int) or not 0 <= branch_stage < NUM_STAGES:
             raise ValueError(
@@ -168,14 +171,16 @@ class MultiBranchModel(keras.Model):
         x = iresnet_stem(x, stage_widths[0], synchronized=sync)
         for index in range(branch_stage):
             x = iresnet_stage(
-                x, stage_widths[index], stage_blocks[index], f"stage{index + 1}", sync
+                x, stage_widths[index], stage_blocks[index], f"stage{index + 1}", sync,
+                **block_options(spec),
             )
         branches = {}
         for branch in ("fr", "sb"):
             y = x
             for index in range(branch_stage, NUM_STAGES):
                 y = iresnet_stage(
-                    y, stage_widths[index], stage_blocks[index], f"{branch}_stage{index + 1}", sync
+                    y, stage_widths[index], stage_blocks[index], f"{branch}_stage{index + 1}", sync,
+                    **block_options(spec),
                 )
             attended, attention, value = SelfAttention2D(
                 key_dim=attention_key_dim,
@@ -210,7 +215,7 @@ class MultiBranchModel(keras.Model):
 
         # === Config ===
         self.num_classes = num_classes
-        self.backbone_spec = {"stage_blocks": list(stage_blocks), "stage_widths": list(stage_widths)}
+        self.backbone_spec = spec
         self.image_size = image_size
         self.branch_stage = branch_stage
         self.embedding_dim = embedding_dim
@@ -336,7 +341,8 @@ class MultiBranchModel(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        # Models saved before `stride2_padding` existed keep their padding.
+        return cls(**{**config, "backbone": saved_backbone_spec(config["backbone"])})
 
 
 def _merge_known(defaults, overrides, argument):

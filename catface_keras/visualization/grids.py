@@ -7,6 +7,7 @@ A grid has a label column on the left and, above every cell, a header line; each
     width  = LABEL_WIDTH + columns * (cell_size + GAP)
 """
 
+import os
 import pathlib
 
 import cv2
@@ -57,23 +58,31 @@ def labelled_grid(cells, row_labels, column_labels, cell_size):
         cells: list of rows, each a list of `(h, w, 3)` uint8 RGB images (resized to
             `cell_size` square).
         row_labels: one string per row; `\\n` starts a new line.
-        column_labels: one string per column (the longest row's length).
+        column_labels: one string per column (the longest row's length), or one such
+            list per row when the headers differ from row to row.
         cell_size: side of each cell in pixels.
 
     Returns:
-        `grid_size(len(cells), len(column_labels), cell_size) + (3,)` uint8 RGB, white
-        background.
+        `grid_size(len(cells), columns, cell_size) + (3,)` uint8 RGB (columns: the most
+        column labels of a row), white background.
     """
-    if len(row_labels) != len(cells) or any(len(row) > len(column_labels) for row in cells):
+    per_row = bool(column_labels) and not isinstance(column_labels[0], str)
+    headers = list(column_labels) if per_row else [column_labels] * len(cells)
+    if (
+        len(row_labels) != len(cells)
+        or len(headers) != len(cells)
+        or any(len(row) > len(labels) for row, labels in zip(cells, headers))
+    ):
         raise ValueError(
             "`row_labels` needs one label per row and `column_labels` one per column. "
             f"Received: {len(cells)} rows, {len(row_labels)} row labels, "
-            f"{len(column_labels)} column labels"
+            f"column_labels={column_labels!r}"
         )
-    height, width = grid_size(len(cells), len(column_labels), cell_size)
+    columns = max(len(labels) for labels in headers) if headers else 0
+    height, width = grid_size(len(cells), columns, cell_size)
     canvas = np.full((height, width, 3), 255, np.uint8)
     cell_height = HEADER_HEIGHT + cell_size + GAP
-    for row_index, (label, row) in enumerate(zip(row_labels, cells)):
+    for row_index, (label, row, row_headers) in enumerate(zip(row_labels, cells, headers)):
         top = row_index * cell_height + GAP
         lines = label.split("\n")
         first_line = top + HEADER_HEIGHT + (cell_size - _LINE_HEIGHT * len(lines)) // 2 + 10
@@ -81,7 +90,7 @@ def labelled_grid(cells, row_labels, column_labels, cell_size):
             _put_text(canvas, line, (4, first_line + line_index * _LINE_HEIGHT), 0.4)
         for column, image in enumerate(row):
             left = LABEL_WIDTH + column * (cell_size + GAP)
-            _put_text(canvas, column_labels[column], (left + 2, top + HEADER_HEIGHT - 4), 0.35)
+            _put_text(canvas, row_headers[column], (left + 2, top + HEADER_HEIGHT - 4), 0.35)
             image = np.asarray(image, dtype=np.uint8)
             if image.shape[:2] != (cell_size, cell_size):
                 image = cv2.resize(image, (cell_size, cell_size), interpolation=cv2.INTER_LINEAR)
@@ -91,11 +100,21 @@ def labelled_grid(cells, row_labels, column_labels, cell_size):
 
 
 def write_png(path, rgb):
-    """Writes an RGB uint8 image as PNG, creating parent directories."""
+    """Writes an RGB uint8 image (PNG, or the format its suffix names), creating parent
+    directories; written beside `path` and renamed into place once complete."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(np.asarray(rgb, np.uint8), cv2.COLOR_RGB2BGR)):
-        raise ValueError(f"cannot write image {path} (use a .png name)")
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        if not cv2.imwrite(
+            str(partial), cv2.cvtColor(np.asarray(rgb, np.uint8), cv2.COLOR_RGB2BGR)
+        ):
+            raise ValueError(f"cannot write image {path} (use a .png name)")
+        with open(partial, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _put_text(canvas, text, origin, scale):

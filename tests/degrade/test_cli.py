@@ -8,6 +8,7 @@ import pytest
 from degrade.face_drawing import drawn_face
 
 from catface_keras.cli import degrade as degrade_cli
+from catface_keras.visualization import grids
 
 SIZE = 32
 ROWS = 7  # turbulence, noise, low resolution, motion blur, JPEG, exposure, mix
@@ -35,16 +36,15 @@ def test_writes_a_labelled_grid_in_rgb_order(tmp_path, capsys):
     assert args.run(args) == 0
     assert "wrote" in capsys.readouterr().out
     grid = cv2.imread(str(out))  # BGR
-    height = ROWS * (degrade_cli._HEADER_HEIGHT + SIZE + degrade_cli._GAP) + degrade_cli._GAP
-    width = degrade_cli._LABEL_WIDTH + COLUMNS * (SIZE + degrade_cli._GAP)
+    height, width = grids.grid_size(ROWS, COLUMNS, SIZE)
     assert grid.shape == (height, width, 3)
     # The input cell keeps the red corner red: OpenCV's BGR was converted both ways.
-    top = degrade_cli._GAP + degrade_cli._HEADER_HEIGHT
-    corner = grid[top + 1, degrade_cli._LABEL_WIDTH + 1].astype(int)
+    top = grids.GAP + grids.HEADER_HEIGHT
+    corner = grid[top + 1, grids.LABEL_WIDTH + 1].astype(int)
     assert corner[2] > 200 and corner[0] < 60 and corner[1] < 60
     # Cells differ from the input: the degradations were applied.
-    cell = grid[top : top + SIZE, degrade_cli._LABEL_WIDTH : degrade_cli._LABEL_WIDTH + SIZE]
-    last = grid[top : top + SIZE, width - SIZE - degrade_cli._GAP : width - degrade_cli._GAP]
+    cell = grid[top : top + SIZE, grids.LABEL_WIDTH : grids.LABEL_WIDTH + SIZE]
+    last = grid[top : top + SIZE, width - SIZE - grids.GAP : width - grids.GAP]
     assert np.abs(cell.astype(int) - last).mean() > 3
 
 
@@ -71,7 +71,7 @@ def test_directory_input_stacks_one_block_per_face(tmp_path):
     args = parse("--input", str(faces), "--out", str(out), "--size", str(SIZE),
                  "--max-images", "2")
     assert args.run(args) == 0
-    block = ROWS * (degrade_cli._HEADER_HEIGHT + SIZE + degrade_cli._GAP) + degrade_cli._GAP
+    block, _ = grids.grid_size(ROWS, COLUMNS, SIZE)
     assert cv2.imread(str(out)).shape[0] == 2 * block
 
 

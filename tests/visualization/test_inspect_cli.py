@@ -9,7 +9,7 @@ import pytest
 from degrade.face_drawing import drawn_face
 
 from catface_keras.cli import inspect as inspect_cli
-from catface_keras.visualization import grids
+from catface_keras.visualization import grids, inspection
 from visualization.tiny_model import SIZE, tiny_stage1_model
 
 
@@ -43,7 +43,7 @@ def test_writes_gradient_and_attention_grids(model_path, tmp_path, capsys):
                  "--seed", "3")
     assert args.run(args) == 0
     assert "wrote" in capsys.readouterr().out
-    cell = inspect_cli.MIN_CELL_SIZE
+    cell = inspection.MIN_CELL_SIZE
     for index in range(2):
         gradients = cv2.imread(str(out / f"{index:02d}_face{index}_gradients.png"))
         attention = cv2.imread(str(out / f"{index:02d}_face{index}_attention.png"))
@@ -78,13 +78,13 @@ def test_a_missing_image_is_reported(model_path, tmp_path, capsys):
 
 
 def test_reference_image_sets_the_similarity_target(model_path):
-    from catface_keras.cli.export import load_model
+    from catface_keras.models import load_model
 
     model = load_model(model_path)
     faces = [drawn_face(SIZE), np.ascontiguousarray(drawn_face(SIZE)[:, ::-1])]
-    (default, _), _ = inspect_cli.inspection_grids(model, faces)
-    (flipped, _), _ = inspect_cli.inspection_grids(model, faces, reference=faces[1])
-    cell = inspect_cli.MIN_CELL_SIZE
+    (default, _), _ = inspection.inspection_grids(model, faces)
+    (flipped, _), _ = inspection.inspection_grids(model, faces, reference=faces[1])
+    cell = inspection.MIN_CELL_SIZE
     assert default.shape == flipped.shape == grids.grid_size(6, 4, cell) + (3,)
     # The embedding row (last) of the first face: its own norm by default, the cosine to the
     # mirrored face with --reference; the attribute rows do not depend on the reference.

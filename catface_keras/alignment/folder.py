@@ -1,0 +1,231 @@
+"""`catface align`: a folder of photos per person -> a folder of aligned 112x112 faces.
+
+    SRC/alice/holiday.jpg ...        DST/alice/holiday.png ...
+    SRC/bob/IMG_0001.jpeg ...   ->   DST/bob/IMG_0001.png ...
+                                     DST/align_report.json
+
+DST has the image-folder layout that `catface train` / `catface evaluate`
+read (`catface_keras.data.image_folder`). Crops are PNG (lossless); with
+`all_faces` a photo's faces are `NAME_face0.png`, `NAME_face1.png`, ...,
+largest first. A photo in which no face is found, or that does not decode,
+is listed in the report and counted; it never stops the run. Identity
+folders left with no face at all are not created (the reader would skip
+them anyway).
+
+The folder is built in a scratch folder beside DST and renamed into place
+when complete, so an interrupted run leaves DST as it was.
+"""
+
+import dataclasses
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+
+import cv2
+from tqdm import tqdm
+
+from catface_keras.alignment.photos import align_photo, read_photo
+from catface_keras.alignment.similarity import ALIGNED_SIZE
+from catface_keras.data.decoding import ImageDecodeError
+from catface_keras.data.image_folder import IMAGE_SUFFIXES
+
+REPORT_FILE = "align_report.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class AlignSummary:
+    """What `align_folder` did (the report file holds the details)."""
+
+    photos: int
+    photos_with_face: int
+    faces: int
+    no_face: int
+    undecodable: int
+    identities: int
+    report_path: pathlib.Path
+
+
+def _visible(name):
+    return not name.startswith(".")
+
+
+def list_photos(source):
+    """`[(identity folder name, file name)]` of the photos in `source`, sorted.
+
+    Also returns the visible files directly in `source` (not in a person's folder).
+    """
+    source = pathlib.Path(source)
+    photos, loose = [], []
+    for entry in sorted(os.scandir(source), key=lambda entry: entry.name):
+        if not _visible(entry.name):
+            continue
+        if entry.is_dir():
+            for item in sorted(os.scandir(entry.path), key=lambda item: item.name):
+                if (
+                    item.is_file()
+                    and _visible(item.name)
+                    and os.path.splitext(item.name)[1].lower() in IMAGE_SUFFIXES
+                ):
+                    photos.append((entry.name, item.name))
+        elif entry.is_file():
+            loose.append(entry.name)
+    return photos, loose
+
+
+def check_folders(source, destination, overwrite):
+    """Raises ValueError unless SRC is a folder and DST may be written (see `align_folder`)."""
+    source, destination = pathlib.Path(source), pathlib.Path(destination)
+    if not source.is_dir():
+        raise ValueError(f"SRC {source} is not a folder (expected one sub-folder per person)")
+    resolved_source, resolved_destination = source.resolve(), destination.resolve()
+    if resolved_destination == resolved_source or resolved_source in resolved_destination.parents:
+        raise ValueError(f"DST {destination} must lie outside SRC {source}")
+    if resolved_destination in resolved_source.parents:
+        raise ValueError(f"DST {destination} must not contain SRC {source}")
+    if destination.exists() and not overwrite:
+        raise ValueError(f"DST {destination} exists; pass --overwrite to replace it")
+    if destination.exists() and not destination.is_dir():
+        raise ValueError(f"DST {destination} exists and is not a folder")
+
+
+def _write_file(path, data):
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _output_names(folder_photos):
+    """Photo file name -> output stem, unique in its folder (`a.jpg`, `a.png` -> `a`, `a_png`)."""
+    names, taken = {}, set()
+    for name in folder_photos:
+        stem, suffix = os.path.splitext(name)
+        candidate = stem if stem not in taken else f"{stem}_{suffix.lstrip('.').lower()}"
+        while candidate in taken:
+            candidate += "_"
+        taken.add(candidate)
+        names[name] = candidate
+    return names
+
+
+def align_folder(source, destination, detector, all_faces=False, overwrite=False,
+                 size=ALIGNED_SIZE):
+    """Aligns every photo of a person-per-folder tree into `destination`.
+
+    Args:
+        source: folder of identity folders of photos.
+        destination: the folder to create (beside it, a scratch folder is used).
+        detector: an object with `detect(rgb uint8 image) -> [DetectedFace]`.
+        all_faces: keep every face of a photo, not only the largest.
+        overwrite: replace an existing `destination` (only once the new one is complete).
+        size: crop side (112, the ArcFace template's).
+
+    Returns:
+        An `AlignSummary`.
+
+    Raises:
+        ValueError: `source` is not a folder or holds no photos; `destination`
+            exists without `overwrite`, or overlaps `source`.
+    """
+    source, destination = pathlib.Path(source), pathlib.Path(destination)
+    check_folders(source, destination, overwrite)
+    photos, loose = list_photos(source)
+    if not photos:
+        raise ValueError(
+            f"SRC {source} holds no photos in person folders (expected SRC/NAME/photo with "
+            f"a suffix in {', '.join(IMAGE_SUFFIXES)})"
+        )
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    scratch = pathlib.Path(
+        tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent)
+    )
+    try:
+        built = scratch / "aligned"
+        built.mkdir()
+        report = _align_into(source, built, photos, detector, all_faces, size)
+        report["not_in_a_person_folder"] = loose
+        report_path = built / REPORT_FILE
+        _write_file(report_path, (json.dumps(report, indent=2) + "\n").encode("utf-8"))
+        _move_into_place(built, destination, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    counts = report["counts"]
+    return AlignSummary(
+        photos=counts["photos"],
+        photos_with_face=counts["photos_with_face"],
+        faces=counts["faces"],
+        no_face=counts["no_face"],
+        undecodable=counts["undecodable"],
+        identities=counts["identities"],
+        report_path=destination / REPORT_FILE,
+    )
+
+
+def _align_into(source, built, photos, detector, all_faces, size):
+    faces, no_face, undecodable, identities = [], [], [], set()
+    by_folder = {}
+    for folder, name in photos:
+        by_folder.setdefault(folder, []).append(name)
+    output_names = {folder: _output_names(names) for folder, names in by_folder.items()}
+    photos_with_face = 0
+    for folder, name in tqdm(photos, desc="aligning", unit="photo", disable=None):
+        relative = f"{folder}/{name}"
+        try:
+            image = read_photo(source / folder / name)
+        except (OSError, ImageDecodeError) as error:
+            undecodable.append({"photo": relative, "reason": str(error)})
+            continue
+        aligned = align_photo(image, detector, all_faces, size)
+        if not aligned:
+            no_face.append(relative)
+            continue
+        photos_with_face += 1
+        (built / folder).mkdir(exist_ok=True)
+        identities.add(folder)
+        stem = output_names[folder][name]
+        for index, face in enumerate(aligned):
+            output = f"{folder}/{stem}_face{index}.png" if all_faces else f"{folder}/{stem}.png"
+            ok, encoded = cv2.imencode(".png", cv2.cvtColor(face.image, cv2.COLOR_RGB2BGR))
+            if not ok:
+                raise RuntimeError(f"PNG encoding failed for {output}")
+            _write_file(built / output, encoded.tobytes())
+            faces.append({
+                "photo": relative,
+                "face": output,
+                "box": [round(float(value), 2) for value in face.face.box],
+                "confidence": round(face.face.confidence, 5),
+                "landmarks": [[round(float(value), 2) for value in point]
+                              for point in face.face.landmarks],
+            })
+    return {
+        "source": str(source),
+        "all_faces": bool(all_faces),
+        "size": size,
+        "counts": {
+            "photos": len(photos),
+            "photos_with_face": photos_with_face,
+            "faces": len(faces),
+            "no_face": len(no_face),
+            "undecodable": len(undecodable),
+            "identities": len(identities),
+        },
+        "no_face": no_face,
+        "undecodable": undecodable,
+        "faces": faces,
+    }
+
+
+def _move_into_place(built, destination, scratch):
+    """Renames `built` to `destination`; an existing one is moved aside, restored on failure."""
+    if not destination.exists():
+        os.replace(built, destination)
+        return
+    previous = scratch / "previous"
+    os.replace(destination, previous)
+    try:
+        os.replace(built, destination)
+    except OSError:
+        os.replace(previous, destination)
+        raise

@@ -1,0 +1,46 @@
+"""Argument types shared by the sub-commands: output paths checked while parsing.
+
+A wrong `--out` is reported by argparse (`catface train: error: argument --out: ...`,
+exit 2) before any work and before anything is written.
+"""
+
+import argparse
+import pathlib
+
+from catface_keras.choices import IMAGE_SUFFIXES
+
+
+def output_directory(text):
+    """`--out DIR`: a directory that may not exist yet, but not an existing file."""
+    path = pathlib.Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{path} is an existing file; --out must be a directory (give a new or existing "
+            "folder)"
+        )
+    _check_parents(path)
+    return path
+
+
+def output_image(text):
+    """`--out PATH.png`: an image file name (its suffix picks the format), not a directory."""
+    path = pathlib.Path(text)
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise argparse.ArgumentTypeError(
+            f"{path} has no image extension; expected a name ending in "
+            f"{', '.join(IMAGE_SUFFIXES)}"
+        )
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a directory; --out must be an image file")
+    _check_parents(path)
+    return path
+
+
+def _check_parents(path):
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise argparse.ArgumentTypeError(
+                    f"{path} cannot be created: {parent} is a file, not a directory"
+                )
+            return

@@ -1,0 +1,25 @@
+"""`FaceArrays`: faces held in memory with their identity and attribute labels."""
+
+import dataclasses
+
+import numpy as np
+
+from catface_keras.soft_biometrics import PAPER_ATTRIBUTES
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceArrays:
+    """Faces with identity and attribute labels (synthetic faces, held-out sets).
+
+    Attributes:
+        images: `(num_images, height, width, 3)` uint8 RGB.
+        identities: `(num_images,)` int32 identity labels.
+        attributes: `(num_images, A)` int32 in {1, 0, -1 unknown}, columns in the order
+            of `attribute_names`.
+        attribute_names: the `A` attribute names (default: the paper's five).
+    """
+
+    images: np.ndarray
+    identities: np.ndarray
+    attributes: np.ndarray
+    attribute_names: tuple = PAPER_ATTRIBUTES
