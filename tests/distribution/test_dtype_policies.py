@@ -9,7 +9,7 @@ from catface_keras.models.fusion import FusionModel
 from catface_keras.models.multibranch import MultiBranchModel
 from catface_keras.trainer import choose_dtype_policy, cpu_flags, dtype_policy, make_optimizer
 
-SIZE, PAIRS, CLASSES = 32, 4, 6
+SIZE, PAIRS, CLASSES = 16, 4, 6
 
 
 def paired_batch(seed=0):
