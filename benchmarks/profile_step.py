@@ -41,8 +41,9 @@ def op_table(logdir):
                    key=os.path.getmtime)
     data, _ = plugin.xspace_to_tools_data([paths[-1]], "framework_op_stats", {})
     table = json.loads(data)
-    # A Google-charts DataTable (list of them: host, device); columns name the fields.
-    tables = table if isinstance(table, list) else [table]
+    # Google-charts DataTables: the first with IDLE time, the second the same ops
+    # without it; only the first is read.
+    tables = table[:1] if isinstance(table, list) else [table]
     totals = collections.defaultdict(lambda: [0.0, 0])
     for chart in tables:
         columns = [column["id"] for column in chart.get("cols", [])]
