@@ -69,7 +69,7 @@ def main(argv=None):
     tf.config.threading.set_intra_op_parallelism_threads(args.cores)
     tf.config.threading.set_inter_op_parallelism_threads(args.cores)
 
-    from catface_keras.cli.export import load_model
+    from catface_keras.models.loading import load_model
     from catface_keras.export import export_saved_model
     from catface_keras.models.multibranch import MultiBranchModel
 

@@ -34,3 +34,10 @@ MIN_VERIFICATION_PAIRS = 100
 
 # Output images `catface degrade` can write (OpenCV encoders).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+# `catface evaluate` and the trainer's held-out evaluation (`catface_keras.evaluation`):
+# protocols, conditions (clean; degraded: both sides degraded at the model's input size;
+# mixed: one side clean, the other degraded) and threshold searches of the 10-fold accuracy.
+EVALUATION_PROTOCOLS = ("verification", "templates", "identification", "attributes")
+EVALUATION_CONDITIONS = ("clean", "degraded", "mixed")
+THRESHOLD_SEARCHES = ("insightface", "exact")

@@ -54,6 +54,8 @@ class DataConfig:
     max_heldout_images: Optional[int] = None
     # TFRecord shuffle buffer (random-access sources permute fully).
     shuffle_buffer: int = 10000
+    # Images whose header announces more pixels are skipped without being decoded.
+    max_image_pixels: int = 40_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,6 +208,7 @@ POSITIVE = {
     "data.image_size",
     "data.max_heldout_images",
     "data.shuffle_buffer",
+    "data.max_image_pixels",
     "model.embedding_dim",
     "model.attention_key_dim",
     "optimizer.learning_rate",

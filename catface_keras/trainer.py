@@ -7,38 +7,57 @@
     stage2.keras          the trained stage-2 (fused) model
     metrics.json          held-out evaluation, `{"stage1": ..., "stage2": ...}`
     config.yaml           the configuration the run used
+    stage2_config.yaml    stage 2's configuration, when it differs from config.yaml
     checkpoints/          one `.keras` model per epoch (`stage2_epoch_*` for stage 2)
     logs/                 TensorBoard (`logs/stage2/` for stage 2)
     backup/, backup_stage2/
-                          `keras.callbacks.BackupAndRestore` state while running
+                          what resuming needs (`EpochBackup`) while running
 
-A run that was killed resumes from its backup directory when started again
+Every file is written atomically (`catface_keras.atomic_files`): a process
+killed at any moment leaves the previous version, never a truncated one. A
+run that was killed resumes from its backup directory when started again
 with the same directory; a directory that already holds a finished run of
-that stage is refused unless `overwrite=True`. Overwriting stage 1 also
-removes the stage-2 results built on it.
+that stage is refused unless `overwrite=True`. An overwrite trains in a
+hidden sibling directory (`.NAME.partial`, stage 1's files linked in when
+only stage 2 is replaced) and swaps it into place only once the new models
+and metrics are written: until then, and after any failure, the old run is
+untouched (a killed overwrite resumes from the sibling). Overwriting stage 1
+also replaces the stage-2 results built on it.
 """
 
 import contextlib
 import dataclasses
+import errno
 import functools
 import json
-import os
 import pathlib
 import shutil
 import sys
-import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 import yaml
 
+from catface_keras.atomic_files import (
+    describe_write_error,
+    remove_path,
+    replacing_directory,
+    require_directory_path,
+    save_model_atomically,
+    scratch_directory,
+    write_atomically,
+    write_text_atomically,
+)
+from catface_keras.choices import EVALUATION_CONDITIONS as CONDITIONS
 from catface_keras.config import config_to_dict
-from catface_keras.data.sources import load_training_data
+from catface_keras.data.sources import UnusableDataError, load_training_data
 from catface_keras.degrade import degrade
 from catface_keras.distribution import CrossReplicaClipSGD, worker_output_dir
-from catface_keras.evaluation.heldout import evaluate_heldout
+from catface_keras.evaluation.protocol_data import face_arrays_data
+from catface_keras.evaluation.protocols import evaluate
 from catface_keras.models.fusion import DEFAULT_FUSION_OPTIONS, FusionModel
+from catface_keras.models.loading import load_model
 from catface_keras.models.multibranch import MultiBranchModel
 from catface_keras.weights.pretrained import (
     initialize_from_pretrained,
@@ -47,6 +66,8 @@ from catface_keras.weights.pretrained import (
 )
 
 METRICS_FILE = "metrics.json"
+CONFIG_FILE = "config.yaml"
+STAGE2_CONFIG_FILE = "stage2_config.yaml"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,32 +91,110 @@ STAGE2 = StageLayout(
 )
 
 
-class RandomStateBackup(keras.callbacks.Callback):
-    """Backs up the states of the model's random seed generators every epoch.
+class EpochBackup(keras.callbacks.Callback):
+    """Backs up what resuming needs after every epoch, never overwriting the last good copy.
 
-    `BackupAndRestore` saves weights and optimiser state but not the seed
-    generators that draw dropout masks, so without this a resumed run would
-    draw other masks than an uninterrupted one. Goes after `BackupAndRestore`.
+    `backup_dir/epoch_NNNN/` holds `model.weights.h5` (weights and optimiser
+    state) and `random_state.npz` (the seed generators that draw dropout
+    masks, so that a resumed run draws the masks an uninterrupted one would).
+    Each epoch's directory is written under a temporary name, synced and
+    renamed; then `training_metadata.json` (`{"epoch": N, "snapshot":
+    "epoch_NNNN"}`) is replaced atomically to point at it (the commit), and
+    only then is the previous epoch's directory deleted. A kill at any moment
+    leaves a complete backup to resume from. (Keras' `BackupAndRestore`
+    rewrites one weights file in place, which a kill leaves truncated.)
     """
 
-    def __init__(self, path):
+    def __init__(self, backup_dir):
         super().__init__()
-        self.path = pathlib.Path(path)
+        self.backup_dir = pathlib.Path(backup_dir)
 
     def _states(self):
         return [v for v in self.model.non_trainable_variables if "seed_generator_state" in v.path]
 
     def on_train_begin(self, logs=None):
-        if self.path.exists():
-            saved = np.load(self.path)
-            for index, variable in enumerate(self._states()):
-                variable.assign(saved[f"state_{index}"])
+        metadata = read_backup_metadata(self.backup_dir)
+        if metadata is None:
+            return
+        snapshot = self.backup_dir / metadata.get("snapshot", "")
+        if "snapshot" in metadata:
+            weights, random_state = snapshot / "model.weights.h5", snapshot / "random_state.npz"
+        else:  # written by Keras' BackupAndRestore (older versions)
+            weights = self.backup_dir / "latest.weights.h5"
+            random_state = self.backup_dir / "random_state.npz"
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        try:
+            self.model.load_weights(weights)
+            saved = np.load(random_state) if random_state.exists() else {}
+            states = [saved[f"state_{i}"] for i in range(len(self._states()))] if saved else []
+        except (OSError, ValueError, KeyError) as error:
+            raise BackupError(
+                f"Cannot resume from {weights}: {error}. The file is incomplete or damaged "
+                "(older versions rewrote it in place, and a process killed during the write "
+                f"left it truncated). Delete {self.backup_dir} to train this stage again from "
+                "its first epoch; its finished epochs are in checkpoints/."
+            ) from None
+        for variable, state in zip(self._states(), states):
+            variable.assign(state)
+        self.model._initial_epoch = int(metadata["epoch"])
 
     def on_epoch_end(self, epoch, logs=None):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        name = f"epoch_{epoch + 1:04d}"
+        self.backup_dir.mkdir(parents=True, exist_ok=True)
         states = {f"state_{i}": np.asarray(v.numpy()) for i, v in enumerate(self._states())}
-        with open(self.path, "wb") as handle:
-            np.savez(handle, **states)
+
+        def write(directory):
+            directory.mkdir()
+            self.model.save_weights(directory / "model.weights.h5")
+            with open(directory / "random_state.npz", "wb") as handle:
+                np.savez(handle, **states)
+
+        remove_path(self.backup_dir / name)  # never the committed one: that is an earlier epoch
+        write_atomically(self.backup_dir / name, write)
+        metadata = {"epoch": epoch + 1, "batch": 0, "snapshot": name}
+        write_text_atomically(json.dumps(metadata), self.backup_dir / BACKUP_METADATA)
+        for entry in self.backup_dir.iterdir():
+            if entry.name != name and entry.name != BACKUP_METADATA:
+                remove_path(entry)
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves the model after every epoch to `pattern.format(epoch=N)`, atomically."""
+
+    def __init__(self, pattern):
+        super().__init__()
+        self.pattern = str(pattern)
+
+    def on_train_begin(self, logs=None):
+        # Temporaries of a process killed while saving.
+        directory = pathlib.Path(self.pattern).parent
+        for leftover in directory.glob(".*.partial-*") if directory.is_dir() else ():
+            remove_path(leftover)
+
+    def on_epoch_end(self, epoch, logs=None):
+        path = pathlib.Path(self.pattern.format(epoch=epoch + 1))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_model_atomically(self.model, path)
+
+
+BACKUP_METADATA = "training_metadata.json"
+
+
+def read_backup_metadata(backup_dir):
+    """The committed backup's metadata (`{"epoch": N, ...}`), or None when there is none."""
+    path = pathlib.Path(backup_dir, BACKUP_METADATA)
+    if not path.exists():
+        return None
+    try:
+        metadata = json.loads(path.read_text())
+        int(metadata["epoch"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise BackupError(
+            f"Cannot resume: {path} is damaged ({error}). Delete {backup_dir} to train this "
+            "stage again from its first epoch."
+        ) from None
+    return metadata
 
 
 # A worker whose peers died fails after this long instead of waiting forever.
@@ -109,6 +208,14 @@ class TrainingDivergedError(RuntimeError):
 
 class OutputDirectoryError(RuntimeError):
     """The output directory holds a finished run that would be overwritten."""
+
+
+class BackupError(OutputDirectoryError):
+    """A stage's backup cannot be read to resume from."""
+
+
+class OutputWriteError(OutputDirectoryError):
+    """A result could not be written (a full disk); nothing finished was lost."""
 
 
 class MissingStage1Error(FileNotFoundError):
@@ -259,14 +366,32 @@ def load_data(config):
         raise DatasetError(str(error)) from error
 
 
-def _evaluate_heldout(model, heldout, evaluation):
-    """`evaluate_heldout`, or a note saying why not when there are no held-out faces."""
+HELDOUT_PROTOCOLS = ("verification", "attributes")
+
+
+def _evaluate_heldout(model, heldout, evaluation, degradation=None):
+    """Verification and attributes on the held-out faces, clean, degraded and mixed.
+
+    The one evaluation path (`catface_keras.evaluation.protocols.evaluate`),
+    as `catface evaluate --data HELDOUT --pairs N --seed S` runs it; or a note
+    saying why not when there are no held-out faces.
+
+    Returns:
+        `{"verification": {condition: metrics}, "attributes": {condition: ...}}`
+        with the conditions `clean`, `degraded`, `mixed` (attributes: the
+        first two), or `{"skipped": reason}`.
+    """
     if heldout is None:
         return {
             "skipped": "no held-out faces for this data source; set data.heldout_path (an "
             "image folder of identities not in training) to evaluate"
         }
-    return evaluate_heldout(model, heldout, evaluation)
+    data = face_arrays_data(heldout, evaluation.num_pairs, evaluation.seed)
+    results, _ = evaluate(
+        model, data, HELDOUT_PROTOCOLS, CONDITIONS, degradation, evaluation.seed,
+        evaluation.batch_size, evaluation.flip,
+    )
+    return results
 
 
 def completed_epochs(out_dir, layout=STAGE1):
@@ -275,10 +400,8 @@ def completed_epochs(out_dir, layout=STAGE1):
     Reads the metadata file that `keras.callbacks.BackupAndRestore` writes,
     so that the data stream can restart at the same epoch as the weights.
     """
-    metadata = pathlib.Path(out_dir, layout.backup_dir, "training_metadata.json")
-    if not metadata.exists():
-        return 0
-    return int(json.loads(metadata.read_text())["epoch"])
+    metadata = read_backup_metadata(pathlib.Path(out_dir, layout.backup_dir))
+    return 0 if metadata is None else int(metadata["epoch"])
 
 
 def stage_finished(out_dir, layout):
@@ -288,8 +411,17 @@ def stage_finished(out_dir, layout):
 
 
 def check_output_directory(out_dir, overwrite, layout=STAGE1):
-    """Refuses to train a stage over its finished run unless `overwrite`."""
+    """Refuses to train a stage over its finished run unless `overwrite`.
+
+    Returns:
+        Whether a finished run must be replaced (it is left in place here;
+        `run_directory` replaces it once the new run has finished).
+    """
     out_dir = pathlib.Path(out_dir)
+    try:
+        require_directory_path(out_dir)
+    except ValueError as error:
+        raise OutputDirectoryError(str(error)) from None
     finished = out_dir / layout.model_file
     if stage_finished(out_dir, layout):
         if not overwrite:
@@ -297,15 +429,105 @@ def check_output_directory(out_dir, overwrite, layout=STAGE1):
                 f"{out_dir} already holds a finished run ({finished}). Choose another "
                 "output directory or pass --overwrite to replace it."
             )
-        if layout == STAGE1:
-            # Everything, stage 2 included: it was trained on this stage 1.
-            stale = [out_dir / name for name in (METRICS_FILE, "checkpoints", "logs", STAGE2.backup_dir)]
-            stale += [out_dir / STAGE1.model_file, out_dir / STAGE2.model_file]
-        else:
-            stale = [out_dir / STAGE2.model_file, out_dir / STAGE2.logs_dir]
-            stale += (out_dir / "checkpoints").glob("stage2_epoch_*.keras")
-        for path in stale:
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        return True
+    return False
+
+
+def _replaced_by(layout):
+    """`keep(relative path)` for the files of a finished run that a new run of `layout` keeps."""
+    if layout == STAGE1:
+        # Everything of ours goes, stage 2 included: it was trained on this stage 1.
+        ours = {METRICS_FILE, CONFIG_FILE, STAGE2_CONFIG_FILE, "checkpoints", "logs",
+                STAGE1.model_file, STAGE2.model_file, STAGE1.backup_dir, STAGE2.backup_dir}
+        return lambda path: path.split("/")[0] not in ours
+    return lambda path: not (
+        path in (STAGE2.model_file, STAGE2_CONFIG_FILE)
+        or path.split("/")[0] == STAGE2.backup_dir
+        or path == STAGE2.logs_dir or path.startswith(STAGE2.logs_dir + "/")
+        or (path.startswith("checkpoints/stage2_epoch_"))
+    )
+
+
+def _config_differences(config, path):
+    """Dotted keys in which the YAML file `path` differs from `config` (None: unreadable)."""
+    try:
+        saved = yaml.safe_load(pathlib.Path(path).read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return None
+
+    def flat(value, prefix=""):
+        if isinstance(value, dict):
+            items = {}
+            for key, inner in value.items():
+                items.update(flat(inner, f"{prefix}{key}."))
+            return items
+        return {prefix[:-1]: value}
+
+    new, old = flat(config_to_dict(config)), flat(saved if isinstance(saved, dict) else {})
+    return sorted(key for key in new.keys() | old.keys() if new.get(key) != old.get(key))
+
+
+def plan_stages(config, out_dir, stages, overwrite):
+    """The stages to run into `out_dir`: `(1, 2)` after a finished stage 1 goes on with 2.
+
+    Raises:
+        OutputDirectoryError: `out_dir` holds a finished stage 1 of another
+            configuration (its config.yaml differs), which stage 2 would build on.
+    """
+    out_dir = pathlib.Path(out_dir)
+    stages = tuple(stages)
+    if stages != (1, 2) or overwrite or not stage_finished(out_dir, STAGE1):
+        return stages
+    if stage_finished(out_dir, STAGE2):
+        return stages  # refused by run_stage1 without --overwrite
+    differences = _config_differences(config, out_dir / CONFIG_FILE)
+    if differences:
+        raise OutputDirectoryError(
+            f"{out_dir} holds a finished stage 1 of another configuration ({out_dir / CONFIG_FILE} "
+            f"differs in {', '.join(differences[:5])}). Choose another output directory or pass "
+            "--overwrite to replace that run."
+        )
+    return (2,)
+
+
+@contextlib.contextmanager
+def run_directory(config, out_dir, overwrite, layout):
+    """Yields the directory to train a run into, starting with the stage `layout`.
+
+    `out_dir` itself, unless it holds a finished run of that stage and
+    `overwrite`: then a hidden sibling with the files the new run keeps
+    (linked), swapped into place when the block has finished. A failure
+    leaves `out_dir` untouched (and the sibling, to resume from). A full
+    disk becomes `OutputWriteError`.
+    """
+    out_dir = pathlib.Path(out_dir)
+    scratch = scratch_directory(out_dir)
+    try:
+        if not check_output_directory(out_dir, overwrite, layout):
+            yield out_dir
+            return
+        resumable = any((scratch / stage.backup_dir).exists() for stage in (STAGE1, STAGE2))
+        if scratch.exists() and (
+            not resumable or _config_differences(config, scratch / CONFIG_FILE)
+        ):
+            # Nothing to resume, or an interrupted overwrite with another configuration.
+            remove_path(scratch)
+        try:
+            with replacing_directory(out_dir, _replaced_by(layout), resume=True) as work:
+                yield work
+        except BaseException:
+            if not any((scratch / stage.backup_dir).exists() for stage in (STAGE1, STAGE2)):
+                remove_path(scratch)  # nothing trained yet: nothing to resume
+            raise
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        kept = f"; the new run so far is in {scratch}" if scratch.exists() else ""
+        raise OutputWriteError(
+            f"{describe_write_error(error, error.filename or out_dir)}. Nothing finished was "
+            f"lost: {out_dir} keeps its previous results{kept}. Free some space and run the "
+            "same command again: training resumes from its last finished epoch."
+        ) from error
 
 
 # CPU flags (Linux /proc/cpuinfo) of native bfloat16 arithmetic.
@@ -359,19 +581,12 @@ def dtype_policy(name):
 
 
 def save_atomically(model, path):
-    """Saves to a temporary file next to `path`, then renames it into place."""
-    path = pathlib.Path(path)
-    with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
-        temporary = pathlib.Path(scratch, path.name)
-        model.save(temporary)
-        os.replace(temporary, path)
+    """Saves to a temporary file next to `path`, syncs it, then renames it into place."""
+    return save_model_atomically(model, path)
 
 
 def write_json_atomically(value, path):
-    path = pathlib.Path(path)
-    temporary = path.with_suffix(path.suffix + ".partial")
-    temporary.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, path)
+    write_text_atomically(json.dumps(value, indent=2, sort_keys=True) + "\n", path)
 
 
 def training_pairs(config, train_faces, start_epoch, seed):
@@ -404,23 +619,30 @@ def fit_stage(
     backup = out_dir / layout.backup_dir
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
-    history = model.fit(
-        dataset,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        callbacks=[
-            # Kept until the model and metrics are written (deleted by the
-            # caller), so that a run killed during evaluation does not train again.
-            keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False),
-            RandomStateBackup(backup / "random_state.npz"),
-            keras.callbacks.ModelCheckpoint(str(out_dir / layout.checkpoint_pattern)),
-            keras.callbacks.TensorBoard(str(out_dir / layout.logs_dir)),
-            keras.callbacks.TerminateOnNaN(),
-            *callbacks,
-        ],
-        verbose=verbose,
-        shuffle=False,  # the dataset shuffles itself, per epoch, from the seed
-    )
+    try:
+        history = model.fit(
+            dataset,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=[
+                # Kept until the model and metrics are written (deleted by the
+                # caller), so that a run killed during evaluation does not train again.
+                EpochBackup(backup),
+                EpochCheckpoint(out_dir / layout.checkpoint_pattern),
+                keras.callbacks.TensorBoard(str(out_dir / layout.logs_dir)),
+                keras.callbacks.TerminateOnNaN(),
+                *callbacks,
+            ],
+            verbose=verbose,
+            shuffle=False,  # the dataset shuffles itself, per epoch, from the seed
+        )
+    except UnusableDataError as error:
+        raise DatasetError(str(error)) from None
+    except tf.errors.DataLossError as error:
+        raise DatasetError(
+            f"A training file is corrupt: {error.message}. Convert the dataset again "
+            f"(catface data convert --overwrite); {backup} holds the last finished epoch."
+        ) from None
     losses = history.history.get("loss", [])
     if losses and not np.isfinite(losses[-1]):
         raise TrainingDivergedError(
@@ -431,9 +653,19 @@ def fit_stage(
     return history
 
 
-def _write_config(config, out_dir):
+def _write_config(config, out_dir, name=CONFIG_FILE):
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
+    write_text_atomically(text, out_dir / name)
+
+
+def _write_stage2_config(config, out_dir):
+    """config.yaml for a new directory; an existing one (stage 1's run) is kept, and stage 2's
+    configuration goes beside it when it differs."""
+    if not (out_dir / CONFIG_FILE).exists():
+        _write_config(config, out_dir)
+    elif _config_differences(config, out_dir / CONFIG_FILE):
+        _write_config(config, out_dir, STAGE2_CONFIG_FILE)
 
 
 def run_stage1(config, out_dir, overwrite=False, verbose="auto", callbacks=()):
@@ -454,53 +686,81 @@ def run_stage1(config, out_dir, overwrite=False, verbose="auto", callbacks=()):
     Under `train.distribution: multi_worker` every worker calls this with
     the same arguments; only the chief writes into `out_dir`.
     """
-    # First: a multi-worker strategy must exist before TensorFlow runs anything.
-    strategy = make_strategy(config.train.distribution)
-    with _worker_directory(out_dir, overwrite, STAGE1, strategy) as write_dir:
-        return _run_stage1(config, write_dir, strategy, overwrite, verbose, callbacks)
+    with worker_run_directory(config, out_dir, overwrite, STAGE1) as work:
+        return train_stage1(config, work, verbose, callbacks)
 
 
 @contextlib.contextmanager
-def _worker_directory(out_dir, overwrite, layout, strategy):
-    """`out_dir` on the chief; on other workers a scratch copy of its backup.
+def worker_run_directory(config, out_dir, overwrite, layout):
+    """`run_directory` on the chief; on other multi-worker workers a scratch directory.
 
-    A non-chief worker refuses what the chief refuses (so that it does not
-    wait for a chief that stopped) and resumes from the chief's backup, which
-    assumes a filesystem that all workers share.
+    Creates the strategy first: a multi-worker one must exist before
+    TensorFlow runs anything. A non-chief worker refuses what the chief
+    refuses (so that it does not wait for a chief that stopped), and starts
+    from the chief's backup and stage-1 model, which assumes a filesystem
+    that all workers share; its scratch directory is deleted at the end.
     """
+    strategy = make_strategy(config.train.distribution)
     out_dir = pathlib.Path(out_dir)
     with worker_output_dir(out_dir, strategy) as write_dir:
-        if write_dir != out_dir:
-            if not overwrite:
-                check_output_directory(out_dir, False, layout)
-            # A finished run has no backup; an interrupted one resumes, with or without overwrite.
-            if (out_dir / layout.backup_dir).is_dir():
-                shutil.copytree(out_dir / layout.backup_dir, write_dir / layout.backup_dir)
+        if write_dir == out_dir:
+            with run_directory(config, out_dir, overwrite, layout) as work:
+                yield work
+            return
+        if not overwrite:
+            check_output_directory(out_dir, False, layout)
+        for source in (scratch_directory(out_dir), out_dir):
+            if any((source / stage.backup_dir).is_dir() for stage in (STAGE1, STAGE2)):
+                for stage in (STAGE1, STAGE2):
+                    if (source / stage.backup_dir).is_dir():
+                        shutil.copytree(source / stage.backup_dir, write_dir / stage.backup_dir)
+                break
+        if layout == STAGE2 and (out_dir / STAGE1.model_file).is_file():
+            shutil.copy2(out_dir / STAGE1.model_file, write_dir / STAGE1.model_file)
         yield write_dir
 
 
-def _local_copy(model, strategy):
+def _local_copy(model):
     """`model` itself, or under multi-worker training a copy outside the strategy.
 
     `predict` under `MultiWorkerMirroredStrategy` shards its input over the
     workers and returns only this worker's part, so held-out evaluation runs
     on a copy that sees all the faces.
     """
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    if not isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return model
     copy = type(model).from_config(model.get_config())
     copy.set_weights(model.get_weights())
     return copy
 
 
-def _run_stage1(config, out_dir, strategy, overwrite, verbose, callbacks):
+def run_stages(config, out_dir, stages=(1, 2), init=None, overwrite=False, verbose="auto",
+               callbacks=()):
+    """Runs `stages` (`(1,)`, `(2,)` or `(1, 2)`) into `out_dir` as one run.
+
+    With `overwrite`, a finished run is replaced only once every stage has
+    finished (see `run_directory`). Returns the last stage's `(model, metrics)`.
+    """
+    stages = tuple(stages)
+    with worker_run_directory(
+        config, out_dir, overwrite, STAGE1 if 1 in stages else STAGE2
+    ) as work:
+        if 1 in stages:
+            result = train_stage1(config, work, verbose, callbacks)
+        if 2 in stages:
+            result = train_stage2(config, work, init, verbose, callbacks)
+        return result
+
+
+def train_stage1(config, out_dir, verbose="auto", callbacks=()):
+    """`run_stage1`'s training, in `out_dir` as it is (no overwrite check)."""
     out_dir = pathlib.Path(out_dir)
-    check_output_directory(out_dir, overwrite, STAGE1)
     _write_config(config, out_dir)
     keras.utils.set_random_seed(config.train.seed)
     train_faces, test_faces = load_data(config)
     start_epoch = completed_epochs(out_dir, STAGE1)
     dataset, steps_per_epoch = training_pairs(config, train_faces, start_epoch, config.train.seed)
+    strategy = make_strategy(config.train.distribution)
     with dtype_policy(config.train.mixed_precision), strategy.scope():
         model = build_stage1_model(config, train_faces.num_classes)
         optimizer = make_optimizer(config.optimizer, steps_per_epoch)
@@ -514,7 +774,9 @@ def _run_stage1(config, out_dir, strategy, overwrite, verbose, callbacks):
     )
     save_atomically(model, out_dir / STAGE1.model_file)
     metrics = {
-        "stage1": _evaluate_heldout(_local_copy(model, strategy), test_faces, config.evaluation)
+        "stage1": _evaluate_heldout(
+            _local_copy(model), test_faces, config.evaluation, config.degrade
+        )
     }
     write_json_atomically(metrics, out_dir / METRICS_FILE)
     shutil.rmtree(out_dir / STAGE1.backup_dir, ignore_errors=True)
@@ -548,7 +810,10 @@ def check_stage1_file(path):
 def load_stage1_model(path, num_classes):
     """Loads the stage-1 model that stage 2 starts from, checking it fits the data."""
     check_stage1_file(path)
-    model = keras.saving.load_model(path, compile=False)
+    try:
+        model = load_model(path)
+    except ValueError as error:
+        raise MissingStage1Error(str(error)) from None
     if not isinstance(model, MultiBranchModel):
         raise MissingStage1Error(
             f"{path} holds a {type(model).__name__}, not a stage-1 MultiBranchModel."
@@ -577,21 +842,20 @@ def run_stage2(config, out_dir, init=None, overwrite=False, verbose="auto", call
         `metrics.json`, `{"stage1": {...}, "stage2": {...}}`, both stages
         evaluated on the same held-out pairs.
     """
+    with worker_run_directory(config, out_dir, overwrite, STAGE2) as work:
+        return train_stage2(config, work, init, verbose, callbacks)
+
+
+def train_stage2(config, out_dir, init=None, verbose="auto", callbacks=()):
+    """`run_stage2`'s training, in `out_dir` as it is (no overwrite check)."""
     out_dir = pathlib.Path(out_dir)
     init = pathlib.Path(init) if init is not None else out_dir / STAGE1.model_file
-    strategy = make_strategy(config.train.distribution)
-    with _worker_directory(out_dir, overwrite, STAGE2, strategy) as write_dir:
-        return _run_stage2(config, write_dir, init, strategy, overwrite, verbose, callbacks)
-
-
-def _run_stage2(config, out_dir, init, strategy, overwrite, verbose, callbacks):
     stage2 = config.stage2
     stage_config = config.replace("train", epochs=stage2.epochs)
-    check_output_directory(out_dir, overwrite, STAGE2)
     check_stage1_file(init)  # before reading the dataset, which can take a while
     train_faces, test_faces = load_data(config)
     num_classes = train_faces.num_classes
-    _write_config(config, out_dir)
+    _write_stage2_config(config, out_dir)
     # Another seed than stage 1: stage 2 sees fresh degradations of the same faces.
     seed = config.train.seed + 1
     keras.utils.set_random_seed(seed)
@@ -600,6 +864,7 @@ def _run_stage2(config, out_dir, init, strategy, overwrite, verbose, callbacks):
     optimizer_config = dataclasses.replace(
         config.optimizer, learning_rate=stage2.learning_rate, lr_milestones=stage2.lr_milestones
     )
+    strategy = make_strategy(config.train.distribution)
     with dtype_policy(config.train.mixed_precision), strategy.scope():
         stage1 = load_stage1_model(init, num_classes)
         model = build_stage2_model(config, stage1)
@@ -608,9 +873,7 @@ def _run_stage2(config, out_dir, init, strategy, overwrite, verbose, callbacks):
         model.compile(optimizer=optimizer)
         build_for_strategy(model, strategy)
     # Before training: with stage2.train_stage1 the stage-1 weights change.
-    stage1_metrics = _stage1_metrics(
-        out_dir, init, _local_copy(stage1, strategy), test_faces, config.evaluation
-    )
+    stage1_metrics = _stage1_metrics(out_dir, init, _local_copy(stage1), test_faces, config)
     fit_stage(
         model, dataset, stage2.epochs, start_epoch, steps_per_epoch, out_dir, STAGE2, verbose,
         [*train_faces.callbacks, *callbacks],
@@ -618,18 +881,24 @@ def _run_stage2(config, out_dir, init, strategy, overwrite, verbose, callbacks):
     save_atomically(model, out_dir / STAGE2.model_file)
     metrics = {
         "stage1": stage1_metrics,
-        "stage2": _evaluate_heldout(_local_copy(model, strategy), test_faces, config.evaluation),
+        "stage2": _evaluate_heldout(
+            _local_copy(model), test_faces, config.evaluation, config.degrade
+        ),
     }
     write_json_atomically(metrics, out_dir / METRICS_FILE)
     shutil.rmtree(out_dir / STAGE2.backup_dir, ignore_errors=True)
     return model, metrics
 
 
-def _stage1_metrics(out_dir, init, stage1, test_faces, evaluation):
-    """Stage 1's held-out metrics: reused from its own run in `out_dir`, else computed."""
+def _stage1_metrics(out_dir, init, stage1, test_faces, config):
+    """Stage 1's held-out metrics: reused from its own run in `out_dir`, else computed.
+
+    Saved metrics are reused only when they hold every condition (a run of an
+    older version used other names) or record a skipped evaluation.
+    """
     metrics_path = out_dir / METRICS_FILE
     if init.resolve() == (out_dir / STAGE1.model_file).resolve() and metrics_path.exists():
-        saved = json.loads(metrics_path.read_text())
-        if "stage1" in saved:
-            return saved["stage1"]
-    return _evaluate_heldout(stage1, test_faces, evaluation)
+        saved = json.loads(metrics_path.read_text()).get("stage1", {})
+        if "skipped" in saved or set(saved.get("verification", {})) == set(CONDITIONS):
+            return saved
+    return _evaluate_heldout(stage1, test_faces, config.evaluation, config.degrade)

@@ -41,8 +41,9 @@ def test_stage2_from_init_reports_both_stages_and_resumes(stage1_dir, tmp_path):
     straight, metrics = run_stage2(config, tmp_path / "straight", init=init, verbose=0)
     assert set(metrics) == {"stage1", "stage2"}
     for stage in metrics.values():
-        assert set(stage["verification"]) == {"hq_hq", "lq_lq", "hq_lq"}
-        assert set(stage["verification"]["lq_lq"]) >= {"accuracy", "tar_at_far_1e-2"}
+        assert set(stage["verification"]) == {"clean", "degraded", "mixed"}
+        assert set(stage["verification"]["degraded"]) >= {"accuracy", "accuracy_std", "auc",
+                                                          "eer", "tar_at_far_1e-2"}
     # Stage 1 is frozen, so its attribute head answers as before.
     assert metrics["stage1"]["attributes"] == metrics["stage2"]["attributes"]
     saved = json.loads((tmp_path / "straight" / "metrics.json").read_text())

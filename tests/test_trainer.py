@@ -45,7 +45,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
         "epoch_001.keras",
         "epoch_002.keras",
     ]
-    assert set(metrics["stage1"]["verification"]) == {"hq_hq", "lq_lq", "hq_lq"}
+    assert set(metrics["stage1"]["verification"]) == {"clean", "degraded", "mixed"}
 
 
 def test_finished_run_is_not_overwritten_silently(tmp_path):
@@ -67,13 +67,15 @@ def test_cli_train_writes_model_metrics_and_logs(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--config", str(config_path), "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    for pairs in ("hq_hq", "lq_lq", "hq_lq"):
-        for key in ("accuracy", "tar_at_far_1e-2"):
-            assert 0.0 <= metrics["stage1"]["verification"][pairs][key] <= 1.0
-    assert set(metrics["stage1"]["attributes"]) == set(ExperimentConfig().model.attribute_names)
+    for condition in ("clean", "degraded", "mixed"):
+        for key in ("accuracy", "accuracy_std", "auc", "eer", "tar_at_far_1e-2"):
+            assert 0.0 <= metrics["stage1"]["verification"][condition][key] <= 1.0
+    for condition in ("clean", "degraded"):
+        accuracy = metrics["stage1"]["attributes"][condition]["accuracy"]
+        assert set(accuracy) == set(ExperimentConfig().model.attribute_names)
     assert (out / "stage1.keras").exists() and any((out / "logs").iterdir())
     printed = capsys.readouterr().out
-    assert "HQ-LQ" in printed and "Narrow_Eyes" in printed
+    assert "mixed" in printed and "stage1 degraded" in printed and "Narrow_Eyes" in printed
     # Started again on the finished run: refused with a message, exit code 2.
     assert main(["train", "--config", str(config_path), "--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err

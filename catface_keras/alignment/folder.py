@@ -24,12 +24,12 @@ import shutil
 import tempfile
 
 import cv2
-from tqdm import tqdm
 
 from catface_keras.alignment.photos import align_photo, read_photo
 from catface_keras.alignment.similarity import ALIGNED_SIZE
 from catface_keras.data.decoding import ImageDecodeError
 from catface_keras.data.image_folder import IMAGE_SUFFIXES
+from catface_keras.progress import track
 
 REPORT_FILE = "align_report.json"
 
@@ -170,7 +170,7 @@ def _align_into(source, built, photos, detector, all_faces, size):
         by_folder.setdefault(folder, []).append(name)
     output_names = {folder: _output_names(names) for folder, names in by_folder.items()}
     photos_with_face = 0
-    for folder, name in tqdm(photos, desc="aligning", unit="photo", disable=None):
+    for folder, name in track(photos, len(photos), "aligning", unit="photo"):
         relative = f"{folder}/{name}"
         try:
             image = read_photo(source / folder / name)

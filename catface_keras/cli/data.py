@@ -52,7 +52,11 @@ def register(subparsers):
                          help="centre-crop square and resize to S px (default: keep each "
                          "image's size)")
     convert.add_argument("--overwrite", action="store_true",
-                         help="replace shards already in --out")
+                         help="replace shards already in --out (the new set is written beside "
+                         "the old one and swapped in once complete)")
+    convert.add_argument("--max-image-pixels", type=int, default=None, metavar="N",
+                         help="skip images whose header announces more pixels (default: "
+                         "40000000)")
     convert.set_defaults(run=run_convert)
 
 
@@ -70,8 +74,18 @@ def _check_arguments(args):
         raise ValueError(f"--shards must be at least 1, got {args.shards}")
     if args.image_size is not None and args.image_size < 16:
         raise ValueError(f"--image-size must be at least 16, got {args.image_size}")
+    if args.max_image_pixels is not None and args.max_image_pixels < 1:
+        raise ValueError(f"--max-image-pixels must be at least 1, got {args.max_image_pixels}")
     if not args.input.exists():
         raise ValueError(f"--input {args.input} does not exist")
+    for candidate in (args.out, *args.out.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                raise ValueError(
+                    f"--out must be a directory, but {candidate} is a file. "
+                    f"Received: --out={args.out}"
+                )
+            break
     if args.attributes_csv is not None and args.source == "celeba":
         raise ValueError("--attributes-csv is for image_folder and recordio; CelebA has its own")
     if args.attributes_csv is not None and not args.attributes_csv.is_file():
@@ -85,6 +99,16 @@ def run_convert(args):
         written = convert(args, names)
     except (ValueError, FileExistsError) as error:
         print(f"catface data convert: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        from catface_keras.atomic_files import describe_write_error
+
+        message = describe_write_error(error, error.filename or args.out)
+        print(
+            f"catface data convert: error: {message}; nothing was replaced: {args.out} is as "
+            "it was",
+            file=sys.stderr,
+        )
         return 2
     for directory, metadata in written:
         skipped = metadata["skipped"]
@@ -100,7 +124,11 @@ def run_convert(args):
 def convert(args, attribute_names):
     """Reads the input and writes the shards; `[(directory, metadata), ...]`."""
     # Imported here so that argument errors come back without loading TensorFlow.
+    from catface_keras.atomic_files import replacing_directory
+    from catface_keras.data.decoding import set_max_image_pixels
     from catface_keras.data.tfrecord import holds_shards, write_tfrecord_shards
+
+    set_max_image_pixels(args.max_image_pixels)
 
     if args.source == "celeba":
         from catface_keras.data.celeba import celeba_splits
@@ -122,11 +150,25 @@ def convert(args, attribute_names):
                 "--overwrite to replace them."
             )
     written = []
-    for directory, source in sets:
-        shards = args.shards if args.shards is None else min(args.shards, len(source))
-        metadata = write_tfrecord_shards(
-            source, directory, num_shards=shards, image_size=args.image_size,
-            overwrite=args.overwrite,
-        )
-        written.append((directory, metadata))
+    # Every set is written into one new directory, which replaces --out only when all are
+    # complete (other files in --out are kept): a failure leaves the old sets as they were.
+    def keep(name):
+        return not _replaced(name, sets, args.out)
+
+    with replacing_directory(args.out, keep=keep) as new:
+        for directory, source in sets:
+            shards = args.shards if args.shards is None else min(args.shards, len(source))
+            metadata = write_tfrecord_shards(
+                source, new / directory.relative_to(args.out), num_shards=shards,
+                image_size=args.image_size, overwrite=True,
+            )
+            written.append((directory, metadata))
     return written
+
+
+def _replaced(name, sets, out):
+    """Whether the entry `name` of --out belongs to the sets being written."""
+    from catface_keras.data.tfrecord import METADATA_FILE, SHARD_SUFFIX
+
+    nested = {directory.relative_to(out).parts[0] for directory, _ in sets if directory != out}
+    return name.startswith(METADATA_FILE) or SHARD_SUFFIX in name or name in nested

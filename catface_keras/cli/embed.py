@@ -92,11 +92,11 @@ def run(args):
 
     from catface_keras.alignment import detection
     from catface_keras.alignment.embedding import embed_photos
-    from catface_keras.cli.export import load_model
+    from catface_keras.models.loading import load_model
 
     try:
         detector = detection.default_detector(args.min_face_size) if args.align else None
-        model = load_model(args.model)
+        model = load_model(args.model, allow_embedder=True)
         result = embed_photos([args.folder / name for name in names], model, detector,
                               all_faces=args.all_faces, batch_size=args.batch_size)
     except (ValueError, ImportError) as error:

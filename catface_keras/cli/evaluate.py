@@ -3,20 +3,26 @@
 import pathlib
 import sys
 
-PROTOCOL_CHOICES = ("verification", "templates", "identification", "attributes", "all")
+from catface_keras.choices import EVALUATION_CONDITIONS as CONDITIONS
+from catface_keras.choices import EVALUATION_PROTOCOLS as PROTOCOLS
+from catface_keras.choices import THRESHOLD_SEARCHES
+
+PROTOCOL_CHOICES = (*PROTOCOLS, "all")
 
 
 def register(subparsers):
     parser = subparsers.add_parser(
         "evaluate",
-        help="evaluate saved models by the paper's protocols, clean and distorted",
+        help="evaluate saved models by the paper's protocols, clean, degraded and mixed",
         description="Evaluate one or more saved models (.keras) by the paper's protocols: 1:1 "
-        "verification (10-fold accuracy, TAR at FAR 1e-6 .. 1e-1, AUC, EER), template "
-        "verification (IJB-B/C style), identification (rank-1/5/10/20 with distractors; rank-1 "
-        "per distance group) and soft-biometric attribute accuracy, each on the data as given "
-        "and on a degraded copy. Writes results.json, report.md and ROC and score-histogram "
-        "PNGs to --out. Give --model twice to compare two models in one report and one "
-        "figure.",
+        "verification (10-fold accuracy as insightface computes it, TAR at FAR 1e-6 .. 1e-1, "
+        "AUC, EER), template verification (IJB-B/C style), identification (rank-1/5/10/20 "
+        "with distractors; rank-1 per distance group) and soft-biometric attribute accuracy, "
+        "each on the data as given (clean), on a copy degraded at the model's input size "
+        "(degraded) and with one side clean, the other degraded (mixed). The same code scores "
+        "the held-out faces of `catface train`. Writes results.json, report.md and ROC and "
+        "score-histogram PNGs to --out. Give --model twice to compare two models in one report "
+        "and one figure.",
     )
     parser.add_argument("--model", required=True, action="append", type=pathlib.Path,
                         metavar="PATH", help="a saved model (.keras); repeat to compare models")
@@ -24,20 +30,36 @@ def register(subparsers):
                         help="which protocol (default: all that the data defines)")
     parser.add_argument("--data", required=True, metavar="SOURCE",
                         help="'synthetic' (built-in faces of unseen identities), an insightface "
-                        "verification .bin file, or a folder with one sub-folder of images per "
-                        "identity (and optionally _distractors/)")
+                        "verification .bin file, or a folder: with one sub-folder of images per "
+                        "identity (and optionally _distractors/), or the images --pairs-file names")
+    parser.add_argument("--pairs-file", type=pathlib.Path, default=None, metavar="FILE",
+                        help="with a folder: the verification pairs, an LFW pairs.txt ('name n1 "
+                        "n2' and 'name1 n1 name2 n2' lines, optional 'folds pairs' header) or "
+                        "'path1 path2 label [fold]' lines with paths relative to --data")
     parser.add_argument("--out", required=True, type=pathlib.Path, metavar="DIR",
                         help="results folder")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the results of an earlier run in --out")
-    parser.add_argument("--seed", type=int, default=1,
-                        help="seed of the distorted copy (default: 1, as the trainer's evaluation)")
-    parser.add_argument("--batch-size", type=int, default=64,
+    parser.add_argument("--config", type=pathlib.Path, default=None, metavar="YAML",
+                        help="a training config (e.g. a run's config.yaml): its evaluation "
+                        "section sets the defaults of --seed, --pairs and --batch-size, and "
+                        "its degrade section (when present) the degradations")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the pair sampling and of the degraded copy (default: 1, "
+                        "as the trainer's evaluation)")
+    parser.add_argument("--batch-size", type=int, default=None,
                         help="images per model call (default: 64)")
+    parser.add_argument("--conditions", default=",".join(CONDITIONS), metavar="LIST",
+                        help="comma-separated conditions among clean, degraded, mixed "
+                        "(default: all three)")
+    parser.add_argument("--threshold-search", choices=THRESHOLD_SEARCHES, default="insightface",
+                        help="10-fold accuracy thresholds: 'insightface' (squared-L2 grid "
+                        "0, 0.01, ..., 3.99, insightface's evaluate(); default) or 'exact' "
+                        "(every midpoint between observed distances)")
     parser.add_argument("--attributes-csv", type=pathlib.Path, default=None, metavar="CSV",
                         help="with an image folder: attribute labels, rows 'path,Male,Bald,...' "
                         "(paths relative to the folder; 1, 0 or -1 for unknown)")
-    parser.add_argument("--pairs", type=int, default=3000,
+    parser.add_argument("--pairs", type=int, default=None,
                         help="verification pairs of each kind drawn from labelled images "
                         "(default: 3000)")
     group = parser.add_argument_group("synthetic data (--data synthetic)")
@@ -47,6 +69,23 @@ def register(subparsers):
     group.add_argument("--distractors", type=int, default=200,
                        help="distractor people, one image each (default: 200)")
     parser.set_defaults(run=run)
+
+
+def _settings(args):
+    """Seed, pairs, batch size and degradation config from --config and the flags."""
+    seed, pairs, batch_size, flip, experiment = 1, 3000, 64, True, None
+    if args.config is not None:
+        from catface_keras.config import load_config
+
+        experiment = load_config(args.config)
+        evaluation = experiment.evaluation
+        seed, pairs, batch_size, flip = (evaluation.seed, evaluation.num_pairs,
+                                         evaluation.batch_size, evaluation.flip)
+    args.seed = seed if args.seed is None else args.seed
+    args.pairs = pairs if args.pairs is None else args.pairs
+    args.batch_size = batch_size if args.batch_size is None else args.batch_size
+    args.flip = flip
+    args.experiment = experiment
 
 
 def _check_arguments(args):
@@ -59,8 +98,23 @@ def _check_arguments(args):
         raise ValueError(
             f"--data must be 'synthetic', a .bin file or a folder; {args.data} does not exist"
         )
+    if args.pairs_file is not None:
+        if not pathlib.Path(args.data).is_dir():
+            raise ValueError(f"--pairs-file needs --data to be the folder its paths are "
+                             f"relative to. Received: --data {args.data}")
+        if not args.pairs_file.is_file():
+            raise ValueError(f"--pairs-file {args.pairs_file} is not a file")
     if args.attributes_csv is not None and not args.attributes_csv.is_file():
         raise ValueError(f"--attributes-csv {args.attributes_csv} is not a file")
+    if args.config is not None and not args.config.is_file():
+        raise ValueError(f"--config {args.config} is not a file")
+    conditions = tuple(c.strip() for c in args.conditions.split(",") if c.strip())
+    unknown = [c for c in conditions if c not in CONDITIONS]
+    if unknown or not conditions:
+        raise ValueError(f"--conditions must list some of {', '.join(CONDITIONS)}. "
+                         f"Received: --conditions {args.conditions}")
+    args.conditions = tuple(c for c in CONDITIONS if c in conditions)
+    _settings(args)
     for name in ("seed", "distractors"):
         if getattr(args, name) < 0:
             raise ValueError(f"--{name} must be >= 0, got {getattr(args, name)}")
@@ -74,45 +128,50 @@ def _check_arguments(args):
 
 
 def load_models(paths):
-    """`keras.saving.load_model` for each path, with the CATFace classes registered."""
-    import keras
+    """`catface_keras.models.loading.load_model` for each path."""
+    from catface_keras.models.loading import load_model
 
-    # Importing the package registers the CATFace model classes; stage 1 is
-    # named as well, so that its files load whatever the package imports.
-    import catface_keras.models  # noqa: F401
-    import catface_keras.models.multibranch  # noqa: F401
-
-    return [keras.saving.load_model(path) for path in paths]
+    return [load_model(path) for path in paths]
 
 
 def load_data(args, image_size):
-    """The `EvaluationData` that `--data` names."""
+    """The `EvaluationData` that `--data` (and `--pairs-file`) name."""
     from catface_keras.evaluation import protocol_data
 
     if args.data == "synthetic":
         return protocol_data.synthetic_evaluation_data(
             args.identities, args.images_per_identity, args.distractors, image_size,
-            num_pairs=args.pairs,
+            num_pairs=args.pairs, pair_seed=args.seed,
         )
     path = pathlib.Path(args.data)
+    if args.pairs_file is not None:
+        return protocol_data.pairs_file_data(path, args.pairs_file, image_size)
     if path.is_dir():
         return protocol_data.identity_folder_data(path, image_size, args.attributes_csv,
-                                                  num_pairs=args.pairs)
+                                                  num_pairs=args.pairs, seed=args.seed)
     if path.suffix == ".bin":
         return protocol_data.verification_bin_data(path)
     raise ValueError(f"--data {path}: expected 'synthetic', a .bin file or a folder")
+
+
+def _degradation(experiment):
+    from catface_keras.degradation_config import DegradationConfig
+
+    return experiment.degrade if experiment is not None else DegradationConfig()
 
 
 def run(args):
     program = "catface evaluate"
     try:
         _check_arguments(args)
-    except ValueError as error:
+    except ValueError as error:  # ConfigError included
         print(f"{program}: error: {error}", file=sys.stderr)
         return 2
-    from catface_keras.evaluation.protocols import PROTOCOLS
+    from catface_keras.data.decoding import set_max_image_pixels
     from catface_keras.evaluation.run import evaluate_models
 
+    if args.experiment is not None:
+        set_max_image_pixels(args.experiment.data.max_image_pixels)
     try:
         models = load_models(args.model)
         data = load_data(args, int(models[0].image_size))
@@ -125,10 +184,26 @@ def run(args):
             raise ValueError(f"--data {args.data} defines {', '.join(available)}, "
                              f"not {args.protocol}")
         protocols = tuple(name for name in PROTOCOLS if name in protocols)
-        report = evaluate_models(models, args.model, data, protocols, args.out, args.seed,
-                                 args.batch_size, args.overwrite, data_description=args.data)
+        report = evaluate_models(
+            models, args.model, data, protocols, args.out, args.seed, args.batch_size,
+            args.overwrite, data_description=args.data,
+            degradation=_degradation(args.experiment), conditions=args.conditions,
+            threshold_search=args.threshold_search, flip=args.flip,
+        )
     except ValueError as error:
         print(f"{program}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a full disk while writing, or a file that cannot be read
+        import errno
+
+        from catface_keras.atomic_files import describe_write_error
+
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            message = (f"{describe_write_error(error, error.filename or args.out)}; earlier "
+                       f"results in {args.out} are unchanged")
+        else:
+            message = str(error)
+        print(f"{program}: error: {message}", file=sys.stderr)
         return 2
     print(f"{program}: {', '.join(protocols)} on {args.data}: wrote "
           f"{args.out / 'results.json'}, {args.out / 'report.md'} and "

@@ -9,9 +9,7 @@ Writes `saved_models/catface/N/` (N: 1 + the highest existing version, or 1) wit
 warm-up file `assets.extra/tf_serving_warmup_requests`; see `catface_keras.export`.
 """
 
-import importlib
 import pathlib
-import pkgutil
 import sys
 
 
@@ -32,6 +30,9 @@ def register(subparsers):
                         help="version number (default: 1 + the highest existing one, or 1)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing version directory")
+    parser.add_argument("--max-image-pixels", type=int, default=None, metavar="N",
+                        help="serving_bytes refuses images whose header announces more pixels "
+                        "(default: 40000000)")
     parser.set_defaults(run=run)
 
 
@@ -41,6 +42,16 @@ def run(args):
             raise ValueError(f"model {args.model} does not exist")
         if args.version is not None and args.version < 0:
             raise ValueError(f"--version must be >= 0, got {args.version}")
+        if args.max_image_pixels is not None and args.max_image_pixels < 1:
+            raise ValueError(f"--max-image-pixels must be >= 1, got {args.max_image_pixels}")
+        for candidate in (args.out, *args.out.parents):
+            if candidate.exists():
+                if not candidate.is_dir():
+                    raise ValueError(
+                        f"--out must be a directory (the model's base path), but {candidate} "
+                        f"is a file. Received: --out={args.out}"
+                    )
+                break
         if args.version is not None and (args.out / str(args.version)).exists():
             if not args.overwrite:
                 raise ValueError(
@@ -51,25 +62,24 @@ def run(args):
         from catface_keras.export.warmup import serving_apis
 
         serving_apis()
+        from catface_keras.models.loading import load_model
+
         model = load_model(args.model)
-        path = export_saved_model(model, args.out, args.version, overwrite=args.overwrite)
+        path = export_saved_model(
+            model, args.out, args.version, overwrite=args.overwrite,
+            max_image_pixels=args.max_image_pixels,
+        )
     except (ValueError, FileExistsError, ImportError) as error:
         print(f"catface export: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        from catface_keras.atomic_files import describe_write_error
+
+        print(
+            f"catface export: error: {describe_write_error(error, error.filename or args.out)}; "
+            f"no version was written and the existing versions in {args.out} are unchanged",
+            file=sys.stderr,
+        )
+        return 2
     print(f"catface export: wrote {path} (signatures serving_default, serving_bytes)")
     return 0
-
-
-def load_model(path):
-    """Loads a `.keras` CATFace model for inference (no optimizer state).
-
-    Imports every module of `catface_keras.models` first: each registers its classes for
-    deserialisation.
-    """
-    import keras
-
-    import catface_keras.models
-
-    for module in pkgutil.iter_modules(catface_keras.models.__path__):
-        importlib.import_module(f"catface_keras.models.{module.name}")
-    return keras.saving.load_model(path, compile=False)

@@ -106,24 +106,20 @@ def train_and_report(config, out, overwrite, program, stages=(1,), init=None):
         MissingStage1Error,
         OutputDirectoryError,
         TrainingDivergedError,
-        run_stage1,
-        run_stage2,
-        stage_finished,
+        plan_stages,
+        run_stages,
     )
     from catface_keras.weights.pretrained import PretrainedBackboneError
 
     started = time.monotonic()
-    if stages == (1, 2) and not overwrite and stage_finished(out, STAGE1) and not stage_finished(
-        out, STAGE2
-    ):
-        # Stage 2 was interrupted (or never started): resume there.
-        print(f"Stage 1 already finished in {out}; going on with stage 2.")
-        stages = (2,)
     try:
-        if 1 in stages:
-            _, metrics = run_stage1(config, out, overwrite=overwrite)
-        if 2 in stages:
-            _, metrics = run_stage2(config, out, init=init, overwrite=overwrite)
+        planned = plan_stages(config, out, stages, overwrite)
+        if planned != stages:
+            # Stage 2 was interrupted (or never started): resume there.
+            print(f"Stage 1 already finished in {out}; going on with stage 2.")
+            stages = planned
+        # With --overwrite the old run stays in place until every stage has finished.
+        _, metrics = run_stages(config, out, stages, init=init, overwrite=overwrite)
     except (
         OutputDirectoryError,
         TrainingDivergedError,

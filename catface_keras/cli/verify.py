@@ -67,10 +67,10 @@ def run(args):
         threshold, origin = _threshold(args)
         from catface_keras.alignment import detection
         from catface_keras.alignment.embedding import cosine_score, embed_photos
-        from catface_keras.cli.export import load_model
+        from catface_keras.models.loading import load_model
 
         detector = None if args.aligned else detection.default_detector(args.min_face_size)
-        model = load_model(args.model)
+        model = load_model(args.model, allow_embedder=True)
         result = embed_photos([args.first, args.second], model, detector, batch_size=4)
         if result.skipped:
             raise ValueError("; ".join(f"{path}: {reason}" for path, reason in result.skipped))

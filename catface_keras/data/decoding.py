@@ -14,6 +14,7 @@ Two kinds of failure are kept apart:
 """
 
 import logging
+import struct
 import threading
 
 import cv2
@@ -34,8 +35,129 @@ _NAMES_KEPT = 20
 _CHUNK_SIZE = 32
 
 
+# The most pixels an image may have (its header is read before it is decoded): a small file
+# can claim 20000x20000 pixels and take gigabytes to decode. Face crops are far smaller; raise
+# it with `data.max_image_pixels` (config) or `--max-image-pixels` (data convert).
+DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
+_max_image_pixels = DEFAULT_MAX_IMAGE_PIXELS
+
+
 class ImageDecodeError(ValueError):
     """Bytes that do not decode to a whole image."""
+
+
+class ImageTooLargeError(ImageDecodeError):
+    """An image whose header announces more pixels than the limit (not decoded)."""
+
+
+def max_image_pixels():
+    """The pixel limit `decode_image` applies when not given one."""
+    return _max_image_pixels
+
+
+def set_max_image_pixels(limit):
+    """Sets the default pixel limit of `decode_image` (None: back to the default)."""
+    global _max_image_pixels
+    if limit is None:
+        limit = DEFAULT_MAX_IMAGE_PIXELS
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(
+            f"`max_image_pixels` must be a positive integer. Received: max_image_pixels={limit!r}"
+        )
+    _max_image_pixels = limit
+
+
+# JPEG start-of-frame markers (C0-CF except DHT C4, JPG C8 and DAC CC) carry the frame size.
+_JPEG_FRAME_MARKERS = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_dimensions(data):
+    position = 2
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            position += 2
+            continue
+        (length,) = struct.unpack_from(">H", data, position + 2)
+        if marker in _JPEG_FRAME_MARKERS:
+            if position + 9 > len(data):
+                return None
+            height, width = struct.unpack_from(">HH", data, position + 5)
+            return width, height
+        if marker == 0xDA:  # start of scan before any frame header
+            return None
+        position += 2 + length
+    return None
+
+
+def _tiff_dimensions(data):
+    order = "<" if data[:2] == b"II" else ">"
+    try:
+        (offset,) = struct.unpack_from(order + "I", data, 4)
+        (count,) = struct.unpack_from(order + "H", data, offset)
+        found = {}
+        for entry in range(count):
+            tag, kind, _, value = struct.unpack_from(order + "HHI4s", data, offset + 2 + 12 * entry)
+            if tag in (256, 257):
+                fmt = order + ("H" if kind == 3 else "I")
+                found[tag] = struct.unpack_from(fmt, value)[0]
+        return found.get(256), found.get(257)
+    except struct.error:
+        return None
+
+
+def image_dimensions(data):
+    """`(width, height)` from an encoded image's header, or None when not found.
+
+    Reads PNG, JPEG, GIF, BMP, WebP and TIFF headers without decoding anything.
+    """
+    data = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
+    try:
+        if data[:8] == b"\x89PNG\r\n\x1a\n":
+            return struct.unpack_from(">II", data, 16)
+        if data[:2] == _JPEG_START:
+            return _jpeg_dimensions(data)
+        if data[:6] in (b"GIF87a", b"GIF89a"):
+            return struct.unpack_from("<HH", data, 6)
+        if data[:2] == b"BM":
+            width, height = struct.unpack_from("<ii", data, 18)
+            return abs(width), abs(height)
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            chunk = data[12:16]
+            if chunk == b"VP8X":
+                width = int.from_bytes(data[24:27], "little") + 1
+                height = int.from_bytes(data[27:30], "little") + 1
+                return width, height
+            if chunk == b"VP8L":
+                bits = int.from_bytes(data[21:25], "little")
+                return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+            if chunk == b"VP8 ":
+                width, height = struct.unpack_from("<HH", data, 26)
+                return width & 0x3FFF, height & 0x3FFF
+        if data[:4] in (b"II*\x00", b"MM\x00*"):
+            dimensions = _tiff_dimensions(data)
+            if dimensions and None not in dimensions:
+                return dimensions
+    except struct.error:
+        return None
+    return None
+
+
+def check_image_pixels(data, limit=None):
+    """Raises `ImageTooLargeError` when the header announces more than `limit` pixels."""
+    limit = _max_image_pixels if limit is None else limit
+    dimensions = image_dimensions(data)
+    if dimensions is not None and dimensions[0] * dimensions[1] > limit:
+        width, height = dimensions
+        raise ImageTooLargeError(
+            f"the header announces {width}x{height} = {width * height} pixels, more than the "
+            f"limit of {limit} (not decoded; raise data.max_image_pixels for larger images)"
+        )
 
 
 def _is_truncated_jpeg(buffer):
@@ -49,7 +171,7 @@ def _is_truncated_jpeg(buffer):
     return end < 0 or end < tail.rfind(_JPEG_START_OF_SCAN)
 
 
-def decode_image(data, image_size=None):
+def decode_image(data, image_size=None, max_pixels=None):
     """Decodes an encoded image (JPEG, PNG, BMP, WebP, TIFF) to RGB uint8.
 
     Grey images are expanded to three channels and an alpha channel is
@@ -60,12 +182,15 @@ def decode_image(data, image_size=None):
     Args:
         data: the encoded bytes (`bytes`, `bytearray` or 1-D uint8 array).
         image_size: output side in pixels, or None for the decoded size.
+        max_pixels: refuse an image whose header announces more pixels than
+            this, before decoding it (default: `max_image_pixels()`).
 
     Returns:
         `(height, width, 3)` uint8 RGB.
 
     Raises:
-        ImageDecodeError: empty, undecodable or truncated data.
+        ImageDecodeError: empty, undecodable or truncated data, or
+            (`ImageTooLargeError`) an image over the pixel limit.
     """
     if isinstance(data, np.ndarray):
         if data.dtype != np.uint8:
@@ -77,6 +202,7 @@ def decode_image(data, image_size=None):
         raise ImageDecodeError("empty image data")
     if _is_truncated_jpeg(buffer):
         raise ImageDecodeError("truncated JPEG (no end-of-image marker after the last scan)")
+    check_image_pixels(buffer, max_pixels)
     image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
     if image is None:
         raise ImageDecodeError("not a decodable image (corrupt, truncated or unknown format)")

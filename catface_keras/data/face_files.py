@@ -9,10 +9,10 @@ in memory. `load_face_arrays` decodes a subset into memory for evaluation.
 import dataclasses
 
 import numpy as np
-from tqdm import tqdm
 
 from catface_keras.data.decoding import ImageDecodeError, SkippedImages, decode_image
 from catface_keras.data.face_arrays import FaceArrays
+from catface_keras.progress import track
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,8 +91,7 @@ def load_face_arrays(files, image_size, skipped=None, max_images=None, seed=0, d
     indices = whole_identities(files.identities, max_images, seed)
     images = np.empty((len(indices), image_size, image_size, 3), np.uint8)
     decoded = np.zeros(len(indices), bool)
-    for row, index in enumerate(tqdm(indices, desc=f"decoding {description}", unit="image",
-                                     disable=None)):
+    for row, index in enumerate(track(indices, len(indices), f"decoding {description}")):
         name, encoded, _, _ = files.example(index)
         try:
             images[row] = decode_image(encoded, image_size)

@@ -26,10 +26,14 @@ def load_face_image(path, size):
     path = pathlib.Path(path)
     if not path.is_file():
         raise ValueError(f"input {path} does not exist")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot read image {path}")
-    image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    # Imported here: the decoder module loads TensorFlow, which the CLI's checks do without.
+    from catface_keras.data.decoding import ImageDecodeError, decode_image
+
+    try:
+        # Checks the header's pixel count before decoding (data.max_image_pixels).
+        image = decode_image(path.read_bytes())
+    except ImageDecodeError as error:
+        raise ValueError(f"cannot read image {path}: {error}") from None
     height, width = image.shape[:2]
     side = min(height, width)
     top, left = (height - side) // 2, (width - side) // 2

@@ -23,7 +23,7 @@ import numpy as np
 
 from catface_keras.data.attribute_csv import read_attribute_csv
 from catface_keras.data.face_files import FaceFiles
-from catface_keras.losses.attributes import MISSING_LABEL
+from catface_keras.soft_biometrics import MISSING_LABEL
 from catface_keras.soft_biometrics import PAPER_ATTRIBUTES
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")

@@ -19,16 +19,24 @@ needs:
 
 plus what needs no global (bytes, lists, tuples, bools). Any other global
 (`os.system`, `builtins.eval`, ...) stops the load with a `ValueError`
-naming the file and the refused global, before anything is called. The
-result is then checked: every image item must be bytes or a 1-D uint8 array.
+naming the file and the refused global, before anything is called. A BUILD
+(`__setstate__`) is admitted only on a numpy array, with a uint8 or bool
+dtype, and on a dtype only with that dtype's own state. The result is then
+checked: every image item must be bytes or a 1-D uint8 array.
+
+The size of the result is bounded before anything is decoded: at most
+`MAX_IMAGES` images, whose encoded sizes add up to no more than the file
+(a pickle can reference one image many times) and whose headers announce
+at most `MAX_DECODED_BYTES` of pixels.
 """
 
+import os
 import pickle
 
 import numpy as np
-from tqdm import tqdm
 
-from catface_keras.data.decoding import ImageDecodeError, decode_image
+from catface_keras.data.decoding import ImageDecodeError, decode_image, image_dimensions
+from catface_keras.progress import track
 
 try:  # numpy >= 2
     from numpy._core import multiarray as _multiarray
@@ -38,6 +46,10 @@ except ImportError:  # numpy 1.x
     from numpy.core import numeric as _numeric
 
 _ALLOWED_DTYPES = ("u1", "b1")
+# The largest standard sets (CFP-FP, AgeDB-30) hold 14,000 images.
+MAX_IMAGES = 200_000
+# Decoded pixels (3 bytes each) for all images together: 112x112 faces need 37.6 KB each.
+MAX_DECODED_BYTES = 8 * 1024**3
 
 
 class _RefusedGlobal(ValueError):
@@ -84,8 +96,30 @@ _ALLOWED_GLOBALS = {
 }
 
 
-class _VerificationUnpickler(pickle.Unpickler):
-    """Admits only the globals of `_ALLOWED_GLOBALS` (see the module docstring)."""
+def _load_build(unpickler):
+    """BUILD: only an array's own state, or a dtype's (numpy.dtype would accept any state)."""
+    state = unpickler.stack[-1]
+    target = unpickler.stack[-2]
+    if isinstance(target, np.dtype):
+        if state != target.__reduce__()[2]:
+            raise _RefusedGlobal(f"a state {state!r} for numpy.dtype({target.str!r})")
+    elif type(target) is np.ndarray:
+        if not (isinstance(state, tuple) and len(state) == 5 and isinstance(state[2], np.dtype)):
+            raise _RefusedGlobal("an array state other than (version, shape, dtype, order, data)")
+        _check_dtype(state[2])
+    else:
+        raise _RefusedGlobal(f"a BUILD (__setstate__) of {type(target).__name__}")
+    pickle._Unpickler.dispatch[pickle.BUILD[0]](unpickler)
+
+
+class _VerificationUnpickler(pickle._Unpickler):
+    """Admits only the globals of `_ALLOWED_GLOBALS` and checked BUILDs (module docstring).
+
+    The pure-Python unpickler, so that BUILD can be checked before it runs.
+    """
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch[pickle.BUILD[0]] = _load_build
 
     def find_class(self, module, name):
         allowed = _ALLOWED_GLOBALS.get((module, name))
@@ -96,6 +130,8 @@ class _VerificationUnpickler(pickle.Unpickler):
 
 def _load_pickle(path):
     try:
+        if os.path.getsize(path) == 0:
+            raise ValueError(f"{path} is empty (0 bytes): not a verification .bin")
         with open(path, "rb") as handle:
             return _VerificationUnpickler(handle, encoding="bytes").load()
     except OSError as error:
@@ -105,8 +141,38 @@ def _load_pickle(path):
             f"{path}: refused to load {error}: a verification .bin may hold only bytes, 1-D "
             "uint8 numpy arrays, lists, tuples and bools (a pickle can run code when loaded)"
         ) from None
+    except ValueError as error:
+        if str(error).startswith(str(path)):
+            raise
+        raise ValueError(f"{path} is not a readable verification pickle: {error!r}") from None
     except Exception as error:  # a damaged pickle raises many kinds of error
         raise ValueError(f"{path} is not a readable verification pickle: {error!r}") from None
+
+
+def _check_size(path, bins):
+    """Bounds the images of a `.bin` before they are decoded (see the module docstring)."""
+    if len(bins) > MAX_IMAGES:
+        raise ValueError(
+            f"{path}: {len(bins)} images, more than the {MAX_IMAGES} a verification .bin "
+            "may hold"
+        )
+    file_size = os.path.getsize(path)
+    encoded = sum(len(item) if isinstance(item, (bytes, bytearray)) else item.size for item in bins)
+    if encoded > file_size:
+        raise ValueError(
+            f"{path}: its images add up to {encoded} encoded bytes, more than the file's "
+            f"{file_size}: items reference the same data many times (refused: decoding it "
+            "would multiply the file's size)"
+        )
+    decoded = 0
+    for index, item in enumerate(bins):
+        dimensions = image_dimensions(item) or (0, 0)
+        decoded += 3 * dimensions[0] * dimensions[1]
+        if decoded > MAX_DECODED_BYTES:
+            raise ValueError(
+                f"{path}: the images' headers announce more than {MAX_DECODED_BYTES} bytes of "
+                f"pixels by image {index} ({dimensions[0]}x{dimensions[1]}); refused"
+            )
 
 
 def _check_contents(path, loaded):
@@ -159,8 +225,11 @@ def read_verification_bin(path):
             (its index named) or has another size than the first.
     """
     bins, issame = _check_contents(path, _load_pickle(path))
+    if not bins:
+        raise ValueError(f"{path} holds no image pairs")
+    _check_size(path, bins)
     images = None
-    for index, item in enumerate(tqdm(bins, desc=f"decoding {path}", unit="image", disable=None)):
+    for index, item in enumerate(track(bins, len(bins), f"decoding {path}")):
         try:
             image = decode_image(item)
         except ImageDecodeError as error:

@@ -30,10 +30,9 @@ import pathlib
 import struct
 
 import numpy as np
-from tqdm import tqdm
 
 from catface_keras.data.attribute_csv import read_attribute_csv
-from catface_keras.losses.attributes import MISSING_LABEL
+from catface_keras.soft_biometrics import MISSING_LABEL
 
 MAGIC = 0xCED7230A
 _MAGIC_BYTES = struct.pack("<I", MAGIC)
@@ -202,6 +201,40 @@ class RecordIOReader:
             if cflag in (WHOLE, END):
                 return _MAGIC_BYTES.join(pieces)
 
+    def header_labels(self, keys, chunk=1 << 20):
+        """`(N,)` float64 class labels (label[0]) of the records `keys`, reading only headers.
+
+        The headers are gathered straight from the memory map; a record whose first piece
+        is too short to hold its header (the magic number inside it) is read whole.
+        """
+        keys = np.asarray(keys, np.int64)
+        labels = np.empty(len(keys), np.float64)
+        data = np.frombuffer(self._data, np.uint8) if self._size else np.zeros(0, np.uint8)
+        need = _PREFIX.size + HEADER.size + 4
+        for start in range(0, len(keys), chunk):
+            part = keys[start : start + chunk]
+            offsets = self._offsets[np.searchsorted(self._keys, part)]
+            inside = offsets + need <= self._size
+            rows = np.zeros((len(part), need), np.uint8)
+            rows[inside] = data[offsets[inside, None] + np.arange(need)]
+            magic = rows[:, 0:4].copy().view("<u4")[:, 0]
+            lrec = rows[:, 4:8].copy().view("<u4")[:, 0]
+            flag = rows[:, 8:12].copy().view("<u4")[:, 0]
+            label = rows[:, 12:16].copy().view("<f4")[:, 0].astype(np.float64)
+            first = rows[:, 32:36].copy().view("<f4")[:, 0].astype(np.float64)
+            length = lrec & _LENGTH_MASK
+            simple = (
+                inside
+                & (magic == MAGIC)
+                & np.isin(lrec >> _LENGTH_BITS, (WHOLE, START))
+                & (length >= HEADER.size + 4)
+            )
+            labels[start : start + len(part)] = np.where(flag > 0, first, label)
+            for row in np.flatnonzero(~simple):
+                header, _ = unpack_record(self.read(int(part[row])))
+                labels[start + row] = header.label[0]
+        return labels
+
     def close(self):
         if isinstance(self._data, mmap.mmap):
             self._data.close()
@@ -243,21 +276,54 @@ class InsightFaceRecords:
                 )
         else:
             self.image_keys = self.reader.keys
-            self.num_classes = self._count_classes()
-        if self.num_classes < 1 or len(self.image_keys) == 0:
+            self.num_classes = None
+        if len(self.image_keys) == 0:
             raise ValueError(f"{rec_path} holds no face images")
+        self.num_classes = self._check_labels(self.num_classes)
         self.class_attributes = np.full(
             (self.num_classes, len(self.attribute_names)), MISSING_LABEL, np.int32
         )
         if attributes_csv is not None:
             self._read_class_attributes(attributes_csv)
 
-    def _count_classes(self):
-        largest = -1
-        for key in tqdm(self.reader.keys, desc="scanning labels", unit="record", disable=None):
-            header, _ = unpack_record(self.reader.read(key)[: HEADER.size + 4])
-            largest = max(largest, int(header.label[0]))
-        return largest + 1
+    def _check_labels(self, num_classes):
+        """Checks every image record's class label; returns the number of classes.
+
+        With the header record the labels must lie in its `[0, classes)`; without it the
+        classes are `0..max label`, and every one of them must have an image, so that one
+        stray label cannot add empty classes.
+        """
+        labels = self.reader.header_labels(self.image_keys)
+        rec = self.reader.rec_path
+
+        raw = labels
+
+        def refuse(row, why):
+            key = int(self.image_keys[row])
+            raise ValueError(f"{rec}: record {key} has label {float(raw[row]):g}: {why}")
+
+        bad = np.flatnonzero(~np.isfinite(labels) | (labels != np.round(labels)) | (labels < 0))
+        if len(bad):
+            refuse(bad[0], "a class label must be a non-negative integer")
+        labels = labels.astype(np.int64)
+        if num_classes is not None:
+            outside = np.flatnonzero(labels >= num_classes)
+            if len(outside):
+                refuse(outside[0], f"outside the {num_classes} classes that record 0 announces")
+            return num_classes
+        present = np.zeros(labels.max() + 1, bool)
+        present[labels] = True
+        if not present.all():
+            empty = int(np.flatnonzero(~present)[0])
+            refuse(
+                int(np.argmax(labels)),
+                f"the largest label makes {labels.max() + 1} classes, but "
+                f"{int((~present).sum())} of them (the first: {empty}) have no image; labels "
+                "must number the classes 0..K-1 (is this one a stray?)",
+            )
+        if labels.max() + 1 < 1:
+            raise ValueError(f"{rec} holds no face images")
+        return int(labels.max()) + 1
 
     def _read_class_attributes(self, path):
         rows = read_attribute_csv(path, "identity", self.attribute_names)

@@ -18,31 +18,61 @@ sees exactly the batches an uninterrupted run would have seen (for
 TFRecord: given the same shards and `data.shuffle_buffer`). Random-access
 sources read each image where it lies, in a stateless permutation;
 TFRecord shards are sequential, so their epoch order is a seeded shard
-order plus a seeded shuffle buffer of `data.shuffle_buffer` images (an
-approximate shuffle, reproducible).
+order plus a stateless shuffle within blocks of `data.shuffle_buffer` images
+(an approximate shuffle, reproducible).
+
+Before training starts, the data is checked: TFRecord shards are counted and
+their first and last records parsed (`validate_shards`), RecordIO labels are
+read from every header, and a sample of images is decoded: when fewer than
+`MIN_USABLE_FRACTION` of them decode, training is refused instead of running
+on a handful of faces. Images whose header announces more than
+`data.max_image_pixels` pixels are skipped without being decoded.
 `data.heldout_path` is an image folder of identities that training does not
 use (attributes from `data.heldout_attributes_csv`).
 """
 
 import dataclasses
 import pathlib
-from typing import Callable
+from typing import Callable, Optional
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from catface_keras.choices import DATA_SOURCES
 from catface_keras.data.celeba import celeba_splits
-from catface_keras.data.decoding import SkippedImages, SkippedImagesLogger, decode_elements
+from catface_keras.data.decoding import (
+    ImageDecodeError,
+    SkippedImages,
+    SkippedImagesLogger,
+    decode_elements,
+    decode_image,
+    set_max_image_pixels,
+)
 from catface_keras.data.face_files import load_face_arrays, whole_identities
 from catface_keras.data.image_folder import read_image_folder
 from catface_keras.data.pairs import paired_dataset, paired_stream
 from catface_keras.data.recordio import InsightFaceRecords
-from catface_keras.data.synthetic import FaceArrays, synthetic_splits
-from catface_keras.data.tfrecord import METADATA_FILE, read_metadata, tfrecord_elements
+from catface_keras.data.face_arrays import FaceArrays
+from catface_keras.data.synthetic import synthetic_splits
+from catface_keras.data.tfrecord import (
+    METADATA_FILE,
+    read_metadata,
+    tfrecord_elements,
+    validate_shards,
+)
 
 SOURCES = DATA_SOURCES
 HELDOUT_DIRECTORY = "heldout"
+# Training is refused when fewer than this fraction of the images decode: every epoch is
+# topped up from its own start to its full step count, which needs at least half of them.
+MIN_USABLE_FRACTION = 0.5
+# Images decoded before training to estimate the usable fraction.
+USABLE_SAMPLE = 64
+
+
+class UnusableDataError(ValueError):
+    """Too few of the training images decode to train on."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +92,9 @@ class InMemoryFaces:
     @property
     def callbacks(self):
         return []
+
+    def check_usable(self):
+        """Drawn faces always decode."""
 
     def paired_dataset(self, batch_size, degrade_fn, seed=0, start_epoch=0, num_epochs=1):
         """See `catface_keras.data.pairs.paired_dataset`."""
@@ -96,11 +129,51 @@ class StreamingFaces:
     attribute_names: tuple
     image_size: int
     skipped: SkippedImages
+    # `fn() -> dataset` like `epoch_elements`, in the cheapest order to sample (None: epoch 0's).
+    sample_elements: Optional[Callable] = None
 
     @property
     def callbacks(self):
-        """Keras callbacks that report skipped images every epoch."""
-        return [SkippedImagesLogger(self.skipped)]
+        """Keras callbacks that report skipped images every epoch and stop when too many are."""
+        return [SkippedImagesLogger(self.skipped), UsableImagesCheck(self)]
+
+    def minimum_usable(self):
+        return max(1, int(np.ceil(MIN_USABLE_FRACTION * self.num_examples)))
+
+    def check_usable(self, sample=USABLE_SAMPLE):
+        """Decodes up to `sample` images of the first epoch; raises `UnusableDataError`
+        when fewer than `MIN_USABLE_FRACTION` of them decode."""
+        if self.sample_elements is not None:
+            elements = self.sample_elements().take(sample)
+        else:
+            elements = self.epoch_elements(tf.constant([0, 0], tf.int64)).take(sample)
+        tried, failed = 0, []
+        for encoded, name, _, _ in elements.as_numpy_iterator():
+            tried += 1
+            try:
+                decode_image(encoded, self.image_size)
+            except ImageDecodeError as error:
+                failed.append(f"{name.decode('utf-8', 'replace')} ({error})")
+                self.skipped.add(name.decode("utf-8", "replace"), error)
+        if tried and tried - len(failed) < MIN_USABLE_FRACTION * tried:
+            raise UnusableDataError(
+                f"{len(failed)} of the first {tried} training images do not decode (e.g. "
+                f"{'; '.join(failed[:3])}); training needs at least "
+                f"{MIN_USABLE_FRACTION:.0%} of the {self.num_examples} images to decode. "
+                "Fix or remove the broken images."
+            )
+        self.check_skipped()
+
+    def check_skipped(self):
+        """Raises `UnusableDataError` once more images were skipped than the minimum allows."""
+        usable = self.num_examples - self.skipped.count
+        if usable < self.minimum_usable():
+            raise UnusableDataError(
+                f"{self.skipped.count} of the {self.num_examples} training images do not "
+                f"decode (e.g. {'; '.join(self.skipped.names[:3])}); training needs at least "
+                f"{self.minimum_usable()} usable images ({MIN_USABLE_FRACTION:.0%}). "
+                "Fix or remove the broken images."
+            )
 
     def faces(self, epoch_seed):
         """One epoch of `(image uint8 (S, S, 3), identity, attributes)`."""
@@ -117,6 +190,17 @@ class StreamingFaces:
             start_epoch=start_epoch,
             num_epochs=num_epochs,
         )
+
+
+class UsableImagesCheck(keras.callbacks.Callback):
+    """Stops training with `UnusableDataError` when too many images were skipped."""
+
+    def __init__(self, faces):
+        super().__init__()
+        self.faces = faces
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.faces.check_skipped()
 
 
 def random_access_elements(source, epoch_seed, chunk_size=32):
@@ -197,7 +281,7 @@ def _heldout_arrays(files, data, skipped):
 
 
 def _tfrecord(data, path, attribute_names):
-    metadata = read_metadata(path)
+    metadata = validate_shards(path, read_metadata(path))
     if tuple(metadata["attribute_names"]) != tuple(attribute_names):
         raise ValueError(
             f"{path / METADATA_FILE} holds attributes {metadata['attribute_names']}, but the "
@@ -212,6 +296,8 @@ def _tfrecord(data, path, attribute_names):
         attribute_names=tuple(attribute_names),
         image_size=data.image_size,
         skipped=SkippedImages(),
+        # File order: the shuffled order would read a whole shuffle block first.
+        sample_elements=lambda: tfrecord_elements(path, metadata=metadata),
     )
 
 
@@ -248,6 +334,7 @@ def load_training_data(data, attribute_names):
         ValueError: an unknown source, a missing `data.path`, or a reader's
             error (the file and line named).
     """
+    set_max_image_pixels(getattr(data, "max_image_pixels", None))
     if data.source == "synthetic":
         train, test = synthetic_splits(
             data.num_train_identities,
@@ -267,7 +354,7 @@ def load_training_data(data, attribute_names):
     if data.source == "celeba":
         files, heldout_files = celeba_splits(path, attribute_names)
         train = _random_access(files, data)
-        heldout = _heldout_arrays(heldout_files, data, train.skipped)
+        heldout = _heldout_arrays(heldout_files, data, SkippedImages())
     elif data.source == "image_folder":
         train = _random_access(read_image_folder(path, data.attributes_csv, attribute_names), data)
     elif data.source == "recordio":
@@ -278,5 +365,6 @@ def load_training_data(data, attribute_names):
             heldout = _tfrecord_heldout(path / HELDOUT_DIRECTORY, data, attribute_names)
     if data.heldout_path:
         files = read_image_folder(data.heldout_path, data.heldout_attributes_csv, attribute_names)
-        heldout = _heldout_arrays(files, data, train.skipped)
+        heldout = _heldout_arrays(files, data, SkippedImages())
+    train.check_usable()
     return train, heldout

@@ -11,7 +11,7 @@ needed no crop or resize, otherwise lossless PNG), `image/height` and
 `identity` (class index) and `attributes` (`A` ints in {-1, 0, 1}).
 Images are written in an order drawn from a fixed seed and cut into
 contiguous shards, so every shard is a mix of all identities: reading
-shards in any order with a modest shuffle buffer mixes well, and splitting
+shards in any order with a modest block shuffle mixes well, and splitting
 the shards between workers gives each a fair sample.
 
 Example:
@@ -22,16 +22,19 @@ Example:
 """
 
 import concurrent.futures
+import errno
 import json
 import math
 import os
 import pathlib
+import struct
 
 import cv2
 import numpy as np
 import tensorflow as tf
-from tqdm import tqdm
 
+from catface_keras.atomic_files import replacing_directory, require_directory_path
+from catface_keras.progress import progress
 from catface_keras.data.decoding import (
     ImageDecodeError,
     SkippedImages,
@@ -132,52 +135,72 @@ def write_tfrecord_shards(
         raise ValueError(
             f"`image_size` must be a positive integer. Received: image_size={image_size!r}"
         )
-    if out_dir.exists() and holds_shards(out_dir):
-        if not overwrite:
-            raise FileExistsError(
-                f"{out_dir} already holds TFRecord shards; choose another directory or pass "
-                "--overwrite to replace them."
-            )
-        for path in [out_dir / METADATA_FILE, *out_dir.glob(f"*{SHARD_SUFFIX}*")]:
-            path.unlink(missing_ok=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    require_directory_path(out_dir, "out_dir")
+    if out_dir.exists() and holds_shards(out_dir) and not overwrite:
+        raise FileExistsError(
+            f"{out_dir} already holds TFRecord shards; choose another directory or pass "
+            "--overwrite to replace them."
+        )
     skipped = skipped if skipped is not None else SkippedImages()
+    # Built in a hidden sibling and swapped in once complete: the old set stays readable
+    # until then, and a failure leaves it as it was.
+    with replacing_directory(out_dir, keep=lambda name: not _belongs_to_set(name)) as scratch:
+        metadata = _write_set(
+            source, scratch, out_dir, num_shards, image_size, skipped, workers or os.cpu_count()
+        )
+    return metadata
+
+
+def _belongs_to_set(name):
+    return name.startswith(METADATA_FILE) or SHARD_SUFFIX in name
+
+
+def _write_set(source, directory, out_dir, num_shards, image_size, skipped, workers):
+    count = len(source)
     order = np.random.default_rng(_ORDER_SEED).permutation(count)
     bounds = np.linspace(0, count, num_shards + 1).round().astype(int)
     shards = []
-    with concurrent.futures.ThreadPoolExecutor(workers or os.cpu_count()) as executor, tqdm(
-        total=count, desc=f"writing {out_dir}", unit="image", disable=None
-    ) as progress:
+    with concurrent.futures.ThreadPoolExecutor(workers) as executor, progress(
+        count, f"writing {out_dir}"
+    ) as bar:
         for shard in range(num_shards):
             name = _shard_name(shard, num_shards)
             written = 0
-            with tf.io.TFRecordWriter(str(out_dir / (name + ".partial"))) as writer:
-                for start in range(bounds[shard], bounds[shard + 1], _WRITE_BATCH):
-                    indices = order[start : min(start + _WRITE_BATCH, bounds[shard + 1])]
-                    prepared = executor.map(lambda i: _prepare(source, int(i), image_size), indices)
-                    for image_name, *fields, error in prepared:
-                        if error is not None:
-                            skipped.add(image_name, error)
-                            continue
-                        writer.write(_example(image_name, *fields))
-                        written += 1
-                    progress.update(len(indices))
+            try:
+                with tf.io.TFRecordWriter(str(directory / name)) as writer:
+                    for start in range(bounds[shard], bounds[shard + 1], _WRITE_BATCH):
+                        indices = order[start : min(start + _WRITE_BATCH, bounds[shard + 1])]
+                        prepared = executor.map(
+                            lambda i: _prepare(source, int(i), image_size), indices
+                        )
+                        for image_name, *fields, error in prepared:
+                            if error is not None:
+                                skipped.add(image_name, error)
+                                continue
+                            writer.write(_example(image_name, *fields))
+                            written += 1
+                        bar.update(len(indices))
+            except tf.errors.OpError as error:
+                code = errno.ENOSPC if "space left" in error.message else errno.EIO
+                raise OSError(code, error.message, str(out_dir / name)) from None
             shards.append({"file": name, "num_examples": written})
-    for shard in shards:
-        os.replace(out_dir / (shard["file"] + ".partial"), out_dir / shard["file"])
+    total = sum(shard["num_examples"] for shard in shards)
+    if total == 0:
+        raise ValueError(
+            f"None of the {count} images decodes ({skipped.count} skipped, e.g. "
+            f"{'; '.join(skipped.names[:3])}); nothing was written to {out_dir}."
+        )
     metadata = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
-        "num_examples": sum(shard["num_examples"] for shard in shards),
+        "num_examples": total,
         "num_classes": int(source.num_classes),
         "attribute_names": list(source.attribute_names),
         "image_size": image_size,
         "shards": shards,
         "skipped": {"count": skipped.count, "examples": list(skipped.names)},
     }
-    temporary = out_dir / (METADATA_FILE + ".partial")
-    temporary.write_text(json.dumps(metadata, indent=2) + "\n")
-    os.replace(temporary, out_dir / METADATA_FILE)
+    (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
     return metadata
 
 
@@ -198,9 +221,140 @@ def read_metadata(directory):
     for key in ("num_examples", "num_classes", "attribute_names", "shards"):
         if key not in metadata:
             raise ValueError(f"{path}: no `{key}` entry")
+    _check_metadata(path, metadata)
     for shard in metadata["shards"]:
         if not (pathlib.Path(directory) / shard["file"]).exists():
             raise ValueError(f"{path}: lists shard {shard['file']}, which is missing")
+    return metadata
+
+
+def _is_count(value, minimum=0):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _check_metadata(path, metadata):
+    """Types and sums of `dataset.json`, and shard names that stay inside its directory."""
+    names = metadata["attribute_names"]
+    if not isinstance(names, list) or not all(isinstance(name, str) and name for name in names):
+        raise ValueError(f"{path}: `attribute_names` must be a list of names. Received: {names!r}")
+    if not _is_count(metadata["num_classes"], 1):
+        raise ValueError(
+            f"{path}: `num_classes` must be a positive integer. "
+            f"Received: num_classes={metadata['num_classes']!r}"
+        )
+    shards = metadata["shards"]
+    if not isinstance(shards, list) or not shards:
+        raise ValueError(f"{path}: `shards` must be a non-empty list. Received: {shards!r}")
+    for index, shard in enumerate(shards):
+        if not isinstance(shard, dict) or not isinstance(shard.get("file"), str):
+            raise ValueError(f"{path}: shard {index} must be {{'file': NAME, 'num_examples': N}}")
+        name = shard["file"]
+        # A plain file name: no directory part, so nothing outside the folder is opened.
+        if name in ("", ".", "..") or pathlib.PurePath(name).name != name or "\\" in name:
+            raise ValueError(
+                f"{path}: shard {index} names {name!r}; a shard must be a file name inside "
+                f"{path.parent} (no directories, no '..'). Refused."
+            )
+        if not _is_count(shard.get("num_examples")):
+            raise ValueError(
+                f"{path}: shard {name} needs a non-negative integer `num_examples`. "
+                f"Received: {shard.get('num_examples')!r}"
+            )
+    total = sum(shard["num_examples"] for shard in shards)
+    if not _is_count(metadata["num_examples"], 1) or metadata["num_examples"] != total:
+        raise ValueError(
+            f"{path}: `num_examples` is {metadata['num_examples']!r}, but the shards list "
+            f"{total} examples"
+        )
+
+
+_RECORD_PREFIX = struct.Struct("<QI")  # length, masked CRC of the length
+
+
+def _record_offsets(path):
+    """Byte offsets of the records of a TFRecord file; raises naming a truncated record."""
+    offsets = []
+    size = os.path.getsize(path)
+    with open(path, "rb") as handle:
+        position = 0
+        while position < size:
+            handle.seek(position)
+            prefix = handle.read(_RECORD_PREFIX.size)
+            length = _RECORD_PREFIX.unpack(prefix)[0] if len(prefix) == _RECORD_PREFIX.size else 0
+            end = position + _RECORD_PREFIX.size + length + 4
+            if len(prefix) < _RECORD_PREFIX.size or end > size:
+                raise ValueError(
+                    f"{path}: record {len(offsets)} (at byte {position}) is truncated: the "
+                    f"file ends at byte {size}. Convert the dataset again."
+                )
+            offsets.append(position)
+            position = end
+    return offsets
+
+
+def _read_record(path, offset):
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        (length,) = struct.unpack("<Q", handle.read(8))
+        handle.seek(offset + _RECORD_PREFIX.size)
+        return handle.read(length)
+
+
+def _check_example(path, index, serialized, num_classes, num_attributes):
+    where = f"{path}: record {index}"
+    try:
+        example = tf.train.Example.FromString(serialized)
+    except Exception:  # protobuf raises its own DecodeError
+        raise ValueError(f"{where} is not a tf.train.Example (corrupt shard)") from None
+    feature = example.features.feature
+
+    def ints(key):
+        if key not in feature:
+            raise ValueError(f"{where} has no `{key}` feature")
+        return list(feature[key].int64_list.value)
+
+    if "image/encoded" not in feature or len(feature["image/encoded"].bytes_list.value) != 1:
+        raise ValueError(f"{where} has no `image/encoded` image")
+    identity = ints("identity")
+    if len(identity) != 1 or not 0 <= identity[0] < num_classes:
+        raise ValueError(
+            f"{where} has identity {identity}, outside the {num_classes} classes of "
+            f"{METADATA_FILE}"
+        )
+    attributes = ints("attributes")
+    if len(attributes) != num_attributes:
+        raise ValueError(
+            f"{where} has {len(attributes)} attribute values, but {METADATA_FILE} names "
+            f"{num_attributes} attributes"
+        )
+    if any(value not in (-1, 0, 1) for value in attributes):
+        raise ValueError(f"{where} has attribute values {attributes}; expected 1, 0 or -1")
+
+
+def validate_shards(directory, metadata=None):
+    """Checks a shard directory before training reads it, naming the file and record.
+
+    Every shard's records are counted from their length prefixes (a truncated shard or a
+    count other than `dataset.json`'s is an error) and its first and last records are
+    parsed and checked (identity in range, one value in {-1, 0, 1} per attribute).
+
+    Returns:
+        The metadata.
+    """
+    metadata = metadata or read_metadata(directory)
+    num_classes = metadata["num_classes"]
+    num_attributes = len(metadata["attribute_names"])
+    for shard in metadata["shards"]:
+        path = pathlib.Path(directory) / shard["file"]
+        offsets = _record_offsets(path)
+        if len(offsets) != shard["num_examples"]:
+            raise ValueError(
+                f"{path} holds {len(offsets)} records, but {METADATA_FILE} lists "
+                f"{shard['num_examples']}. Convert the dataset again."
+            )
+        for index in sorted({0, len(offsets) - 1} - {-1}):
+            record = _read_record(path, offsets[index])
+            _check_example(path, index, record, num_classes, num_attributes)
     return metadata
 
 
@@ -249,10 +403,10 @@ def tfrecord_elements(
     Args:
         directory: a shard directory.
         worker_index, num_workers: this worker and the number of workers.
-        epoch_seed: `[2]` int64 seed: shard order and a `shuffle_buffer`
-            shuffle are drawn from it (the same seed, the same order); None
-            reads in file order.
-        shuffle_buffer: examples in the shuffle buffer (0: no shuffle).
+        epoch_seed: `[2]` int64 seed: shard order and the block shuffle
+            are drawn from it alone (the same seed, the same order, whatever
+            the global seed); None reads in file order.
+        shuffle_buffer: examples per shuffled block (0: no shuffle).
         metadata: `read_metadata(directory)`, if already read.
 
     Returns:
@@ -280,11 +434,28 @@ def tfrecord_elements(
         lambda record: _parse(record, num_attributes), num_parallel_calls=tf.data.AUTOTUNE
     )
     if epoch_seed is not None and shuffle_buffer > 0:
-        shuffle_seed = tf.random.stateless_uniform(
-            [], tf.random.experimental.stateless_fold_in(epoch_seed, -3), 0, tf.int64.max, tf.int64
+        elements = _stateless_block_shuffle(
+            elements, shuffle_buffer, tf.random.experimental.stateless_fold_in(epoch_seed, -3)
         )
-        elements = elements.shuffle(shuffle_buffer, seed=shuffle_seed)
     return elements
+
+
+def _stateless_block_shuffle(elements, block_size, seed):
+    """Permutes each run of `block_size` elements by a permutation drawn from `(seed, run)`.
+
+    A function of the seed alone: `Dataset.shuffle` would also mix in the global seed (and,
+    given a tensor seed while the global seed is 0, fails to build).
+    """
+
+    def permute(index, block):
+        scores = tf.random.stateless_uniform(
+            tf.shape(block[0])[:1], tf.random.experimental.stateless_fold_in(seed, index)
+        )
+        order = tf.argsort(scores)
+        return tuple(tf.gather(field, order) for field in block)
+
+    blocks = elements.batch(block_size).enumerate()
+    return blocks.map(permute).unbatch()
 
 
 def read_tfrecord_dataset(directory, image_size=None, worker_index=0, num_workers=1, skipped=None):

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from catface_keras.losses.attributes import MISSING_LABEL
+from catface_keras.soft_biometrics import MISSING_LABEL
 
 
 def attribute_accuracy(labels, logits, attribute_names):

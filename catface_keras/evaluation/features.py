@@ -11,10 +11,11 @@ def extract_features(model, images, batch_size=64, flip=True):
         model: a model whose outputs hold `embedding` and `attribute_logits`.
         images: `(N, H, W, 3)` RGB in [0, 255], uint8 or float.
         flip: add the embedding of each horizontally flipped image before
-            normalising (the AdaFace / insightface evaluation protocol).
+            normalising (insightface's and AdaFace's evaluation: the sum of
+            the two embeddings, L2-normalised, in float64).
 
     Returns:
-        `(embeddings, attribute_logits)`: `(N, D)` L2-normalised float32 and
+        `(embeddings, attribute_logits)`: `(N, D)` L2-normalised float64 and
         `(N, A)` float32 (of the unflipped images).
     """
     dataset = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
@@ -22,10 +23,11 @@ def extract_features(model, images, batch_size=64, flip=True):
     # `predict` runs the model's own traced function, built once per model and
     # reused across calls (eager calls cost about a quarter more CPU).
     outputs = model.predict(dataset.prefetch(tf.data.AUTOTUNE), verbose=0)
-    embeddings = np.asarray(outputs["embedding"], np.float32)
+    embeddings = np.asarray(outputs["embedding"], np.float64)
     if flip:
         mirrored = dataset.map(lambda x: tf.reverse(x, axis=[2]))
         flipped = model.predict(mirrored.prefetch(tf.data.AUTOTUNE), verbose=0)["embedding"]
-        embeddings = embeddings + np.asarray(flipped, np.float32)
-    embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+        embeddings = embeddings + np.asarray(flipped, np.float64)
+    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+    embeddings /= np.where(norms > 0, norms, 1.0)  # a zero row stays zero, as sklearn's normalize
     return embeddings, np.asarray(outputs["attribute_logits"], np.float32)

@@ -9,15 +9,12 @@ gallery of mugshots.
 
 import numpy as np
 
+from catface_keras.evaluation.verification import l2_normalise
+
 RANKS = (1, 5, 10, 20)
 
 # Gallery label of a distractor: every distractor image counts as its own identity.
 DISTRACTOR_LABEL = -1
-
-
-def _normalise(features):
-    features = np.asarray(features, np.float64)
-    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
 
 def match_ranks(probe_features, probe_labels, gallery_features, gallery_labels):
@@ -51,7 +48,7 @@ def match_ranks(probe_features, probe_labels, gallery_features, gallery_labels):
             "Every probe identity must be in the gallery (closed-set identification). "
             f"Received: probe identities {missing[:5].tolist()} without a gallery image"
         )
-    scores = _normalise(probe_features) @ _normalise(gallery_features).T  # (Q, G)
+    scores = l2_normalise(probe_features) @ l2_normalise(gallery_features).T  # (Q, G)
     is_distractor = gallery_labels == DISTRACTOR_LABEL
     identities = np.unique(gallery_labels[~is_distractor])
     column = np.searchsorted(identities, gallery_labels[~is_distractor])

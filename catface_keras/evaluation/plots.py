@@ -30,7 +30,7 @@ def plot_roc_curves(scores_by_model, path, title):
 
     Args:
         scores_by_model: dict model label -> dict condition (e.g. `"clean"`,
-            `"distorted"`) -> `(scores, same)`, `(P,)` each.
+            `"degraded"`, `"mixed"`) -> `(scores, same)`, `(P,)` each.
         path: PNG file to write.
         title: figure title.
     """

@@ -2,24 +2,27 @@
 
 An `EvaluationData` holds one array of images and, for each protocol, index
 arrays into it, so that every image is embedded once per model and condition
-(clean, distorted) whichever protocols use it. Sources:
+(clean, degraded) whichever protocols use it. Sources:
 
 - `synthetic_evaluation_data`: the built-in procedural faces of identities no
   demo or config-sized training run uses (10,000 and up);
 - `verification_bin_data`: an insightface `.bin` file (verification only);
 - `identity_folder_data`: one folder per identity, optionally a `_distractors`
-  folder and an attribute CSV.
+  folder and an attribute CSV;
+- `pairs_file_data`: a folder of images and a pair list (LFW `pairs.txt` or
+  `path1 path2 label [fold]`), verification only;
+- `face_arrays_data`: a `FaceArrays` in memory (the trainer's held-out faces).
 """
 
 import dataclasses
 import pathlib
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from catface_keras.evaluation.identification import DISTRACTOR_LABEL
 from catface_keras.evaluation.templates import template_pairs
 from catface_keras.evaluation.verification import sample_verification_pairs
+from catface_keras.progress import progress, track
 
 # SCFace-style probe groups: (name, side of the low-resolution copy as a share
 # of the image side, turbulence D/r0). Farther cameras see fewer pixels through
@@ -36,11 +39,14 @@ SYNTHETIC_FIRST_IDENTITY = 10_000
 
 @dataclasses.dataclass(frozen=True)
 class PairList:
-    """Pairs of indices with a genuine flag: `first`, `second` `(P,)` ints, `same` `(P,)` bools."""
+    """Pairs of indices with a genuine flag: `first`, `second` `(P,)` ints, `same` `(P,)` bools,
+    and optionally `folds` `(P,)` ints, the pair's fold of the 10-fold accuracy (default:
+    contiguous folds in pair order)."""
 
     first: np.ndarray
     second: np.ndarray
     same: np.ndarray
+    folds: np.ndarray = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +145,9 @@ def protocols_from_identities(images, identities, attributes=None, attribute_nam
     """Every protocol built from labelled images of several people.
 
     - verification: `num_pairs` genuine and as many impostor pairs
-      (`sample_verification_pairs`), alternating;
+      (`sample_verification_pairs`), each kind shuffled by `seed`, then
+      alternating, so that every contiguous fold of the 10-fold accuracy is
+      balanced and a random sample of the identities;
     - templates: each identity's images in order, cut into two templates;
       all template pairs (`template_pairs`);
     - identification `tinyface_style`: the first image of each identity is
@@ -153,7 +161,7 @@ def protocols_from_identities(images, identities, attributes=None, attribute_nam
         attribute_names: `A` names, with `attributes`.
         distractors: optional `(M, S, S, 3)` uint8 images of other people.
         num_pairs: verification pairs of each kind.
-        seed: pair sampling seed.
+        seed: pair sampling and shuffling seed.
 
     Returns:
         An `EvaluationData`; `images` is `images` followed by `distractors`.
@@ -168,9 +176,11 @@ def protocols_from_identities(images, identities, attributes=None, attribute_nam
         )
     indices = np.arange(len(images))
     first, second, same = sample_verification_pairs(identities, num_pairs, seed)
-    # Genuine and impostor pairs alternate, so that every contiguous fold of
-    # the 10-fold accuracy is balanced, as in insightface's .bin lists.
-    genuine, impostor = np.flatnonzero(same), np.flatnonzero(~same)
+    # Shuffled, or each fold would hold the genuine pairs of a few identities;
+    # alternating, so that each fold is balanced as in insightface's .bin lists.
+    rng = np.random.default_rng([seed, 2])
+    genuine = rng.permutation(np.flatnonzero(same))
+    impostor = rng.permutation(np.flatnonzero(~same))
     both = min(len(genuine), len(impostor))
     order = np.concatenate([np.stack([genuine[:both], impostor[:both]], axis=1).ravel(),
                             genuine[both:], impostor[both:]])
@@ -217,7 +227,7 @@ def _render_synthetic(identity_ids, images_per_identity, image_size, seed, descr
     chunks = [identity_ids[start : start + 16] for start in range(0, len(identity_ids), 16)]
     parts = [
         make_synthetic_faces(chunk, images_per_identity, image_size, seed, relabel=False)
-        for chunk in tqdm(chunks, desc=description, unit="chunk", disable=None)
+        for chunk in track(chunks, len(chunks), description, unit="chunk")
     ]
     return (
         np.concatenate([part.images for part in parts]),
@@ -246,7 +256,7 @@ def distance_probes(images, levels, seed):
     probes = np.empty_like(images)
     jobs = [(level, start) for level in range(len(SYNTHETIC_DISTANCES))
             for start in range(0, int(np.sum(levels == level)), 256)]
-    for level, start in tqdm(jobs, desc="degrading probes by distance", unit="batch", disable=None):
+    for level, start in track(jobs, len(jobs), "degrading probes by distance", unit="batch"):
         _, share, d_over_r0 = SYNTHETIC_DISTANCES[level]
         rows = np.flatnonzero(levels == level)[start : start + 256]
         batch = degrade.low_resolution(images[rows], round(size * share))
@@ -257,7 +267,7 @@ def distance_probes(images, levels, seed):
 
 def synthetic_evaluation_data(num_identities=200, images_per_identity=8, num_distractors=200,
                               image_size=112, seed=0, num_pairs=3000,
-                              first_identity=SYNTHETIC_FIRST_IDENTITY):
+                              first_identity=SYNTHETIC_FIRST_IDENTITY, pair_seed=1):
     """All protocols on the built-in synthetic faces of unseen identities.
 
     `protocols_from_identities` on `num_identities` people with
@@ -272,7 +282,8 @@ def synthetic_evaluation_data(num_identities=200, images_per_identity=8, num_dis
         images_per_identity: int >= 2 (>= 4 for every distance to have probes).
         num_distractors: int >= 0.
         image_size: int >= 32, the side the faces are drawn at.
-        seed: the synthetic-face seed (0, the demo's) and the pair seed.
+        seed: the synthetic-face seed (0, the demo's).
+        pair_seed: the pair sampling seed.
         first_identity: identity number of the first person.
     """
     for name, value, low in (("num_identities", num_identities, 2),
@@ -289,7 +300,8 @@ def synthetic_evaluation_data(num_identities=200, images_per_identity=8, num_dis
         others = list(range(people[-1] + 1, people[-1] + 1 + num_distractors))
         distractors = _render_synthetic(others, 1, image_size, seed, "drawing distractors")[0]
     data = protocols_from_identities(
-        images, identities, attributes, names, distractors, num_pairs, seed, source="synthetic",
+        images, identities, attributes, names, distractors, num_pairs, pair_seed,
+        source="synthetic",
         info={
             "synthetic": {
                 "num_identities": num_identities,
@@ -345,7 +357,7 @@ def verification_bin_data(path):
                           verification=pairs, info=info)
 
 
-def identity_folder_data(path, image_size, attributes_csv=None, num_pairs=3000, seed=0):
+def identity_folder_data(path, image_size, attributes_csv=None, num_pairs=3000, seed=1):
     """An image folder, one sub-folder per identity (`catface_keras.data.image_folder`).
 
     Images are decoded to RGB, centre-cropped square and resized to
@@ -389,7 +401,57 @@ def identity_folder_data(path, image_size, attributes_csv=None, num_pairs=3000, 
     )
 
 
-def resize_images(images, size, progress=True):
+def face_arrays_data(faces, num_pairs=3000, seed=1, source="held-out faces"):
+    """`protocols_from_identities` on a `FaceArrays` (images, identities, attributes)."""
+    return protocols_from_identities(
+        faces.images, faces.identities, faces.attributes, faces.attribute_names,
+        num_pairs=num_pairs, seed=seed, source=source,
+    )
+
+
+def pairs_file_data(root, pairs_file, image_size):
+    """The images a pair list names (`pairs_file.read_pairs_file`), verification only.
+
+    Each distinct image is decoded once (RGB, centre-cropped square, resized
+    to `image_size`); a pair with an undecodable image is left out and
+    counted (`info["skipped_images"]`, `info["skipped_pairs"]`).
+    """
+    from catface_keras.data.decoding import ImageDecodeError, SkippedImages, decode_image
+    from catface_keras.evaluation.pairs_file import read_pairs_file
+
+    pairs = read_pairs_file(pairs_file, root)
+    paths = sorted(set(pairs.first) | set(pairs.second))
+    row = {path: index for index, path in enumerate(paths)}
+    images = np.zeros((len(paths), image_size, image_size, 3), np.uint8)
+    decoded = np.zeros(len(paths), bool)
+    skipped = SkippedImages()
+    for index, path in track(enumerate(paths), len(paths), "decoding pair images"):
+        try:
+            images[index] = decode_image(pathlib.Path(path).read_bytes(), image_size)
+            decoded[index] = True
+        except ImageDecodeError as error:
+            skipped.add(path, error)
+    first = np.array([row[path] for path in pairs.first])
+    second = np.array([row[path] for path in pairs.second])
+    kept = decoded[first] & decoded[second]
+    # Rows renumbered over the decoded images only.
+    new_row = np.cumsum(decoded) - 1
+    folds = None if pairs.folds is None else pairs.folds[kept]
+    verification = PairList(new_row[first[kept]], new_row[second[kept]], pairs.same[kept], folds)
+    info = {
+        "num_images": int(decoded.sum()),
+        "num_pairs": int(kept.sum()),
+        "pairs_file": str(pairs_file),
+        "folds": "from the pairs file" if folds is not None else "10 contiguous folds",
+        "skipped_images": skipped.count,
+        "skipped_examples": list(skipped.names),
+        "skipped_pairs": int((~kept).sum()),
+    }
+    return EvaluationData(source=str(root), images=images[decoded], verification=verification,
+                          info=info)
+
+
+def resize_images(images, size):
     """`(N, S, S, 3)` uint8 -> `(N, size, size, 3)`: OpenCV area interpolation
     when shrinking, bilinear when enlarging (as the data readers' decoding);
     images already `size` are kept."""
@@ -399,8 +461,9 @@ def resize_images(images, size, progress=True):
     if images.shape[1:3] == (size, size):
         return images
     interpolation = cv2.INTER_AREA if images.shape[1] > size else cv2.INTER_LINEAR
-    return np.stack([
-        cv2.resize(image, (size, size), interpolation=interpolation)
-        for image in tqdm(images, desc=f"resizing to {size} px", unit="image",
-                          disable=None if progress else True)
-    ])
+    resized = np.empty((len(images), size, size, 3), np.uint8)
+    with progress(len(images), f"resizing to {size} px") as bar:
+        for index, image in enumerate(images):
+            resized[index] = cv2.resize(image, (size, size), interpolation=interpolation)
+            bar.update(1)
+    return resized

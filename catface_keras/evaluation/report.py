@@ -1,13 +1,24 @@
-"""Tables of evaluation metrics: plain text for the terminal, Markdown for `catface evaluate`."""
+"""Tables of evaluation metrics: plain text for the terminal, Markdown for `catface evaluate`.
 
+Both use the conditions of `choices.EVALUATION_CONDITIONS`: clean, degraded, mixed
+(one side of each pair clean, the other degraded).
+"""
+
+from catface_keras.choices import EVALUATION_CONDITIONS as CONDITIONS
 from catface_keras.evaluation.roc import FAR_DECADES, far_key
 
-PAIR_KINDS = (("hq_hq", "HQ-HQ"), ("lq_lq", "LQ-LQ"), ("hq_lq", "HQ-LQ"))
+STAGE_TABLE_FAR = 1e-2
+
+
+def _number(value, width):
+    return f"{'n/a':>{width}}" if value is None else f"{value:>{width}.3f}"
 
 
 def format_stage_table(metrics):
-    """A table of `{"stage1": {...}, ...}` metrics, one column group per stage.
+    """A table of `{"stage1": {...}, "stage2": {...}}` metrics, stages side by side.
 
+    Each stage holds `evaluate`'s results: `verification[condition]` with
+    `accuracy` and `tar_at_far_1e-2`, and `attributes[condition]["accuracy"]`.
     A stage evaluated on nothing (`{"skipped": reason}`) is listed by its reason.
     """
     skipped = [f"{stage}: evaluation skipped, {metrics[stage]['skipped']}"
@@ -15,32 +26,46 @@ def format_stage_table(metrics):
     stages = sorted(stage for stage in metrics if "skipped" not in metrics[stage])
     if not stages:
         return "\n".join(skipped)
-    header = "pairs".ljust(8) + "".join(
-        f"{stage + ' acc':>14}{stage + ' TAR@1e-2':>18}" for stage in stages
+    tar_key = far_key(STAGE_TABLE_FAR)
+    tar_title = tar_key.replace("tar_at_far_", "TAR@")
+    verification = metrics[stages[0]]["verification"]
+    conditions = [c for c in CONDITIONS if c in verification]
+    header = "condition".ljust(10) + "".join(
+        f"{stage + ' acc':>14}{stage + ' ' + tar_title:>18}" for stage in stages
     )
-    lines = ["Verification on held-out identities", header, "-" * len(header)]
-    for key, label in PAIR_KINDS:
-        row = label.ljust(8)
+    lines = ["Verification on held-out identities (10-fold accuracy)", header, "-" * len(header)]
+    for condition in conditions:
+        row = condition.ljust(10)
         for stage in stages:
-            result = metrics[stage]["verification"][key]
-            row += f"{result['accuracy']:>14.3f}{result['tar_at_far_1e-2']:>18.3f}"
+            result = metrics[stage]["verification"].get(condition, {})
+            row += _number(result.get("accuracy"), 14) + _number(result.get(tar_key), 18)
         lines.append(row)
-    names = list(metrics[stages[0]]["attributes"])
-    header = "attribute".ljust(14) + "".join(f"{stage + ' HQ':>12}{stage + ' LQ':>12}" for stage in stages)
-    lines += ["", "Attribute accuracy (held-out)", header, "-" * len(header)]
-    for name in names:
-        row = name.ljust(14)
-        for stage in stages:
-            row += f"{metrics[stage]['attributes'][name]:>12.3f}"
-            row += f"{metrics[stage]['attributes_lq'][name]:>12.3f}"
-        lines.append(row)
+    lines.append("degraded: both images degraded at the model's input size; mixed: one clean, "
+                 "one degraded")
+    attributes = metrics[stages[0]].get("attributes", {})
+    attribute_conditions = [c for c in CONDITIONS if c in attributes]
+    if attribute_conditions:
+        names = list(attributes[attribute_conditions[0]]["accuracy"])
+        header = "attribute".ljust(14) + "".join(
+            f"{stage + ' ' + condition:>{max(len(stage + condition) + 3, 12)}}"
+            for stage in stages for condition in attribute_conditions
+        )
+        lines += ["", "Attribute accuracy (held-out)", header, "-" * len(header)]
+        for name in names:
+            row = name.ljust(14)
+            for stage in stages:
+                for condition in attribute_conditions:
+                    width = max(len(stage + condition) + 3, 12)
+                    value = metrics[stage]["attributes"][condition]["accuracy"].get(name)
+                    row += _number(value, width)
+            lines.append(row)
     return "\n".join(lines + ([""] + skipped if skipped else []))
 
 
 # Markdown report of `catface evaluate`: one table per protocol in the paper's
-# layout, a row per model, each metric's clean and distorted values side by side.
+# layout, a row per model, each metric's values per condition side by side.
 
-_CONDITION_LABELS = {"clean": "clean", "distorted": "dist."}
+_CONDITION_LABELS = {"clean": "clean", "degraded": "degr.", "mixed": "mixed"}
 
 
 def _percent(value):
@@ -58,7 +83,7 @@ def _markdown_table(header, rows):
 
 
 def _side_by_side(results, protocol, conditions, columns):
-    """Rows of `(model, metric clean, metric distorted, ...)` for `columns` =
+    """Rows of `(model, metric clean, metric degraded, ...)` for `columns` =
     list of `(title, getter(metrics) -> value, formatter)`."""
     header = ["Model"] + [
         f"{title} ({_CONDITION_LABELS.get(c, c)})" for title, _, _ in columns for c in conditions
@@ -77,7 +102,7 @@ def _side_by_side(results, protocol, conditions, columns):
 def _pair_columns(results, protocol, conditions, include_accuracy):
     columns = []
     if include_accuracy:
-        columns.append(("Acc. %", lambda m: m["accuracy_mean"], _percent))
+        columns.append(("Acc. %", lambda m: m["accuracy"], _percent))
         columns.append(("Acc. std", lambda m: m["accuracy_std"], _percent))
     for far in FAR_DECADES:
         key = far_key(far)
@@ -104,9 +129,12 @@ def format_evaluation_report(report):
     results, conditions = report["results"], report["conditions"]
     data = report["data"]
     lines = ["# CATFace evaluation", ""]
+    degradation = report["degradation"]
     lines.append(f"Data: `{data['source']}` ({data.get('num_images', '?')} images). "
-                 f"Distorted: every image degraded by `{report['distortion']['function']}` "
-                 f"(seed {report['distortion']['seed']}).")
+                 f"Degraded (degr.): every image degraded by `{degradation['function']}` "
+                 f"(seed {degradation['seed']}); {degradation['at']}. Mixed: the first image "
+                 "of each pair (the gallery, for identification) clean, the second (the "
+                 "probes) degraded.")
     lines.append("")
     for model in report["models"]:
         lines.append(f"- `{model['label']}`: `{model['path']}` (input {model['image_size']} px)")
@@ -115,8 +143,11 @@ def format_evaluation_report(report):
     any_results = next(iter(results.values()))
     if "verification" in protocols:
         first = any_results["verification"][conditions[0]]
+        search = {"insightface": "insightface's thresholds", "exact": "exact thresholds"}
         lines += [f"## 1:1 verification ({first['num_genuine']} genuine, "
-                  f"{first['num_impostor']} impostor pairs; 10-fold accuracy, flip fusion)", ""]
+                  f"{first['num_impostor']} impostor pairs; 10-fold accuracy with "
+                  f"{search.get(first.get('threshold_search'), 'thresholds')}, "
+                  f"{'flip fusion' if report.get('flip', True) else 'no flip'})", ""]
         lines += _side_by_side(results, "verification", conditions,
                                _pair_columns(results, "verification", conditions, True))
         lines.append("")
@@ -141,12 +172,13 @@ def format_evaluation_report(report):
                       f"{first['num_distractors']} distractors)", ""]
             lines += _side_by_side(results, "identification", conditions, columns)
             lines.append("")
-    if "attributes" in protocols:
-        names = list(any_results["attributes"][conditions[0]]["accuracy"])
+    attribute_conditions = [c for c in conditions if c in any_results.get("attributes", {})]
+    if "attributes" in protocols and attribute_conditions:
+        names = list(any_results["attributes"][attribute_conditions[0]]["accuracy"])
         columns = [(f"{n} %", lambda m, n=n: m["accuracy"][n], _percent) for n in names]
         columns.append(("mean %", lambda m: m["mean"], _percent))
         lines += ["## Soft-biometric attribute accuracy", ""]
-        lines += _side_by_side(results, "attributes", conditions, columns)
+        lines += _side_by_side(results, "attributes", attribute_conditions, columns)
         lines.append("")
     if report.get("plots"):
         lines += ["## Figures", ""]

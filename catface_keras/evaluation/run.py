@@ -1,10 +1,11 @@
-"""An evaluation run: models x protocols x (clean, distorted) into a results folder.
+"""An evaluation run: models x protocols x conditions into a results folder.
 
 Writes `results.json` (every number), `report.md` (the paper's tables) and
 PNG figures: `roc_<protocol>.png` and `scores_<protocol>.png` (the paper's
 Fig. 9, genuine and impostor cosine-score histograms, models overlaid) for
-the pair protocols. `results.json` is written last, through a temporary file,
-so a folder holding one holds a finished run.
+the pair protocols. Every file is written beside its old version and renamed
+into place when complete; `results.json` comes last, so a folder holding one
+holds a finished run.
 """
 
 import datetime
@@ -14,6 +15,7 @@ import pathlib
 
 import numpy as np
 
+from catface_keras.choices import EVALUATION_CONDITIONS as CONDITIONS
 from catface_keras.evaluation.plots import plot_roc_curves, plot_score_histograms
 from catface_keras.evaluation.report import format_evaluation_report
 
@@ -35,11 +37,36 @@ def check_output_folder(out, overwrite):
 
 
 def model_labels(paths):
-    """Short unique labels for model files: their stems, or indexed stems on a clash."""
-    stems = [pathlib.Path(path).stem for path in paths]
-    if len(set(stems)) == len(stems):
-        return stems
-    return [f"{index + 1}:{stem}" for index, stem in enumerate(stems)]
+    """Short unique labels for model files: the shortest path suffixes that tell them apart.
+
+    `runs/a/stage1.keras` and `runs/b/stage1.keras` -> `a/stage1`, `b/stage1`
+    (the suffix `.keras` dropped); a file given twice gets ` (2)`, ` (3)`, ...
+    """
+    parts = [pathlib.Path(os.path.abspath(path)).with_suffix("").parts for path in paths]
+    labels = []
+    for mine in parts:
+        # Only different files need telling apart; one file given twice never can be.
+        others = [other for other in parts if other != mine]
+        length = 1
+        while length < len(mine) and any(o[-length:] == mine[-length:] for o in others):
+            length += 1
+        labels.append("/".join(mine[-length:]))
+    seen = {}
+    for index, label in enumerate(labels):
+        seen[label] = seen.get(label, 0) + 1
+        if seen[label] > 1:
+            labels[index] = f"{label} ({seen[label]})"
+    return labels
+
+
+def _write_atomically(path, write):
+    """Calls `write(temporary_path)`, syncs it to disk, renames it to `path`."""
+    path = pathlib.Path(path)
+    temporary = path.with_name(f".{path.stem}.partial{path.suffix}")
+    write(temporary)
+    with open(temporary, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
 
 
 def _json_safe(value):
@@ -74,36 +101,77 @@ def _collect_notes(results):
     return list(dict.fromkeys(notes))
 
 
-def evaluate_models(models, paths, data, protocols, out, distortion_seed=1, batch_size=64,
-                    overwrite=False, data_description=None):
-    """Evaluates each model on `data` and writes the results folder.
+def _calibrate(labels, paths, scores, source, overwrite, flip):
+    """Writes each model's calibration sidecar (`calibration.save_calibration`) from its clean
+    verification scores; an existing one is replaced only with `overwrite`.
+
+    Returns:
+        `(files, notes)`: dict label -> the file written (None if none) and notes.
+    """
+    from catface_keras.evaluation.calibration import (
+        calibration_path,
+        save_calibration,
+        thresholds_at_fars,
+    )
+
+    files, notes = {}, []
+    for label, path in zip(labels, paths):
+        files[label] = None
+        pair_scores = scores[label].get("verification", {}).get("clean")
+        if pair_scores is None or not flip:
+            continue
+        thresholds = thresholds_at_fars(*pair_scores)
+        sidecar = calibration_path(path)
+        if not thresholds:
+            continue
+        if sidecar.exists() and not overwrite:
+            notes.append(f"{label}: kept the calibration file {sidecar}; pass --overwrite to "
+                         "replace it with thresholds from these pairs")
+            continue
+        same = np.asarray(pair_scores[1], bool)
+        description = (f"{source} ({int(same.sum())} genuine, {int((~same).sum())} impostor "
+                       "pairs, clean)")
+        files[label] = str(save_calibration(path, thresholds, description))
+    return files, notes
+
+
+def evaluate_models(models, paths, data, protocols, out, seed=1, batch_size=64,
+                    overwrite=False, data_description=None, degradation=None,
+                    conditions=None, threshold_search="insightface", flip=True):
+    """Evaluates each model on `data` (`protocols.evaluate`) and writes the results folder.
 
     Args:
-        models: loaded models (see `evaluate_protocols`).
-        paths: the file of each model, for the records.
+        models: loaded models (see `evaluate`).
+        paths: the file of each model, for the records and labels.
         data: an `EvaluationData`.
         protocols: names from `PROTOCOLS` that `data` defines.
         out: the results folder (created).
-        distortion_seed: seed of the distorted copy (`distorted_images`).
+        seed: seed of the degraded copy.
         overwrite: replace an existing `results.json`.
         data_description: what `--data` said (defaults to `data.source`).
+        degradation: the `DegradationConfig` of the degraded copy.
+        conditions: names from `CONDITIONS` (default: all).
+        threshold_search: of the 10-fold accuracy, `"insightface"` or `"exact"`.
 
     Returns:
         The dict written to `results.json`.
     """
     # Imported here, not at module level: it loads TensorFlow, and the CLI
     # checks its output folder through this module before loading anything.
-    from catface_keras.evaluation.protocols import CONDITIONS, distorted_images, evaluate_protocols
+    from catface_keras.degradation_config import DegradationConfig
+    from catface_keras.evaluation.protocols import degradation_record, evaluate
 
+    degradation = DegradationConfig() if degradation is None else degradation
+    conditions = tuple(CONDITIONS if conditions is None else conditions)
     out = pathlib.Path(out)
     check_output_folder(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
-    images = {"clean": data.images, "distorted": distorted_images(data.images, distortion_seed)}
     labels = model_labels(paths)
-    results, scores = {}, {}
+    results, scores, cache = {}, {}, {}
     for label, model in zip(labels, models):
-        results[label], scores[label] = evaluate_protocols(
-            model, data, protocols, images, batch_size
+        results[label], scores[label] = evaluate(
+            model, data, protocols, conditions, degradation, seed, batch_size, flip,
+            threshold_search=threshold_search, cache=cache,
         )
     plots = []
     for protocol, title in _PAIR_TITLES.items():
@@ -111,19 +179,22 @@ def evaluate_models(models, paths, data, protocols, out, distortion_seed=1, batc
             continue
         by_model = {label: scores[label][protocol] for label in labels}
         name = f"roc_{protocol}.png"
-        plot_roc_curves(by_model, out / name, f"ROC, {title}")
+        _write_atomically(out / name, lambda path: plot_roc_curves(by_model, path, f"ROC, {title}"))
         plots.append(name)
         name = f"scores_{protocol}.png"
-        plot_score_histograms(by_model, out / name, f"Cosine scores, {title}")
+        _write_atomically(out / name, lambda path: plot_score_histograms(
+            by_model, path, f"Cosine scores, {title}"))
         plots.append(name)
+    calibration, calibration_notes = _calibrate(labels, paths, scores, data_description or
+                                                data.source, overwrite, flip)
     report = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "protocols": list(protocols),
-        "conditions": list(CONDITIONS),
+        "conditions": list(conditions),
+        "threshold_search": threshold_search,
+        "flip": bool(flip),
         "data": {"source": data_description or data.source, **data.info},
-        "distortion": {"function": "catface_keras.degrade.degrade", "seed": distortion_seed,
-                       "what": "every image of the data, the training mix of turbulence "
-                               "and camera styles"},
+        "degradation": degradation_record(degradation, seed),
         "resize": "images not of a model's input size are resized with OpenCV: area "
                   "interpolation when shrinking, bilinear when enlarging",
         "models": [
@@ -133,16 +204,17 @@ def evaluate_models(models, paths, data, protocols, out, distortion_seed=1, batc
         ],
         "results": results,
         "plots": plots,
+        "calibration": calibration,
     }
     size = data.images.shape[1]
     report["notes"] = [
         f"{label}: the {size} px images are resized to its input, {model.image_size} px "
         "(OpenCV, area interpolation when shrinking, bilinear when enlarging)"
         for label, model in zip(labels, models) if int(model.image_size) != size
-    ] + _collect_notes(results)
+    ] + calibration_notes + _collect_notes(results)
     report = _json_safe(report)
-    (out / REPORT_FILE).write_text(format_evaluation_report(report), encoding="utf-8")
-    temporary = out / (RESULTS_FILE + ".tmp")
-    temporary.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, out / RESULTS_FILE)
+    _write_atomically(out / REPORT_FILE, lambda path: pathlib.Path(path).write_text(
+        format_evaluation_report(report), encoding="utf-8"))
+    _write_atomically(out / RESULTS_FILE, lambda path: pathlib.Path(path).write_text(
+        json.dumps(report, indent=2) + "\n", encoding="utf-8"))
     return report

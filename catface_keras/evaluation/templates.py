@@ -10,11 +10,7 @@ step is left out here, every image counts once.
 import numpy as np
 
 from catface_keras.evaluation.roc import FAR_DECADES
-from catface_keras.evaluation.verification import verification_summary
-
-
-def _normalise(features):
-    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+from catface_keras.evaluation.verification import l2_normalise, verification_summary
 
 
 def template_features(embeddings, template_ids):
@@ -26,7 +22,7 @@ def template_features(embeddings, template_ids):
 
     Returns:
         `(templates, features)`: `(T,)` sorted distinct template ids and
-        `(T, D)` L2-normalised float32 template features in that order.
+        `(T, D)` L2-normalised float64 template features in that order.
     """
     embeddings = np.asarray(embeddings, np.float64)
     template_ids = np.asarray(template_ids)
@@ -38,8 +34,8 @@ def template_features(embeddings, template_ids):
         )
     templates, position = np.unique(template_ids, return_inverse=True)
     sums = np.zeros((len(templates), embeddings.shape[1]))
-    np.add.at(sums, position, _normalise(embeddings))
-    return templates, _normalise(sums).astype(np.float32)
+    np.add.at(sums, position, l2_normalise(embeddings))
+    return templates, l2_normalise(sums)
 
 
 def template_pairs(template_identities, max_pairs=2_000_000, seed=0):
@@ -74,7 +70,8 @@ def template_pairs(template_identities, max_pairs=2_000_000, seed=0):
     return first, second, template_identities[first] == template_identities[second]
 
 
-def template_verification(embeddings, template_ids, first, second, same, fars=FAR_DECADES):
+def template_verification(embeddings, template_ids, first, second, same, fars=FAR_DECADES,
+                          second_embeddings=None, threshold_search="insightface"):
     """Template features, then `verification_summary` on the template pairs.
 
     Args:
@@ -82,12 +79,19 @@ def template_verification(embeddings, template_ids, first, second, same, fars=FA
         template_ids: `(N,)` template of each image.
         first, second: `(P,)` template ids of each pair.
         same: `(P,)` bools.
+        second_embeddings: optional `(N, D)` features of the same images
+            under another condition, for the pairs' second templates (the
+            mixed clean-degraded condition); default `embeddings`.
+        threshold_search: see `kfold_accuracy`.
 
     Returns:
         `(summary, scores)`: the `verification_summary` dict plus
         `num_templates`, and the `(P,)` cosine scores.
     """
     templates, features = template_features(embeddings, template_ids)
+    second_features = features
+    if second_embeddings is not None:
+        second_features = template_features(second_embeddings, template_ids)[1]
     first_row = np.searchsorted(templates, first)
     second_row = np.searchsorted(templates, second)
     known = np.isin(first, templates) & np.isin(second, templates)
@@ -97,7 +101,7 @@ def template_verification(embeddings, template_ids, first, second, same, fars=FA
             f"{sorted(set(np.asarray(first)[~known]) | set(np.asarray(second)[~known]))[:5]} "
             "that no image belongs to"
         )
-    scores = np.sum(features[first_row] * features[second_row], axis=1)
-    summary = verification_summary(scores, same, fars)
+    summary, scores = verification_summary(features[first_row], second_features[second_row],
+                                           same, fars, threshold_search=threshold_search)
     summary["num_templates"] = int(len(templates))
     return summary, scores

@@ -7,17 +7,21 @@
       2/ ...
 
 TF Serving serves the highest integer version and ignores other names. A version is built in
-a hidden scratch directory next to it (`.N.partial-*`) and renamed into place only once the
-SavedModel and its warm-up file are complete; a failure removes the scratch directory, so a
-half-written version never appears. (A process killed outright can leave a `.N.partial-*`
-directory behind; TF Serving ignores it and it is safe to delete.)
+a hidden scratch directory next to it, `.N.partial`, and renamed into place only once the
+SavedModel and its warm-up file are complete and synced; a failure removes the scratch
+directory, so a half-written version never appears. Creating `.N.partial` (`os.mkdir`, which
+fails when it exists) reserves version N: of two exports started together into one base
+directory, one gets N and the other N + 1 (or, for an explicit version, a clear error); neither
+replaces the other's. (A process killed outright leaves `.N.partial` behind; TF Serving ignores
+it, later exports skip N, and it is safe to delete once no export is running.)
 """
 
 import os
 import pathlib
+import re
 import shutil
-import tempfile
 
+from catface_keras.atomic_files import fsync_directory, fsync_tree, require_directory_path
 from catface_keras.export.serving import serving_archive
 from catface_keras.export.warmup import WARMUP_BATCH_SIZES, serving_apis, write_warmup_requests
 
@@ -32,9 +36,60 @@ def existing_versions(base_dir):
     )
 
 
+_RESERVATION = re.compile(r"\.(\d+)\.partial")
+
+
+def reserved_versions(base_dir):
+    """Version numbers that exports in progress (or killed ones) have reserved."""
+    base_dir = pathlib.Path(base_dir)
+    if not base_dir.is_dir():
+        return []
+    return sorted(
+        int(match.group(1))
+        for match in map(_RESERVATION.fullmatch, os.listdir(base_dir))
+        if match is not None
+    )
+
+
 def next_version(base_dir):
-    """1 + the highest existing version in `base_dir`, or 1."""
-    return max(existing_versions(base_dir), default=0) + 1
+    """1 + the highest existing (or reserved) version in `base_dir`, or 1."""
+    return max(existing_versions(base_dir) + reserved_versions(base_dir), default=0) + 1
+
+
+def _reserve(base_dir, version, overwrite):
+    """Creates `base_dir/.N.partial` for `version` (default: the next free one).
+
+    Returns:
+        `(target, scratch)`: `base_dir/N` and the reserved scratch directory.
+    """
+    explicit = version is not None
+    while True:
+        target = version_directory(base_dir, version)
+        if target.exists() and not overwrite:
+            raise FileExistsError(
+                f"{target} exists; pass overwrite=True (--overwrite) to replace it"
+            )
+        scratch = base_dir / f".{target.name}.partial"
+        try:
+            os.mkdir(scratch)
+        except FileExistsError:
+            if explicit:
+                raise FileExistsError(
+                    f"another export of version {target.name} is running in {base_dir} "
+                    f"({scratch} exists; if no export is running, it was left by a killed "
+                    "one: delete it)"
+                ) from None
+            version = int(target.name) + 1
+            continue
+        if target.exists() and not overwrite:  # created while we reserved
+            os.rmdir(scratch)
+            if explicit:
+                raise FileExistsError(
+                    f"{target} exists; pass overwrite=True (--overwrite) to replace it"
+                )
+            version = int(target.name) + 1
+            continue
+        return target, scratch
 
 
 def version_directory(base_dir, version=None):
@@ -50,7 +105,8 @@ def version_directory(base_dir, version=None):
 
 
 def export_saved_model(
-    model, base_dir, version=None, overwrite=False, warmup_batch_sizes=WARMUP_BATCH_SIZES
+    model, base_dir, version=None, overwrite=False, warmup_batch_sizes=WARMUP_BATCH_SIZES,
+    max_image_pixels=None,
 ):
     """Exports `model` for TF Serving as `base_dir/version`; returns that path.
 
@@ -61,35 +117,54 @@ def export_saved_model(
         version: int version number; default 1 + the highest existing one, or 1.
         overwrite: replace an existing version directory instead of refusing.
         warmup_batch_sizes: batch sizes of the warm-up requests.
+        max_image_pixels: `serving_bytes` refuses images whose header announces more pixels
+            (default: `catface_keras.data.decoding.DEFAULT_MAX_IMAGE_PIXELS`).
 
     Raises:
-        FileExistsError: the version exists and `overwrite` is False.
+        FileExistsError: the version exists and `overwrite` is False, or another export has
+            reserved the explicit `version`.
+        OSError: writing failed (a full disk); no version directory is left behind.
         ImportError: `tensorflow_serving` (the warm-up protos) is not installed.
     """
     serving_apis()  # Fail before the export, not after it.
     base_dir = pathlib.Path(base_dir)
-    target = version_directory(base_dir, version)
-    if target.exists() and not overwrite:
-        raise FileExistsError(
-            f"{target} exists; pass overwrite=True (--overwrite) to replace it"
-        )
+    if version is not None:
+        version_directory(base_dir, version)  # checks the number
+    require_directory_path(base_dir, "base_dir")
     base_dir.mkdir(parents=True, exist_ok=True)
-    scratch = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=base_dir))
+    target, scratch = _reserve(base_dir, version, overwrite)
     try:
         built = scratch / "saved_model"
-        serving_archive(model).write_out(str(built), verbose=False)
+        archive = (
+            serving_archive(model) if max_image_pixels is None
+            else serving_archive(model, max_image_pixels)
+        )
+        archive.write_out(str(built), verbose=False)
         write_warmup_requests(built, base_dir.resolve().name, warmup_batch_sizes)
-        _move_into_place(built, target, scratch)
+        fsync_tree(built)
+        _move_into_place(built, target, scratch, overwrite)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    fsync_directory(base_dir)
     return target
 
 
-def _move_into_place(built, target, scratch):
-    """Renames `built` to `target`; an existing `target` is first moved aside into `scratch`."""
+def _move_into_place(built, target, scratch, overwrite):
+    """Renames `built` to `target`; with `overwrite` an existing `target` is first moved aside
+    into `scratch` (and moved back if the rename fails). Without it an existing `target` is
+    never replaced (`os.rename` onto a non-empty directory fails)."""
     if not target.exists():
-        os.replace(built, target)
+        try:
+            os.rename(built, target)
+        except OSError as error:
+            if target.exists():
+                raise FileExistsError(
+                    f"{target} appeared during the export; not replaced"
+                ) from error
+            raise
         return
+    if not overwrite:
+        raise FileExistsError(f"{target} appeared during the export; not replaced")
     previous = scratch / "previous"
     os.replace(target, previous)
     try:

@@ -3,8 +3,10 @@
 Two signatures share one computation on aligned 112x112 RGB faces:
 
 - `serving_default`: `images`, uint8 `(batch, 112, 112, 3)`;
-- `serving_bytes`: `image_bytes`, string `(batch,)` of encoded JPEG/PNG (also BMP, GIF),
-  decoded to RGB; a square image of another size is resized to 112x112.
+- `serving_bytes`: `image_bytes`, string `(batch,)` of encoded JPEG/PNG (also BMP, GIF, WebP),
+  decoded to RGB; a square image of another size is resized to 112x112. The image size is
+  read from the header first, and an image of more than `max_image_pixels` pixels is refused
+  before it is decoded (a small file can announce 20000x20000 pixels: gigabytes to decode).
 
 Both return, per face, `embedding` `(batch, D)` float32 L2-normalised, `embedding_norm`
 `(batch,)` (the norm before normalisation, AdaFace's image-quality proxy) and one `(batch,)`
@@ -22,6 +24,8 @@ float RGB in [0, 255] `(batch, S, S, 3)`, S = `model.image_size`, it returns
 
 import keras
 import tensorflow as tf
+
+from catface_keras.data.decoding import DEFAULT_MAX_IMAGE_PIXELS
 
 SERVING_IMAGE_SIZE = 112
 IMAGES_SIGNATURE = "serving_default"
@@ -142,16 +146,69 @@ def _runtime_shape(tensor):
     return tf.shape(tf.raw_ops.PlaceholderWithDefault(input=tensor, shape=tf.TensorShape(None)))
 
 
-def decode_image_batch(encoded):
+_TOO_LARGE = (
+    f"`{BYTES_INPUT}` holds an image larger than the limit (not decoded). Received width, "
+    "height and the limit in pixels:"
+)
+
+
+def header_size(data):
+    """`(width, height)` int64 that the header of one encoded image announces.
+
+    PNG, GIF, BMP and WebP headers are read from fixed byte positions, JPEG through
+    `tf.image.extract_jpeg_shape`; `(0, 0)` for anything else (which does not decode).
+    """
+    padded = tf.strings.join([data, tf.constant(b"\0" * 32)])
+
+    def number(position, length, big_endian=False):
+        digits = tf.cast(
+            tf.io.decode_raw(tf.strings.substr(padded, position, length), tf.uint8), tf.int64
+        )
+        powers = [256**i for i in range(length)]
+        return tf.reduce_sum(digits * tf.constant(powers[::-1] if big_endian else powers, tf.int64))
+
+    def starts(text, position=0):
+        return tf.equal(tf.strings.substr(padded, position, len(text)), text)
+
+    def signed32(value):
+        return tf.abs(tf.where(value >= 2**31, value - 2**32, value))
+
+    vp8l = number(21, 4)
+    known = [
+        (starts(b"\x89PNG\r\n\x1a\n"), number(16, 4, True), number(20, 4, True)),
+        (starts(b"GIF8"), number(6, 2), number(8, 2)),
+        (starts(b"BM"), signed32(number(18, 4)), signed32(number(22, 4))),
+        (starts(b"RIFF") & starts(b"WEBPVP8X", 8), number(24, 3) + 1, number(27, 3) + 1),
+        (starts(b"RIFF") & starts(b"WEBPVP8L", 8), vp8l % 16384 + 1, vp8l // 16384 % 16384 + 1),
+        (starts(b"RIFF") & starts(b"WEBPVP8 ", 8), number(26, 2) % 16384, number(28, 2) % 16384),
+    ]
+    width, height = tf.constant(0, tf.int64), tf.constant(0, tf.int64)
+    for matches, known_width, known_height in reversed(known):
+        width = tf.where(matches, known_width, width)
+        height = tf.where(matches, known_height, height)
+
+    def jpeg_size():
+        shape = tf.cast(tf.image.extract_jpeg_shape(data), tf.int64)
+        return shape[1], shape[0]
+
+    return tf.cond(tf.io.is_jpeg(data), jpeg_size, lambda: (width, height))
+
+
+def decode_image_batch(encoded, max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS):
     """`(batch,)` encoded JPEG/PNG strings -> float32 `(batch, 112, 112, 3)` RGB in [0, 255].
 
     Grey or RGBA images become RGB (3 channels); a square image of another size is resized to
-    112x112 (bilinear, antialiased); a non-square one is an error.
+    112x112 (bilinear, antialiased); a non-square one is an error, and so is one whose header
+    announces more than `max_image_pixels` pixels (checked before decoding).
     """
     shape = _runtime_shape(encoded)
     encoded = _checked(encoded, tf.equal(tf.size(shape), 1), [_BYTES_EXPECTED, shape])
 
     def decode_one(data):
+        width, height = header_size(data)
+        data = _checked(
+            data, width * height <= max_image_pixels, [_TOO_LARGE, width, height, max_image_pixels]
+        )
         image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
         height, width = tf.shape(image)[0], tf.shape(image)[1]
         image = _checked(
@@ -174,15 +231,25 @@ def decode_image_batch(encoded):
     )
 
 
-def serving_archive(model):
-    """A `keras.export.ExportArchive` with the two serving signatures; `write_out` saves it."""
+def serving_archive(model, max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS):
+    """A `keras.export.ExportArchive` with the two serving signatures; `write_out` saves it.
+
+    `max_image_pixels`: `serving_bytes` refuses larger images (from their header).
+    """
     serving_attribute_names(model)
+    if isinstance(max_image_pixels, bool) or not isinstance(max_image_pixels, int) or (
+        max_image_pixels < 1
+    ):
+        raise ValueError(
+            "`max_image_pixels` must be a positive integer. "
+            f"Received: max_image_pixels={max_image_pixels!r}"
+        )
 
     def serve_images(images):
         return serving_outputs(model, tf.cast(check_image_batch(images), tf.float32))
 
     def serve_bytes(image_bytes):
-        return serving_outputs(model, decode_image_batch(image_bytes))
+        return serving_outputs(model, decode_image_batch(image_bytes, max_image_pixels))
 
     archive = keras.export.ExportArchive()
     archive.track(model)

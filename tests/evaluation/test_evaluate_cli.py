@@ -35,20 +35,28 @@ def test_evaluate_is_a_catface_subcommand():
 
 def test_evaluate_synthetic_all_protocols_two_models(tiny_model_path, tmp_path, capsys):
     out = tmp_path / "eval"
-    other = tmp_path / "other.keras"
-    other.write_bytes(tiny_model_path.read_bytes())
-    argv = ["--model", tiny_model_path, "--model", other, "--out", out, *SMALL_SYNTHETIC]
+    # Two copies of one model file, with one file name: labelled by their folders.
+    for run in ("run_a", "run_b"):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "m.keras").write_bytes(tiny_model_path.read_bytes())
+    argv = ["--model", tmp_path / "run_a" / "m.keras", "--model", tmp_path / "run_b" / "m.keras",
+            "--out", out, *SMALL_SYNTHETIC]
     assert run_evaluate(argv) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["protocols"] == ["verification", "templates", "identification", "attributes"]
-    assert [m["label"] for m in results["models"]] == ["m", "other"]
+    assert [m["label"] for m in results["models"]] == ["run_a/m", "run_b/m"]
     assert results["data"]["num_images"] == 6 * 4 + 3 + 6 * 3
-    for label in ("m", "other"):
+    assert results["conditions"] == ["clean", "degraded", "mixed"]
+    assert results["degradation"]["config"]["turbulence_fraction"] == 0.5
+    assert "resized to the model's input size first, then degraded" in results["degradation"]["at"]
+    for label in ("run_a/m", "run_b/m"):
         by_protocol = results["results"][label]
-        for condition in ("clean", "distorted"):
+        assert set(by_protocol["attributes"]) == {"clean", "degraded"}  # per image: no mixed
+        for condition in ("clean", "degraded", "mixed"):
             verification = by_protocol["verification"][condition]
             assert verification["num_genuine"] == verification["num_impostor"] == 20
-            assert 0 <= verification["accuracy_mean"] <= 1 and 0 <= verification["auc"] <= 1
+            assert verification["threshold_search"] == "insightface"
+            assert 0 <= verification["accuracy"] <= 1 and 0 <= verification["auc"] <= 1
             assert verification["tar_at_far_1e-1"] is not None
             assert verification["tar_at_far_1e-4"] is None
             templates = by_protocol["templates"][condition]
@@ -57,15 +65,23 @@ def test_evaluate_synthetic_all_protocols_two_models(tiny_model_path, tmp_path, 
             assert identification["tinyface_style"]["num_distractors"] == 3
             assert set(identification["scface_style"]["rank_1_by_group"]) == {
                 "distance_1", "distance_2", "distance_3"}
-            assert set(by_protocol["attributes"][condition]["accuracy"]) == {
-                "Male", "Bald", "Big_Nose", "Chubby", "Narrow_Eyes"}
+            if condition != "mixed":
+                assert set(by_protocol["attributes"][condition]["accuracy"]) == {
+                    "Male", "Bald", "Big_Nose", "Chubby", "Narrow_Eyes"}
+    # The clean verification scores calibrate `catface verify`'s thresholds, beside each model.
+    from catface_keras.evaluation.calibration import load_threshold
+
+    assert results["calibration"]["run_a/m"] == str(tmp_path / "run_a" / "m.calibration.json")
+    assert -1 <= load_threshold(tmp_path / "run_b" / "m.keras", 1e-1) <= 1
     # One model file copied: the same numbers.
-    assert results["results"]["m"] == results["results"]["other"]
-    # The distorted copy changes the images, hence the scores.
-    clean, distorted = (results["results"]["m"]["verification"][c] for c in ("clean", "distorted"))
-    assert clean["fold_thresholds"] != distorted["fold_thresholds"]
+    assert results["results"]["run_a/m"] == results["results"]["run_b/m"]
+    # The degraded copy changes the images, hence the scores; mixed pairs differ from both.
+    clean, degraded, mixed = (results["results"]["run_a/m"]["verification"][c]
+                              for c in ("clean", "degraded", "mixed"))
+    assert clean["auc"] != degraded["auc"] and mixed["auc"] not in (clean["auc"], degraded["auc"])
     report = (out / "report.md").read_text()
-    assert "| m |" in report and "| other |" in report and "(dist.)" in report
+    assert "| run_a/m |" in report and "| run_b/m |" in report and "(degr.)" in report
+    assert "(mixed)" in report and "insightface's thresholds" in report
     assert "## Identification: scface style" in report
     for name in ("roc_verification", "scores_verification", "roc_templates", "scores_templates"):
         assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
@@ -116,6 +132,14 @@ def test_evaluate_verification_bin(tiny_model_path, tmp_path, monkeypatch):
     assert results["data"] == {"source": str(data), "num_images": 24, "num_pairs": 12}
     assert results["results"]["m"]["verification"]["clean"]["num_genuine"] == 6
     assert "the 40 px images are resized to its input, 32 px" in results["notes"][0]
+    # Degraded at the model's input size: resize the .bin's images first, then degrade.
+    from catface_keras.degrade import DegradationConfig
+    from catface_keras.evaluation.protocol_data import resize_images
+    from catface_keras.evaluation.protocols import degraded_copies
+
+    resized = resize_images(images, 32)
+    lq = degraded_copies(resized, 1, DegradationConfig())
+    assert lq.shape == (24, 32, 32, 3) and not np.array_equal(lq, resized)
     assert run_evaluate(["--model", tiny_model_path, "--data", data, "--out", tmp_path / "t",
                          "--protocol", "templates"]) == 2
 
@@ -161,3 +185,82 @@ def test_argument_errors_come_back_without_loading_tensorflow(tmp_path):
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert completed.returncode == 2, completed.stderr
     assert "pass --overwrite" in completed.stderr
+
+
+def test_models_with_one_file_name_get_labels_from_their_paths():
+    from catface_keras.evaluation.run import model_labels
+
+    assert model_labels(["runs/a/stage1.keras", "runs/b/stage1.keras"]) == ["a/stage1", "b/stage1"]
+    labels = model_labels(["x/run/m.keras", "y/run/m.keras", "c.keras"])
+    assert labels == ["x/run/m", "y/run/m", "c"]
+    assert model_labels(["m.keras", "other.keras"]) == ["m", "other"]
+    assert model_labels(["m.keras", "m.keras"]) == ["m", "m (2)"]
+
+
+def test_evaluate_pairs_file_folds_and_exact_thresholds(tiny_model_path, tmp_path):
+    import cv2
+
+    rng = np.random.default_rng(2)
+    root = tmp_path / "lfw"
+    for name in ("Ann", "Bo", "Cy"):
+        (root / name).mkdir(parents=True)
+        for number in (1, 2):
+            image = rng.integers(0, 256, size=(40, 40, 3), dtype=np.uint8)
+            cv2.imwrite(str(root / name / f"{name}_{number:04d}.jpg"), image)
+    (root / "Cy" / "Cy_0002.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    lines = ["Ann 1 2", "Ann 1 Bo 1", "Bo 1 2", "Bo 2 Ann 2", "Cy 1 2", "Cy 1 Ann 1"]
+    (root / "pairs.txt").write_text("3\t1\n" + "\n".join(lines) + "\n")
+    out = tmp_path / "eval"
+    argv = ["--model", tiny_model_path, "--data", root, "--pairs-file", root / "pairs.txt",
+            "--out", out, "--threshold-search", "exact", "--conditions", "clean"]
+    assert run_evaluate(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["protocols"] == ["verification"]
+    assert results["data"]["skipped_images"] == 1 and results["data"]["skipped_pairs"] == 1
+    clean = results["results"]["m"]["verification"]["clean"]
+    assert clean["num_pairs"] == 5 and clean["threshold_search"] == "exact"
+    # The header's three folds (pairs 0-1, 2-3, 4-5 less the skipped one), not 10 folds.
+    assert len(clean["fold_accuracies"]) == 3
+    assert run_evaluate(["--model", tiny_model_path, "--data", "synthetic", "--out",
+                         tmp_path / "o", "--pairs-file", root / "pairs.txt"]) == 2
+
+
+def test_train_and_evaluate_report_the_same_verification_numbers(tmp_path):
+    """`catface train`'s held-out metrics = `catface evaluate` on those faces, same config."""
+    import cv2
+    import yaml
+
+    from catface_keras.cli.main import main
+    from catface_keras.data.synthetic import make_synthetic_faces
+
+    def write_folder(root, first_identity, people, per_person):
+        faces = make_synthetic_faces(range(first_identity, first_identity + people), per_person,
+                                     32, seed=0, relabel=False)
+        for index, (image, identity) in enumerate(zip(faces.images, faces.identities)):
+            path = root / f"p{identity}" / f"{index}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+
+    write_folder(tmp_path / "train", 0, 4, 4)
+    write_folder(tmp_path / "heldout", 100, 10, 5)  # 100 genuine pairs, as the config asks
+    config = {
+        "data": {"source": "image_folder", "path": str(tmp_path / "train"), "image_size": 32,
+                 "heldout_path": str(tmp_path / "heldout")},
+        "model": {"backbone": "ir_tiny", "embedding_dim": 16},
+        "train": {"epochs": 1, "batch_size": 8, "distribution": "none"},
+        "evaluation": {"num_pairs": 100, "batch_size": 16, "seed": 5},
+    }
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(tmp_path / "tiny.yaml"), "--out", str(run)]) == 0
+    trained = json.loads((run / "metrics.json").read_text())["stage1"]["verification"]
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--model", str(run / "stage1.keras"), "--data",
+                 str(tmp_path / "heldout"), "--config", str(run / "config.yaml"),
+                 "--protocol", "verification", "--out", str(out)]) == 0
+    evaluated = json.loads((out / "results.json").read_text())["results"]["stage1"]["verification"]
+    assert set(trained) == set(evaluated) == {"clean", "degraded", "mixed"}
+    for condition in trained:
+        for key in ("accuracy", "accuracy_std", "auc", "eer", "tar_at_far_1e-1",
+                    "fold_thresholds", "num_genuine"):
+            assert trained[condition][key] == evaluated[condition][key], (condition, key)

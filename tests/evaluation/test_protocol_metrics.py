@@ -12,48 +12,6 @@ from catface_keras.evaluation.templates import (
     template_pairs,
     template_verification,
 )
-from catface_keras.evaluation.verification import kfold_accuracy, verification_summary
-
-
-def test_kfold_accuracy_hand_case():
-    # 12 pairs in 10 contiguous folds: {0, 1}, {2, 3}, {4}, {5}, ..., {11}.
-    # Genuine pairs score 0.9 and impostors 0.2, except pair 1 (genuine, 0.1)
-    # and pair 11 (impostor, 0.95). Whatever fold is held out, the other nine
-    # are best cut between 0.2 and 0.9 (threshold 0.55), so fold 0 gets pair 1
-    # wrong (1/2 right) and fold 9 gets its only pair wrong (0/1).
-    same = np.array([1, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 0], bool)
-    scores = np.where(same, 0.9, 0.2)
-    scores[1], scores[11] = 0.1, 0.95
-    result = kfold_accuracy(scores, same, num_folds=10)
-    expected = [0.5, 1, 1, 1, 1, 1, 1, 1, 1, 0.0]
-    np.testing.assert_allclose(result["fold_accuracies"], expected)
-    np.testing.assert_allclose(result["fold_thresholds"], 0.55)
-    assert result["accuracy_mean"] == pytest.approx(0.85)
-    expected_std = np.sqrt(np.mean((np.array(expected) - 0.85) ** 2))
-    assert result["accuracy_std"] == pytest.approx(expected_std)
-
-
-def test_kfold_threshold_comes_from_the_other_folds():
-    # Four folds of one pair. Held out fold 3 (a genuine 0.3), the others put
-    # the cut between 0.2 and 0.8, which rejects it; best-on-all would not.
-    scores = np.array([0.8, 0.2, 0.1, 0.3])
-    same = np.array([True, False, False, True])
-    result = kfold_accuracy(scores, same, num_folds=4)
-    assert result["fold_accuracies"][3] == 0.0
-    assert result["fold_thresholds"][3] == pytest.approx(0.5)
-    with pytest.raises(ValueError, match="num_folds"):
-        kfold_accuracy(scores, same, num_folds=5)
-
-
-def test_verification_summary_keys():
-    rng = np.random.default_rng(0)
-    same = rng.random(400) < 0.5
-    summary = verification_summary(rng.normal(same, 0.3), same)
-    keys = ("accuracy_mean", "accuracy_std", "auc", "eer", "tar_at_far_1e-1", "tar_at_far_1e-6")
-    for key in keys:
-        assert key in summary
-    assert summary["tar_at_far_1e-6"] is None and summary["tar_at_far_1e-1"] > 0.5
-    assert summary["num_pairs"] == 400 and "1e-6, 1e-5, 1e-4, 1e-3 not" in summary["notes"][0]
 
 
 def test_template_feature_is_the_normalised_mean_of_normalised_features():
@@ -115,3 +73,17 @@ def test_match_ranks_ties_count_against_the_probe_and_mates_are_required():
     assert ranks.tolist() == [2]
     with pytest.raises(ValueError, match="must be in the gallery"):
         match_ranks(np.array([[1.0, 0.0]]), [3], gallery, np.array([0, 1]))
+
+
+def test_template_verification_mixed_takes_second_templates_from_other_features():
+    embeddings = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    template_ids = np.array([0, 1, 2, 3])
+    first, second, same = np.array([0, 0]), np.array([1, 2]), np.array([True, False])
+    # The second side's features turned by 90 degrees: the genuine pair scores 0,
+    # the impostor pair 1 (first template (1, 0) against the turned (1, 0)).
+    turned = embeddings[:, ::-1]
+    _, scores = template_verification(embeddings, template_ids, first, second, same,
+                                      fars=(0.5,), second_embeddings=turned)
+    np.testing.assert_allclose(scores, [0.0, 1.0], atol=1e-12)
+    _, scores = template_verification(embeddings, template_ids, first, second, same, fars=(0.5,))
+    np.testing.assert_allclose(scores, [1.0, 0.0], atol=1e-12)

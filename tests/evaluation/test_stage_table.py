@@ -2,22 +2,30 @@ from catface_keras.evaluation.report import format_stage_table
 
 
 def _stage(accuracy):
-    pair = {"accuracy": accuracy, "tar_at_far_1e-2": accuracy / 2}
+    def pair(shift):
+        return {"accuracy": accuracy - shift, "tar_at_far_1e-2": (accuracy - shift) / 2}
+
     return {
-        "verification": {"hq_hq": pair, "lq_lq": pair, "hq_lq": pair},
-        "attributes": {"Male": 0.9},
-        "attributes_lq": {"Male": 0.8},
+        "verification": {"clean": pair(0.0), "degraded": pair(0.25), "mixed": pair(0.125)},
+        "attributes": {"clean": {"accuracy": {"Male": 0.9, "Bald": None}},
+                       "degraded": {"accuracy": {"Male": 0.8, "Bald": None}}},
     }
 
 
-def test_stages_side_by_side():
+def _row(table, start):
+    return next(line for line in table.splitlines() if line.startswith(start)).split()[1:]
+
+
+def test_stages_side_by_side_in_the_condition_vocabulary():
     table = format_stage_table({"stage2": _stage(0.75), "stage1": _stage(0.5)})
-    header = next(line for line in table.splitlines() if line.startswith("pairs"))
-    assert header.index("stage1 acc") < header.index("stage2 acc")
-    lq_row = next(line for line in table.splitlines() if line.startswith("LQ-LQ"))
-    assert lq_row.split()[1:] == ["0.500", "0.250", "0.750", "0.375"]
-    male = next(line for line in table.splitlines() if line.startswith("Male"))
-    assert male.split()[1:] == ["0.900", "0.800", "0.900", "0.800"]
+    header = next(line for line in table.splitlines() if line.startswith("condition"))
+    assert header.index("stage1 acc") < header.index("stage2 acc") and "TAR@1e-2" in header
+    assert _row(table, "clean") == ["0.500", "0.250", "0.750", "0.375"]
+    assert _row(table, "degraded ") == ["0.250", "0.125", "0.500", "0.250"]
+    assert _row(table, "mixed") == ["0.375", "0.188", "0.625", "0.312"]
+    assert _row(table, "Male") == ["0.900", "0.800", "0.900", "0.800"]
+    assert _row(table, "Bald") == ["n/a"] * 4
+    assert "stage1 clean" in table and "stage2 degraded" in table
 
 
 def test_skipped_stage_prints_its_reason():

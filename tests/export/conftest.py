@@ -8,7 +8,7 @@ import keras
 import pytest
 import tensorflow as tf
 
-from catface_keras.cli.export import load_model
+from catface_keras.models.loading import load_model
 from catface_keras.cli.main import main
 from catface_keras.models.multibranch import MultiBranchModel
 

@@ -1,0 +1,123 @@
+"""Verification pair lists: LFW's `pairs.txt` and plain `path1 path2 label [fold]` lists.
+
+LFW `pairs.txt` (and the same layout for other sets):
+
+    10	300                    header: folds, then pairs of each kind per fold
+    Abel_Pacheco	1	4        same person: name, image numbers
+    Abdel_Madi_Shabneh	1	Dean_Barker	1    different people
+
+Image `n` of `name` is `<root>/name/name_000n.jpg` (any image suffix is
+accepted when the `.jpg` is absent). With a two-number header `F N` the file
+must hold `F * 2N` pairs, and fold `k` is pairs `[2Nk, 2N(k+1))`, LFW's ten
+sets; a one-number header is skipped. A plain list has one pair per line,
+`path1 path2 label` with label 1 (same) or 0 (different) and paths relative to
+the root, optionally a fourth column with the pair's fold (an int). Blank lines
+and lines starting with `#` are skipped; columns are split on whitespace.
+"""
+
+import dataclasses
+import pathlib
+
+import numpy as np
+
+from catface_keras.choices import IMAGE_SUFFIXES
+
+
+@dataclasses.dataclass(frozen=True)
+class PairsFile:
+    """Pairs read from a list: `first`, `second` `(P,)` paths, `same` `(P,)` bools, and
+    `folds` `(P,)` ints (None: contiguous folds)."""
+
+    first: tuple
+    second: tuple
+    same: np.ndarray
+    folds: np.ndarray = None
+
+
+def _is_int(text):
+    return text.lstrip("-").isdigit()
+
+
+def _lfw_image(root, name, number, where):
+    stem = f"{name}_{int(number):04d}"
+    path = root / name / f"{stem}.jpg"
+    if path.is_file():
+        return path
+    for suffix in IMAGE_SUFFIXES:
+        other = root / name / f"{stem}{suffix}"
+        if other.is_file():
+            return other
+    raise ValueError(f"{where}: no image {root / name / stem}.jpg (or another image suffix)")
+
+
+def _plain_image(root, text, where):
+    path = root / text
+    if not path.is_file():
+        raise ValueError(f"{where}: {path} is not a file (paths are relative to {root})")
+    return path
+
+
+def read_pairs_file(path, root):
+    """Reads an LFW `pairs.txt` or a plain pair list (see the module docstring).
+
+    Args:
+        path: the list file.
+        root: the folder its image names are relative to.
+
+    Returns:
+        A `PairsFile` of absolute image paths.
+
+    Raises:
+        ValueError: a line of another form, a label other than 0 or 1, a
+            missing image, a header that does not match the pair count
+            (the file and line are named).
+    """
+    path, root = pathlib.Path(path), pathlib.Path(root)
+    if not path.is_file():
+        raise ValueError(f"--pairs-file {path} is not a file")
+    first, second, same, folds, header = [], [], [], [], None
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = line.split()
+        where = f"{path}, line {number}"
+        if not fields or fields[0].startswith("#"):
+            continue
+        if not first and header is None and all(_is_int(field) for field in fields):
+            if len(fields) > 2:
+                raise ValueError(f"{where}: a header holds one or two numbers. Received: {line!r}")
+            header = [int(field) for field in fields]
+            continue
+        if len(fields) == 3 and _is_int(fields[1]) and _is_int(fields[2]):
+            pair = (_lfw_image(root, fields[0], fields[1], where),
+                    _lfw_image(root, fields[0], fields[2], where), True, None)
+        elif len(fields) == 4 and _is_int(fields[1]) and _is_int(fields[3]):
+            pair = (_lfw_image(root, fields[0], fields[1], where),
+                    _lfw_image(root, fields[2], fields[3], where), False, None)
+        elif len(fields) in (3, 4):
+            if fields[2] not in ("0", "1") or (len(fields) == 4 and not _is_int(fields[3])):
+                raise ValueError(f"{where}: expected 'path1 path2 label [fold]' with label 0 or "
+                                 f"1 and an int fold. Received: {line!r}")
+            fold = int(fields[3]) if len(fields) == 4 else None
+            pair = (_plain_image(root, fields[0], where), _plain_image(root, fields[1], where),
+                    fields[2] == "1", fold)
+        else:
+            raise ValueError(f"{where}: expected 'name n1 n2', 'name1 n1 name2 n2' or "
+                             f"'path1 path2 label [fold]'. Received: {line!r}")
+        first.append(str(pair[0]))
+        second.append(str(pair[1]))
+        same.append(pair[2])
+        folds.append(pair[3])
+    if not first:
+        raise ValueError(f"--pairs-file {path} holds no pairs")
+    given = [fold is not None for fold in folds]
+    if any(given) and not all(given):
+        raise ValueError(f"{path}: give a fold on every line or on none "
+                         f"({sum(given)} of {len(given)} lines have one)")
+    folds = np.array(folds, np.int64) if all(given) else None
+    if header is not None and len(header) == 2:
+        num_folds, per_fold = header
+        if num_folds * 2 * per_fold != len(first):
+            raise ValueError(f"{path}: the header says {num_folds} folds of {per_fold} same and "
+                             f"{per_fold} different pairs, the file holds {len(first)} pairs")
+        if folds is None:
+            folds = np.repeat(np.arange(num_folds), 2 * per_fold)
+    return PairsFile(tuple(first), tuple(second), np.array(same, bool), folds)
