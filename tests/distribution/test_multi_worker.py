@@ -139,3 +139,18 @@ def test_without_a_cluster_this_process_is_the_chief(tmp_path):
     with worker_output_dir(tmp_path) as directory:
         assert directory == tmp_path
     assert tmp_path.exists()
+
+
+def test_cli_refuses_bad_worker_flags(tmp_path, capsys):
+    from catface_keras.cli.main import main
+
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(CONFIG))
+    train = ["train", "--config", str(config_path), "--out", str(tmp_path / "out")]
+    assert main([*train, "--workers", "127.0.0.1:1"]) == 2
+    assert "--workers and --task-index go together" in capsys.readouterr().err
+    assert main([*train, "--workers", "127.0.0.1:1,127.0.0.1:x", "--task-index", "0"]) == 2
+    assert "'127.0.0.1:x'" in capsys.readouterr().err
+    assert main([*train, "--workers", "127.0.0.1:1", "--task-index", "1"]) == 2
+    assert "task_index=1" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
