@@ -19,9 +19,8 @@ import math
 
 import keras
 import tensorflow as tf
-from keras import ops
 
-from catface_keras.layers.adaface import NORM_CLIP_MAX, NORM_CLIP_MIN, AdaFace, adaface_logits
+from catface_keras.layers.adaface import AdaFace, adaface_logits
 
 # Logit of a padding column (a shard with fewer classes than its width).
 PADDING_LOGIT = -1e9
@@ -178,23 +177,8 @@ class PartialFC(AdaFace):
                 aggregation="mean",
             ))
 
-    def cosine(self, embeddings, columns=None):
-        """Clamped cosines `(batch, len(columns))` with the shard's centres."""
-        kernel = self.kernel if columns is None else tf.gather(self.kernel, columns, axis=1)
-        embeddings = ops.cast(embeddings, "float32")
-        normalized = embeddings / ops.maximum(ops.norm(embeddings, axis=-1, keepdims=True), 1e-12)
-        centres = kernel / ops.maximum(ops.norm(kernel, axis=0, keepdims=True), 1e-12)
-        return ops.clip(ops.matmul(normalized, centres), -1.0 + self.eps, 1.0 - self.eps)
-
     def call(self, embeddings, labels, training=False):
-        embeddings = ops.cast(embeddings, "float32")
-        norms = ops.stop_gradient(
-            ops.clip(ops.norm(embeddings, axis=-1), NORM_CLIP_MIN, NORM_CLIP_MAX)
-        )
-        if training:
-            norm_mean, norm_std = self._update_statistics(norms)
-        else:
-            norm_mean, norm_std = self.norm_mean, self.norm_std
+        norms, norm_mean, norm_std = self.norms_and_statistics(embeddings, training)
         batch = embeddings.shape[0] or self.shard_size
         num_sample = self.shard_size
         if training:
@@ -207,8 +191,8 @@ class PartialFC(AdaFace):
             self.cosine(embeddings, columns),
             norms,
             local_labels,
-            ops.convert_to_tensor(norm_mean),
-            ops.convert_to_tensor(norm_std),
+            norm_mean,
+            norm_std,
             margin=self.margin,
             h=self.h,
             scale=self.scale,
