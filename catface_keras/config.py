@@ -126,7 +126,9 @@ class TrainConfig:
     seed: int = 0
     # "auto" uses MirroredStrategy when more than one GPU is visible.
     distribution: str = "auto"
-    mixed_precision: Optional[str] = None
+    # "auto": mixed_float16 on GPU, mixed_bfloat16 on CPUs with native bf16,
+    # float32 otherwise; or a Keras policy name (null: the global policy).
+    mixed_precision: Optional[str] = "auto"
 
 
 @dataclasses.dataclass(frozen=True)

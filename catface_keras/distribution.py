@@ -3,9 +3,18 @@
 Keras sums gradients over replicas, so a loss computed by hand inside
 `train_step` must be divided by the replica count (Keras's own `compute_loss`
 does the same). Statistics that must be identical on every replica are
-summed over replicas before use.
+summed over replicas before use. The multi-worker helpers build `TF_CONFIG`
+and decide which process writes the run's files.
 """
 
+import contextlib
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+
+import keras
 import tensorflow as tf
 
 
@@ -30,3 +39,105 @@ def cross_replica_sum(value):
     if context is None or context.num_replicas_in_sync == 1:
         return value
     return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+@keras.saving.register_keras_serializable(package="catface")
+class CrossReplicaClipSGD(keras.optimizers.SGD):
+    """`keras.optimizers.SGD` whose `global_clipnorm` clips the summed gradient.
+
+    Keras clips each replica's gradient before summing them over replicas,
+    so clipped data-parallel training drifts from one device; this one
+    measures the norm of the all-reduced gradient (one extra all-reduce,
+    only while clipping with more than one replica) and scales every
+    replica's part by the same factor. Same arguments as `SGD`.
+    """
+
+    def _clip_gradients(self, grads):
+        context = tf.distribute.get_replica_context()
+        if not self.global_clipnorm or context is None or context.num_replicas_in_sync == 1:
+            return super()._clip_gradients(grads)
+        present = [g for g in grads if g is not None]
+        norm = tf.linalg.global_norm(context.all_reduce(tf.distribute.ReduceOp.SUM, present))
+        clip = tf.cast(self.global_clipnorm, norm.dtype)
+        scale = clip / tf.maximum(norm, clip)
+        return [None if g is None else g * tf.cast(scale, g.dtype) for g in grads]
+
+
+# === Multi-worker training ===
+
+
+def parse_workers(workers):
+    """`"host:port,host:port"` -> `["host:port", ...]`, checked.
+
+    Raises:
+        ValueError: an entry is not `host:port` with a port in [1, 65535],
+            or an address is listed twice.
+    """
+    addresses = [entry.strip() for entry in str(workers).split(",") if entry.strip()]
+    if not addresses:
+        raise ValueError(f"`--workers` must list host:port addresses. Received: workers={workers!r}")
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(
+                "`--workers` entries must be host:port with a port in [1, 65535]. "
+                f"Received: {address!r} in workers={workers!r}"
+            )
+    if len(set(addresses)) != len(addresses):
+        raise ValueError(f"`--workers` lists an address twice. Received: workers={workers!r}")
+    return addresses
+
+
+def tf_config(workers, task_index):
+    """The `TF_CONFIG` dict of worker `task_index` in a cluster of `workers`.
+
+    Every process gets the same worker list and its own index; worker 0 is
+    the chief (it writes the run's files).
+    """
+    addresses = parse_workers(workers) if isinstance(workers, str) else list(workers)
+    if not isinstance(task_index, int) or not 0 <= task_index < len(addresses):
+        raise ValueError(
+            f"`--task-index` must be in [0, {len(addresses) - 1}] for {len(addresses)} "
+            f"workers. Received: task_index={task_index!r}"
+        )
+    return {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": task_index}}
+
+
+def set_tf_config(workers, task_index):
+    """Writes `TF_CONFIG` for this process (before the strategy is created)."""
+    os.environ["TF_CONFIG"] = json.dumps(tf_config(workers, task_index))
+
+
+def is_chief(strategy=None):
+    """Whether this process writes checkpoints, metrics, models and exports.
+
+    True without a multi-worker cluster; in one, true for the `chief` task or,
+    when the cluster has none, for worker 0 (TensorFlow's convention).
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type in (None, "chief"):
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "worker" and task_id == 0 and not has_chief
+
+
+@contextlib.contextmanager
+def worker_output_dir(out_dir, strategy=None):
+    """The directory this process writes into: `out_dir` on the chief.
+
+    Every worker runs the same callbacks (they may hold collective ops), so
+    non-chief workers write to a scratch directory beside nothing the user
+    owns, deleted when the block ends, as TensorFlow's multi-worker guide does.
+    """
+    if is_chief(strategy):
+        yield pathlib.Path(out_dir)
+        return
+    scratch = tempfile.mkdtemp(prefix="catface_worker_")
+    try:
+        yield pathlib.Path(scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

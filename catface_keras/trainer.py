@@ -53,6 +53,7 @@ from catface_keras.choices import EVALUATION_CONDITIONS as CONDITIONS
 from catface_keras.config import config_to_dict
 from catface_keras.data.sources import UnusableDataError, load_training_data
 from catface_keras.degrade import degrade
+from catface_keras.distribution import CrossReplicaClipSGD, worker_output_dir
 from catface_keras.evaluation.protocol_data import face_arrays_data
 from catface_keras.evaluation.protocols import evaluate
 from catface_keras.models.fusion import DEFAULT_FUSION_OPTIONS, FusionModel
@@ -196,6 +197,11 @@ def read_backup_metadata(backup_dir):
     return metadata
 
 
+# A worker whose peers died fails after this long instead of waiting forever.
+COLLECTIVE_TIMEOUT_S = 600
+_MULTI_WORKER_STRATEGY = None
+
+
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite."""
 
@@ -221,14 +227,26 @@ class DatasetError(ValueError):
 
 
 def make_strategy(distribution):
-    """The `tf.distribute` strategy named by `train.distribution`."""
+    """The `tf.distribute` strategy named by `train.distribution`.
+
+    `multi_worker` reads the cluster from `TF_CONFIG` (`catface train
+    --workers ... --task-index I` writes it) and must be created before
+    TensorFlow runs anything else in the process.
+    """
     if distribution == "none":
         return tf.distribute.get_strategy()
     if distribution == "mirrored":
         return tf.distribute.MirroredStrategy()
     if distribution == "multi_worker":
-        # Reads the cluster from the TF_CONFIG environment variable.
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        # One per process (stage 1 then stage 2 share it): TensorFlow sets up
+        # the cluster's collectives once, from the TF_CONFIG environment variable.
+        if _MULTI_WORKER_STRATEGY is None:
+            globals()["_MULTI_WORKER_STRATEGY"] = tf.distribute.MultiWorkerMirroredStrategy(
+                communication_options=tf.distribute.experimental.CommunicationOptions(
+                    timeout_seconds=COLLECTIVE_TIMEOUT_S
+                )
+            )
+        return _MULTI_WORKER_STRATEGY
     if distribution == "auto":
         gpus = tf.config.list_logical_devices("GPU")
         return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
@@ -236,6 +254,30 @@ def make_strategy(distribution):
         "`distribution` must be one of 'auto', 'none', 'mirrored', 'multi_worker'. "
         f"Received: distribution={distribution!r}"
     )
+
+
+def build_for_strategy(model, strategy):
+    """Builds the optimizer's variables now, in `strategy`'s scope.
+
+    Works around two places where Keras 3.15's `fit` fails under
+    `MultiWorkerMirroredStrategy`: it builds a model made under a strategy
+    by averaging one input batch over workers (impossible for a dict of
+    inputs; the stage models are built when constructed, so only the
+    optimizer is left, built here instead), and it averages the step's
+    logs over workers along axis 0 (scalars have none: they travel as
+    `(1,)` tensors and come back scalars).
+    """
+    model.optimizer.build(model.trainable_variables)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    for name in ("train_step", "test_step"):
+        step = getattr(model, name)
+
+        def step_with_vector_logs(data, step=step):
+            return {key: tf.reshape(value, [-1]) for key, value in step(data).items()}
+
+        setattr(model, name, step_with_vector_logs)
 
 
 def make_optimizer(config, steps_per_epoch):
@@ -252,7 +294,7 @@ def make_optimizer(config, steps_per_epoch):
             boundaries,
             [config.learning_rate * config.lr_decay_factor**i for i in range(len(boundaries) + 1)],
         )
-    return keras.optimizers.SGD(
+    return CrossReplicaClipSGD(
         learning_rate=learning_rate,
         momentum=config.momentum,
         weight_decay=config.weight_decay or None,
@@ -496,10 +538,48 @@ def run_directory(config, out_dir, overwrite, layout):
         ) from error
 
 
+# CPU flags (Linux /proc/cpuinfo) of native bfloat16 arithmetic.
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The CPU feature flags the kernel reports (empty where it does not)."""
+    try:
+        with open(cpuinfo, encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return set()
+
+
+def choose_dtype_policy(name="auto", gpus=None, flags=None):
+    """The Keras dtype policy for `train.mixed_precision`.
+
+    `auto`: `mixed_float16` (with loss scaling, which `compile` adds) on a
+    GPU; `mixed_bfloat16` on a CPU with native bf16 arithmetic (AVX-512-BF16
+    or AMX), where it is faster; `float32` on other CPUs, where emulated bf16
+    is several times slower. Any other name is returned as given (None: leave
+    the global policy alone).
+    """
+    if name != "auto":
+        return name
+    if gpus is None:
+        gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        return "mixed_float16"
+    if flags is None:
+        flags = cpu_flags()
+    return "mixed_bfloat16" if any(flag in flags for flag in NATIVE_BF16_FLAGS) else "float32"
+
+
 @contextlib.contextmanager
 def dtype_policy(name):
-    """Sets the global Keras dtype policy for the block (None: unchanged)."""
+    """Sets the global Keras dtype policy for the block (None: unchanged; "auto":
+    `choose_dtype_policy`)."""
     previous = keras.config.dtype_policy()
+    name = choose_dtype_policy(name)
     if name:
         keras.config.set_dtype_policy(name)
     try:
@@ -610,9 +690,56 @@ def run_stage1(config, out_dir, overwrite=False, verbose="auto", callbacks=()):
     Returns:
         `(model, metrics)`: the trained `MultiBranchModel` and the nested
         dict written to `metrics.json` (`{"stage1": {...}}`).
+
+    Under `train.distribution: multi_worker` every worker calls this with
+    the same arguments; only the chief writes into `out_dir`.
     """
-    with run_directory(config, out_dir, overwrite, STAGE1) as work:
+    with worker_run_directory(config, out_dir, overwrite, STAGE1) as work:
         return train_stage1(config, work, verbose, callbacks)
+
+
+@contextlib.contextmanager
+def worker_run_directory(config, out_dir, overwrite, layout):
+    """`run_directory` on the chief; on other multi-worker workers a scratch directory.
+
+    Creates the strategy first: a multi-worker one must exist before
+    TensorFlow runs anything. A non-chief worker refuses what the chief
+    refuses (so that it does not wait for a chief that stopped), and starts
+    from the chief's backup and stage-1 model, which assumes a filesystem
+    that all workers share; its scratch directory is deleted at the end.
+    """
+    strategy = make_strategy(config.train.distribution)
+    out_dir = pathlib.Path(out_dir)
+    with worker_output_dir(out_dir, strategy) as write_dir:
+        if write_dir == out_dir:
+            with run_directory(config, out_dir, overwrite, layout) as work:
+                yield work
+            return
+        if not overwrite:
+            check_output_directory(out_dir, False, layout)
+        for source in (scratch_directory(out_dir), out_dir):
+            if any((source / stage.backup_dir).is_dir() for stage in (STAGE1, STAGE2)):
+                for stage in (STAGE1, STAGE2):
+                    if (source / stage.backup_dir).is_dir():
+                        shutil.copytree(source / stage.backup_dir, write_dir / stage.backup_dir)
+                break
+        if layout == STAGE2 and (out_dir / STAGE1.model_file).is_file():
+            shutil.copy2(out_dir / STAGE1.model_file, write_dir / STAGE1.model_file)
+        yield write_dir
+
+
+def _local_copy(model):
+    """`model` itself, or under multi-worker training a copy outside the strategy.
+
+    `predict` under `MultiWorkerMirroredStrategy` shards its input over the
+    workers and returns only this worker's part, so held-out evaluation runs
+    on a copy that sees all the faces.
+    """
+    if not isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return model
+    copy = type(model).from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def run_stages(config, out_dir, stages=(1, 2), init=None, overwrite=False, verbose="auto",
@@ -623,7 +750,9 @@ def run_stages(config, out_dir, stages=(1, 2), init=None, overwrite=False, verbo
     finished (see `run_directory`). Returns the last stage's `(model, metrics)`.
     """
     stages = tuple(stages)
-    with run_directory(config, out_dir, overwrite, STAGE1 if 1 in stages else STAGE2) as work:
+    with worker_run_directory(
+        config, out_dir, overwrite, STAGE1 if 1 in stages else STAGE2
+    ) as work:
         if 1 in stages:
             result = train_stage1(config, work, verbose, callbacks)
         if 2 in stages:
@@ -645,6 +774,7 @@ def train_stage1(config, out_dir, verbose="auto", callbacks=()):
         optimizer = make_optimizer(config.optimizer, steps_per_epoch)
         exclude_batch_norm_from_weight_decay(optimizer, model)
         model.compile(optimizer=optimizer)
+        build_for_strategy(model, strategy)
     fit_stage(
         model, dataset, config.train.epochs, start_epoch, steps_per_epoch, out_dir, STAGE1,
         verbose,
@@ -652,7 +782,9 @@ def train_stage1(config, out_dir, verbose="auto", callbacks=()):
     )
     save_atomically(model, out_dir / STAGE1.model_file)
     metrics = {
-        "stage1": _evaluate_heldout(model, test_faces, config.evaluation, config.degrade)
+        "stage1": _evaluate_heldout(
+            _local_copy(model), test_faces, config.evaluation, config.degrade
+        )
     }
     write_json_atomically(metrics, out_dir / METRICS_FILE)
     shutil.rmtree(out_dir / STAGE1.backup_dir, ignore_errors=True)
@@ -723,7 +855,7 @@ def run_stage2(config, out_dir, init=None, overwrite=False, verbose="auto", call
         `metrics.json`, `{"stage1": {...}, "stage2": {...}}`, both stages
         evaluated on the same held-out pairs.
     """
-    with run_directory(config, out_dir, overwrite, STAGE2) as work:
+    with worker_run_directory(config, out_dir, overwrite, STAGE2) as work:
         return train_stage2(config, work, init, verbose, callbacks)
 
 
@@ -752,8 +884,9 @@ def train_stage2(config, out_dir, init=None, verbose="auto", callbacks=()):
         optimizer = make_optimizer(optimizer_config, steps_per_epoch)
         exclude_batch_norm_from_weight_decay(optimizer, model)
         model.compile(optimizer=optimizer)
+        build_for_strategy(model, strategy)
     # Before training: with stage2.train_stage1 the stage-1 weights change.
-    stage1_metrics = _stage1_metrics(out_dir, init, stage1, test_faces, config)
+    stage1_metrics = _stage1_metrics(out_dir, init, _local_copy(stage1), test_faces, config)
     fit_stage(
         model, dataset, stage2.epochs, start_epoch, steps_per_epoch, out_dir, STAGE2, verbose,
         [*train_faces.callbacks, *callbacks],
@@ -761,7 +894,9 @@ def train_stage2(config, out_dir, init=None, verbose="auto", callbacks=()):
     save_atomically(model, out_dir / STAGE2.model_file)
     metrics = {
         "stage1": stage1_metrics,
-        "stage2": _evaluate_heldout(model, test_faces, config.evaluation, config.degrade),
+        "stage2": _evaluate_heldout(
+            _local_copy(model), test_faces, config.evaluation, config.degrade
+        ),
     }
     write_json_atomically(metrics, out_dir / METRICS_FILE)
     shutil.rmtree(out_dir / STAGE2.backup_dir, ignore_errors=True)

@@ -25,6 +25,7 @@ import tempfile
 
 import cv2
 
+from catface_keras.atomic_files import swap_into_place
 from catface_keras.alignment.photos import align_photo, read_photo
 from catface_keras.alignment.similarity import ALIGNED_SIZE
 from catface_keras.data.decoding import ImageDecodeError
@@ -148,7 +149,7 @@ def align_folder(source, destination, detector, all_faces=False, overwrite=False
         report["not_in_a_person_folder"] = loose
         report_path = built / REPORT_FILE
         _write_file(report_path, (json.dumps(report, indent=2) + "\n").encode("utf-8"))
-        _move_into_place(built, destination, scratch)
+        swap_into_place(built, destination)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     counts = report["counts"]
@@ -215,17 +216,3 @@ def _align_into(source, built, photos, detector, all_faces, size):
         "undecodable": undecodable,
         "faces": faces,
     }
-
-
-def _move_into_place(built, destination, scratch):
-    """Renames `built` to `destination`; an existing one is moved aside, restored on failure."""
-    if not destination.exists():
-        os.replace(built, destination)
-        return
-    previous = scratch / "previous"
-    os.replace(destination, previous)
-    try:
-        os.replace(built, destination)
-    except OSError:
-        os.replace(previous, destination)
-        raise

@@ -10,10 +10,8 @@ and `landmarks` (N, 5, 2) (NaN without --align); `skipped_files` and
 `skipped_reasons` (M,) for images with no face or that do not decode.
 """
 
-import os
 import pathlib
 import sys
-import tempfile
 
 
 def register(subparsers):
@@ -62,18 +60,16 @@ def write_npz_atomically(path, arrays):
     """`np.savez` to a temporary file beside `path`, fsync, rename into place."""
     import numpy as np
 
+    from catface_keras.atomic_files import write_atomically
+
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
+
+    def write(temporary):
+        with open(temporary, "wb") as file:  # a file object: np.savez adds no suffix
             np.savez(file, **arrays)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        pathlib.Path(temporary).unlink(missing_ok=True)
-        raise
+
+    write_atomically(path, write)
 
 
 def run(args):

@@ -43,6 +43,13 @@ def register(subparsers):
     parser.add_argument("--epochs", type=int, default=None,
                         help="override the epochs of the stages that run")
     parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    parser.add_argument(
+        "--workers", default=None, metavar="HOST:PORT,...",
+        help="train on several machines: every worker's address, the same list on each; "
+        "sets train.distribution to multi_worker (worker 0 writes the run's files)",
+    )
+    parser.add_argument("--task-index", type=int, default=None,
+                        help="this machine's position in --workers (0 for the chief)")
     parser.set_defaults(run=run)
 
 
@@ -54,6 +61,9 @@ def run(args):
     if args.init_backbone is not None and 1 not in stages:
         print("catface train: error: --init-backbone only applies to stage 1", file=sys.stderr)
         return 2
+    if (args.workers is None) != (args.task_index is None):
+        print("catface train: error: --workers and --task-index go together", file=sys.stderr)
+        return 2
     try:
         config = load_config(args.config)
         if args.init_backbone is not None:
@@ -63,9 +73,14 @@ def run(args):
         if args.epochs is not None:
             config = config.replace("train", epochs=args.epochs)
             config = config.replace("stage2", epochs=args.epochs)
+        if args.workers is not None:
+            from catface_keras.distribution import set_tf_config
+
+            set_tf_config(args.workers, args.task_index)
+            config = config.replace("train", distribution="multi_worker")
         check_data_files(config)
         out = args.out or output_directory(str(pathlib.Path("runs", args.config.stem)))
-    except (ConfigError, argparse.ArgumentTypeError) as error:
+    except (ConfigError, ValueError, argparse.ArgumentTypeError) as error:
         print(f"catface train: error: {error}", file=sys.stderr)
         return 2
     if 1 in stages and config.model.init and not pathlib.Path(config.model.init).is_file():

@@ -15,12 +15,11 @@ sidecar JSON file next to the model, `stage2.keras` -> `stage2.calibration.json`
 
 import json
 import math
-import os
 import pathlib
-import tempfile
 
 import numpy as np
 
+from catface_keras.atomic_files import write_text_atomically
 from catface_keras.evaluation.roc import FAR_DECADES, roc_curve
 
 FORMAT = "catface-calibration"
@@ -116,16 +115,7 @@ def save_calibration(model_path, thresholds, source):
         "thresholds": entries,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(json.dumps(content, indent=2) + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        pathlib.Path(temporary).unlink(missing_ok=True)
-        raise
+    write_text_atomically(json.dumps(content, indent=2) + "\n", path)
     return path
 
 

@@ -21,7 +21,12 @@ import pathlib
 import re
 import shutil
 
-from catface_keras.atomic_files import fsync_directory, fsync_tree, require_directory_path
+from catface_keras.atomic_files import (
+    fsync_directory,
+    fsync_tree,
+    require_directory_path,
+    swap_into_place,
+)
 from catface_keras.export.serving import serving_archive
 from catface_keras.export.warmup import WARMUP_BATCH_SIZES, serving_apis, write_warmup_requests
 
@@ -142,17 +147,17 @@ def export_saved_model(
         archive.write_out(str(built), verbose=False)
         write_warmup_requests(built, base_dir.resolve().name, warmup_batch_sizes)
         fsync_tree(built)
-        _move_into_place(built, target, scratch, overwrite)
+        _move_into_place(built, target, overwrite)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     fsync_directory(base_dir)
     return target
 
 
-def _move_into_place(built, target, scratch, overwrite):
-    """Renames `built` to `target`; with `overwrite` an existing `target` is first moved aside
-    into `scratch` (and moved back if the rename fails). Without it an existing `target` is
-    never replaced (`os.rename` onto a non-empty directory fails)."""
+def _move_into_place(built, target, overwrite):
+    """Renames `built` to `target`; with `overwrite` an existing `target` is swapped out
+    (`swap_into_place`). Without it an existing `target` is never replaced (`os.rename`
+    onto a non-empty directory fails)."""
     if not target.exists():
         try:
             os.rename(built, target)
@@ -165,10 +170,4 @@ def _move_into_place(built, target, scratch, overwrite):
         return
     if not overwrite:
         raise FileExistsError(f"{target} appeared during the export; not replaced")
-    previous = scratch / "previous"
-    os.replace(target, previous)
-    try:
-        os.replace(built, target)
-    except OSError:
-        os.replace(previous, target)
-        raise
+    swap_into_place(built, target)

@@ -112,12 +112,32 @@ class AdaFace(keras.layers.Layer):
             aggregation="mean",
         )
 
-    def cosine(self, embeddings):
-        """`(batch, embedding_dim)` -> clamped cosines `(batch, num_classes)`."""
+    def cosine(self, embeddings, columns=None):
+        """`(batch, embedding_dim)` -> clamped cosines `(batch, num_classes)`.
+
+        `columns`: `(k,)` indices of the centres to score (default: all), giving
+        `(batch, k)`.
+        """
+        kernel = self.kernel if columns is None else ops.take(self.kernel, columns, axis=1)
         embeddings = ops.cast(embeddings, "float32")
         normalized = embeddings / ops.maximum(ops.norm(embeddings, axis=-1, keepdims=True), 1e-12)
-        centres = self.kernel / ops.maximum(ops.norm(self.kernel, axis=0, keepdims=True), 1e-12)
+        centres = kernel / ops.maximum(ops.norm(kernel, axis=0, keepdims=True), 1e-12)
         return ops.clip(ops.matmul(normalized, centres), -1.0 + self.eps, 1.0 - self.eps)
+
+    def norms_and_statistics(self, embeddings, training):
+        """Feature norms `(batch,)` (no gradient) and the norm mean and std to use.
+
+        In training the running statistics are updated with this batch first.
+        """
+        norms = ops.stop_gradient(
+            ops.clip(ops.norm(ops.cast(embeddings, "float32"), axis=-1), NORM_CLIP_MIN,
+                     NORM_CLIP_MAX)
+        )
+        if training:
+            norm_mean, norm_std = self._update_statistics(norms)
+        else:
+            norm_mean, norm_std = self.norm_mean, self.norm_std
+        return norms, ops.convert_to_tensor(norm_mean), ops.convert_to_tensor(norm_std)
 
     def _update_statistics(self, norms):
         """Updates the running mean/std with the batch's norms (all replicas)."""
@@ -133,20 +153,13 @@ class AdaFace(keras.layers.Layer):
         return new_mean, new_std
 
     def call(self, embeddings, labels, training=False):
-        embeddings = ops.cast(embeddings, "float32")
-        norms = ops.stop_gradient(
-            ops.clip(ops.norm(embeddings, axis=-1), NORM_CLIP_MIN, NORM_CLIP_MAX)
-        )
-        if training:
-            norm_mean, norm_std = self._update_statistics(norms)
-        else:
-            norm_mean, norm_std = self.norm_mean, self.norm_std
+        norms, norm_mean, norm_std = self.norms_and_statistics(embeddings, training)
         return adaface_logits(
             self.cosine(embeddings),
             norms,
             ops.cast(labels, "int32"),
-            ops.convert_to_tensor(norm_mean),
-            ops.convert_to_tensor(norm_std),
+            norm_mean,
+            norm_std,
             margin=self.margin,
             h=self.h,
             scale=self.scale,

@@ -6,7 +6,8 @@ from catface_keras.cli.main import main
 from catface_keras.config import config_from_dict
 from catface_keras.trainer import DatasetError, run_stage1
 
-from reliability.helpers import TINY, fake_finished_run, leftovers, snapshot
+from reliability.helpers import fake_finished_run, leftovers, snapshot
+from tiny_experiment import TINY
 
 
 def test_failing_overwrite_leaves_the_finished_run_untouched(tmp_path):

@@ -15,7 +15,8 @@ from catface_keras.atomic_files import check_keras_archive
 from catface_keras.config import config_from_dict
 from catface_keras.trainer import BackupError, EpochBackup, EpochCheckpoint, run_stage1
 
-from reliability.helpers import TINY, leftovers
+from reliability.helpers import leftovers
+from tiny_experiment import TINY
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[2]
 

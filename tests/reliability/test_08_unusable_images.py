@@ -6,7 +6,8 @@ from data.face_writers import face_image, write_image
 from catface_keras.config import config_from_dict
 from catface_keras.trainer import DatasetError, run_stage1
 
-from reliability.helpers import TINY, snapshot
+from reliability.helpers import snapshot
+from tiny_experiment import TINY
 
 
 def folder_config(root):

@@ -13,7 +13,8 @@ from catface_keras.data.insightface_bin import read_verification_bin
 from catface_keras.export import saved_model
 from catface_keras.trainer import OutputWriteError, run_stage1
 
-from reliability.helpers import TINY, fake_finished_run, leftovers, snapshot
+from reliability.helpers import fake_finished_run, leftovers, snapshot
+from tiny_experiment import TINY
 
 
 def disk_full(*args, **kwargs):

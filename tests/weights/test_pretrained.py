@@ -15,19 +15,9 @@ from catface_keras.weights.pretrained import (
     initialize_from_pretrained,
     load_pretrained_backbone,
 )
+from tiny_experiment import TINY as TINY_EXPERIMENT
 
-TINY = {
-    "data": {
-        "num_train_identities": 8,
-        "num_test_identities": 12,
-        "images_per_identity": 4,
-        "test_images_per_identity": 6,
-        "image_size": 32,
-    },
-    "model": {"backbone": "ir_tiny", "embedding_dim": 16, "dropout": 0.1},
-    "train": {"epochs": 1, "batch_size": 8, "distribution": "none"},
-    "evaluation": {"num_pairs": 150, "batch_size": 32},
-}
+TINY = {**TINY_EXPERIMENT, "train": {**TINY_EXPERIMENT["train"], "epochs": 1}}
 
 
 @pytest.fixture(scope="module")
