@@ -16,7 +16,17 @@ IMAGE_SIZE_MULTIPLE = 16
 BRANCH_STAGES = (0, 1, 2, 3)
 
 FUSION_KINDS = ("catf", "concat", "add", "se", "cross_attention", "ffm")
-DISTILLATION_KINDS = ("cosine", "l2")
+# What stage 1 distils: "cosine"/"l2" the branch self-attention (A and V, the
+# paper's), "feature_cosine"/"feature_l2" the output map of one backbone stage,
+# "askd" the pre-sigmoid CBAM maps of every residual block (A-SKD).
+DISTILLATION_KINDS = ("cosine", "l2", "feature_cosine", "feature_l2", "askd")
+DISTILLATION_STAGES = (1, 2, 3, 4)
+# Stage-1 training inputs: HQ/LQ pairs, or HQ only (an A-SKD teacher).
+TRAIN_ON = ("paired", "hq")
+# The LQ images stage 1 trains on: the batch's degraded copies or A-SKD's low-resolution ones.
+LQ_IMAGES = ("degraded", "askd_low_resolution")
+# Attention in every residual block (None, or CBAM for A-SKD's CBAM-iResNet).
+BLOCK_ATTENTIONS = (None, "cbam")
 DATA_SOURCES = ("synthetic", "celeba", "recordio", "image_folder", "tfrecord")
 DISTRIBUTIONS = ("auto", "none", "mirrored", "multi_worker")
 # Keras global dtype policies for `train.mixed_precision`: "auto" picks one from the

@@ -70,6 +70,8 @@ class ModelConfig:
     dropout: float = 0.2
     # Batch moments over all replicas: data-parallel training then matches one device.
     synchronized_batch_norm: bool = False
+    block_attention: Optional[str] = None  # "cbam": CBAM-iResNet (A-SKD)
+    perceptibility_attention: bool = False  # Chai et al. 2023
     attribute_names: list[str] = dataclasses.field(default_factory=lambda: list(PAPER_ATTRIBUTES))
     # A pretrained iResNet (.keras from `catface import-weights`) that stage 1 starts from.
     init: Optional[str] = None
@@ -83,6 +85,13 @@ class LossConfig:
     sb_weight: float = 1.0
     distillation_weight: float = 1.0
     distillation: str = "cosine"
+    # Feature distillation's backbone stage; A-SKD's frozen teacher (.keras of a
+    # stage-1 run with train_on: hq); see MultiBranchModel for these four.
+    distillation_stage: int = 4
+    teacher: Optional[str] = None
+    train_on: str = "paired"
+    lq_images: str = "degraded"
+    index_diversion_weight: float = 0.0  # Chai et al. 2023; 0: off
     attribute_weights: Optional[list[float]] = None
     attribute_positive_weights: Optional[list[float]] = None
     adaface_margin: float = 0.4
@@ -151,6 +160,9 @@ class Stage2Config:
     use_caf: bool = True
     # Residuals around MFFNL and CAF (x + f(x)); false gives the literal paper form.
     residual: bool = True
+    # CATF's residual branches start at zero (see layers/catf.py), so stage 2
+    # starts from the stage-1 maps; catface ablate measures the effect.
+    identity_init: bool = False
     se_reduction: int = 16
     embedding_dim: Optional[int] = None  # default: stage 1's
     # AdaFace's head dropout; the fused head overfits the demo's 240 identities
@@ -194,7 +206,11 @@ SECTION_CHOICES = {
     "data.source": choices.DATA_SOURCES,
     "model.backbone": choices.BACKBONES,
     "model.branch_stage": choices.BRANCH_STAGES,
+    "model.block_attention": choices.BLOCK_ATTENTIONS,
     "loss.distillation": choices.DISTILLATION_KINDS,
+    "loss.distillation_stage": choices.DISTILLATION_STAGES,
+    "loss.train_on": choices.TRAIN_ON,
+    "loss.lq_images": choices.LQ_IMAGES,
     "train.distribution": choices.DISTRIBUTIONS,
     "train.mixed_precision": choices.DTYPE_POLICIES,
     "stage2.fusion": choices.FUSION_KINDS,

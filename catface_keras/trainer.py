@@ -342,12 +342,20 @@ def build_stage1_model(config, num_classes):
             "distillation": loss.distillation_weight,
         },
         distillation=loss.distillation,
+        distillation_stage=loss.distillation_stage,
+        block_attention=model_config.block_attention,
+        train_on=loss.train_on,
+        lq_images=loss.lq_images,
+        perceptibility_attention=model_config.perceptibility_attention,
+        index_diversion_weight=loss.index_diversion_weight,
         attribute_weights=loss.attribute_weights,
         attribute_positive_weights=loss.attribute_positive_weights,
         synchronized_batch_norm=model_config.synchronized_batch_norm,
     )
     if pretrained is not None:
         initialize_from_pretrained(model, pretrained)
+    if loss.teacher:
+        model.set_teacher(load_stage1_model(loss.teacher, num_classes, role="teacher"))
     return model
 
 
@@ -807,8 +815,13 @@ def check_stage1_file(path):
         )
 
 
-def load_stage1_model(path, num_classes):
+def load_stage1_model(path, num_classes, role="stage 2's start"):
     """Loads the stage-1 model that stage 2 starts from, checking it fits the data."""
+    if role == "teacher" and not pathlib.Path(path).is_file():
+        raise MissingStage1Error(
+            f"loss.teacher names {path}, which does not exist. Train the teacher first "
+            "(a stage-1 run with loss.train_on: hq) and give its stage1.keras."
+        )
     check_stage1_file(path)
     try:
         model = load_model(path)

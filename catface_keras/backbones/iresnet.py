@@ -29,6 +29,7 @@ from collections.abc import Mapping
 import keras
 
 from catface_keras.layers.batch_norm import batch_norm
+from catface_keras.layers.cbam import CBAM
 
 # Blocks per stage, as in AdaFace's `get_blocks` and insightface's iresnet.py.
 # AdaFace calls its 100-layer network "IR-101"; both names are offered.
@@ -180,11 +181,16 @@ def iresnet_block(
     synchronized=False,
     shortcut="subsample",
     stride2_padding="symmetric",
+    block_attention=None,
+    attention_maps=None,
 ):
     """One improved residual block (BN-conv-BN-PReLU-conv-BN plus shortcut).
 
     (batch, H, W, C) -> (batch, H / strides, W / strides, filters).
     `shortcut` and `stride2_padding` as in `backbone_spec`.
+    `block_attention="cbam"` applies CBAM to the residual branch before the
+    addition (the CBAM-iResNet of A-SKD); its pre-sigmoid channel and
+    spatial maps are appended to the list `attention_maps` when given.
     """
     in_channels = x.shape[-1]
     residual = batch_norm(f"{name}_bn1", synchronized)(x)
@@ -193,6 +199,8 @@ def iresnet_block(
     residual = _prelu(f"{name}_prelu")(residual)
     residual = _conv3x3(residual, filters, strides, f"{name}_conv2", stride2_padding)
     residual = batch_norm(f"{name}_bn3", synchronized)(residual)
+    if block_attention is not None:
+        residual = _block_attention(residual, block_attention, name, attention_maps)
     if in_channels == filters and (strides == 1 or shortcut == "subsample"):
         # AdaFace's MaxPool2d(1, stride): plain subsampling.
         shortcut = (
@@ -221,10 +229,13 @@ def iresnet_stage(
     synchronized=False,
     shortcut="subsample",
     stride2_padding="symmetric",
+    block_attention=None,
+    attention_maps=None,
 ):
     """A stage: a stride-2 block then `num_blocks - 1` stride-1 blocks.
 
-    (batch, H, W, C) -> (batch, H / 2, W / 2, filters).
+    (batch, H, W, C) -> (batch, H / 2, W / 2, filters). `block_attention`
+    and `attention_maps` as in `iresnet_block`.
     """
     for index in range(num_blocks):
         x = iresnet_block(
@@ -235,7 +246,23 @@ def iresnet_stage(
             synchronized,
             shortcut=shortcut,
             stride2_padding=stride2_padding,
+            block_attention=block_attention,
+            attention_maps=attention_maps,
         )
+    return x
+
+
+BLOCK_ATTENTIONS = (None, "cbam")
+
+
+def _block_attention(x, kind, name, attention_maps):
+    if kind != "cbam":
+        raise ValueError(
+            f"`block_attention` must be one of {BLOCK_ATTENTIONS}. Received: block_attention={kind!r}"
+        )
+    x, channel_logits, spatial_logits = CBAM(name=f"{name}_cbam")(x)
+    if attention_maps is not None:
+        attention_maps.extend([channel_logits, spatial_logits])
     return x
 
 

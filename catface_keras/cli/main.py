@@ -8,6 +8,7 @@ import sys
 # TensorFlow out of their top-level imports, so `catface --help` and argument or
 # config errors come back without loading it.
 SUBCOMMANDS = {
+    "ablate": "catface_keras.cli.ablate",
     "align": "catface_keras.cli.align",
     "data": "catface_keras.cli.data",
     "degrade": "catface_keras.cli.degrade",

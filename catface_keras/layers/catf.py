@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from catface_keras.layers.channel_attention import ChannelGroupAttention
+from catface_keras.layers.caf import CAF
 from catface_keras.layers.cross_attention import DualCrossAttention, validate_feature_pair
 from catface_keras.layers.mffnl import MFFNL
 
@@ -52,6 +52,7 @@ class CATF(keras.layers.Layer):
         use_caf=True,
         residual=True,
         synchronized_batch_norm=False,
+        identity_init=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -64,6 +65,12 @@ class CATF(keras.layers.Layer):
         self.use_caf = use_caf
         self.residual = residual
         self.synchronized_batch_norm = synchronized_batch_norm
+        if identity_init and not residual:
+            raise ValueError(
+                "`identity_init` zeroes the residual branches and needs residual=True. "
+                f"Received: identity_init={identity_init!r}, residual={residual!r}"
+            )
+        self.identity_init = identity_init
 
     def build(self, input_shape):
         shape = validate_feature_pair("CATF", input_shape)
@@ -87,10 +94,29 @@ class CATF(keras.layers.Layer):
                 self.mffnl[branch] = layer
         self.caf = None
         if self.use_caf:
-            self.caf = ChannelGroupAttention(
+            self.caf = CAF(
                 self.groups, residual=self.residual, name="caf", dtype=policy
             )
             self.caf.build((*shape[:-1], 2 * shape[-1]))
+        if self.identity_init:
+            self._zero_residual_branches()
+
+    def _zero_residual_branches(self):
+        """Start as LayerNorm-ed concatenation: every residual branch outputs 0.
+
+        The last layer of each branch starts at zero (cross-attention output
+        projection, MFFNL's last BN scale, CAF's value projection), as in
+        zero-initialised residual networks, so a fresh CATF passes the
+        trained stage-1 maps through and learns how far to depart from them.
+        """
+        for attention in (self.cross_attention.fr_attention, self.cross_attention.sb_attention):
+            dense = attention._output_dense
+            dense.kernel.assign(ops.zeros_like(dense.kernel))
+        for layer in self.mffnl.values():
+            layer.project_norm.gamma.assign(ops.zeros_like(layer.project_norm.gamma))
+        if self.caf is not None:
+            kernel, _ = self.caf.projections["value"]
+            kernel.assign(ops.zeros_like(kernel))
 
     def call(self, inputs, training=None):
         fr, sb = self.cross_attention(inputs)
@@ -117,6 +143,7 @@ class CATF(keras.layers.Layer):
                 "use_caf": self.use_caf,
                 "residual": self.residual,
                 "synchronized_batch_norm": self.synchronized_batch_norm,
+                "identity_init": self.identity_init,
             }
         )
         return config

@@ -7,22 +7,16 @@ exists, the fused embedding is the model's embedding.
 """
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from catface_keras.choices import FUSION_KINDS
-from catface_keras.distribution import scale_loss_for_replicas
 from catface_keras.layers.adaface import AdaFace
 from catface_keras.layers.catf import CATF
 from catface_keras.layers.cross_attention import CrossAttentionFusion
 from catface_keras.layers.ffm import FFMFusion
 from catface_keras.layers.fusion_baselines import AddFusion, ConcatFusion, SEFusion
-from catface_keras.models.multibranch import (
-    STAGE1_HEAD_PREFIXES,
-    MultiBranchModel,
-    embedding_head,
-    paired_adaface_loss,
-)
+from catface_keras.models.multibranch import MultiBranchModel, embedding_head
+from catface_keras.models.paired import PairedTrainingModel, paired_adaface_loss
 
 DEFAULT_FUSION_OPTIONS = {
     "num_heads": 4,
@@ -32,6 +26,7 @@ DEFAULT_FUSION_OPTIONS = {
     "use_mffnl": True,
     "use_caf": True,
     "residual": True,
+    "identity_init": False,
     "se_reduction": 16,
 }
 
@@ -55,6 +50,7 @@ def fusion_layer(kind, options=None, synchronized_batch_norm=False, name="fusion
             use_mffnl=options["use_mffnl"],
             use_caf=options["use_caf"],
             residual=options["residual"],
+            identity_init=options["identity_init"],
             synchronized_batch_norm=sync,
             name=name,
         )
@@ -85,7 +81,7 @@ def resolve_fusion_options(options):
 
 
 @keras.saving.register_keras_serializable(package="catface")
-class FusionModel(keras.Model):
+class FusionModel(PairedTrainingModel):
     """The stage-2 CATFace network: a stage-1 model plus a fusion module.
 
     Called on images `(batch, image_size, image_size, 3)`, RGB in [0, 255],
@@ -168,11 +164,11 @@ class FusionModel(keras.Model):
         for layer in stage1._flatten_layers():
             layer.trainable = bool(train_stage1)
         if train_stage1:
-            # Stage 1's own heads get no gradient from the fused loss.
-            stage1.adaface.trainable = False
-            for layer in stage1.layers:
-                if layer.name.startswith(STAGE1_HEAD_PREFIXES):
-                    layer.trainable = False
+            # Stage 1's own heads get no gradient from the fused loss; frozen,
+            # weight decay and BN statistics leave them as stage 1 trained them.
+            for layer in stage1.head_layers:
+                for sublayer in layer._flatten_layers():
+                    sublayer.trainable = False
         self.feature_network = keras.Model(
             images,
             {**outputs, "stage1_embedding": features["embedding"], "fused_features": fused},
@@ -190,45 +186,25 @@ class FusionModel(keras.Model):
         self.stage1_lr_multiplier = float(stage1_lr_multiplier)
         self.image_size = stage1.image_size
         self.attribute_names = stage1.attribute_names
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.feature_norm_tracker = keras.metrics.Mean(name="feature_norm")
+        self.init_trackers()
 
     # === Training ===
 
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.feature_norm_tracker]
-
-    def _paired_forward(self, data, training):
+    def paired_losses(self, data, training):
         inputs, targets = data[0], data[1]
         images = ops.concatenate([inputs["hq"], inputs["lq"]], axis=0)
-        embedding = self(images, training=training)["embedding"]
-        loss = paired_adaface_loss(self.adaface, embedding, targets["identity"], training)
-        return embedding, loss
+        outputs = self(images, training=training)
+        loss = paired_adaface_loss(self.adaface, outputs["embedding"], targets["identity"], training)
+        return outputs, {"loss": loss}
 
-    def _update_trackers(self, embedding, loss):
-        self.loss_tracker.update_state(loss)
-        self.feature_norm_tracker.update_state(ops.norm(embedding, axis=-1))
-        return {metric.name: metric.result() for metric in self.metrics}
-
-    def train_step(self, data):
-        with tf.GradientTape() as tape:
-            embedding, loss = self._paired_forward(data, training=True)
-            scaled = self.optimizer.scale_loss(scale_loss_for_replicas(loss))
-        variables = self.trainable_variables
-        gradients = tape.gradient(scaled, variables)
-        if self.train_stage1 and self.stage1_lr_multiplier != 1.0:
-            stage1_ids = {id(variable) for variable in self.stage1.trainable_variables}
-            gradients = [
-                g * self.stage1_lr_multiplier if g is not None and id(v) in stage1_ids else g
-                for g, v in zip(gradients, variables)
-            ]
-        self.optimizer.apply(gradients, variables)
-        return self._update_trackers(embedding, loss)
-
-    def test_step(self, data):
-        embedding, loss = self._paired_forward(data, training=False)
-        return self._update_trackers(embedding, loss)
+    def scale_gradients(self, gradients, variables):
+        if not self.train_stage1 or self.stage1_lr_multiplier == 1.0:
+            return gradients
+        stage1_ids = {id(variable) for variable in self.stage1.trainable_variables}
+        return [
+            g * self.stage1_lr_multiplier if g is not None and id(v) in stage1_ids else g
+            for g, v in zip(gradients, variables)
+        ]
 
     # === Serialization ===
 
@@ -243,10 +219,5 @@ class FusionModel(keras.Model):
             "adaface": dict(self.adaface_config),
             "train_stage1": self.train_stage1,
             "stage1_lr_multiplier": self.stage1_lr_multiplier,
-            "name": self.name,
-            "trainable": self.trainable,
+            **self.config_tail(),
         }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

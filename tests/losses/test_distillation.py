@@ -43,3 +43,30 @@ def test_no_gradient_through_hq_side():
 def test_rejects_unknown_kind():
     with pytest.raises(ValueError, match="kind='kl'"):
         distillation_distance(np.ones((1, 2)), np.ones((1, 2)), kind="kl")
+
+
+def test_askd_loss_is_zero_for_identical_maps_and_sums_blocks():
+    from catface_keras.losses.distillation import summed_map_distillation_loss
+
+    rng = np.random.default_rng(1)
+    maps = [rng.normal(size=(3, 8)).astype("float32"),
+            rng.normal(size=(3, 4, 4, 1)).astype("float32")]
+    assert float(summed_map_distillation_loss(maps, maps)) == pytest.approx(0.0, abs=1e-6)
+    flipped = [-m for m in maps]
+    # Opposite directions: 1 - (-1) = 2 per map, summed over the two maps.
+    assert float(summed_map_distillation_loss(maps, flipped)) == pytest.approx(4.0, abs=1e-5)
+    with pytest.raises(ValueError, match="same number of attention maps"):
+        summed_map_distillation_loss(maps, maps[:1])
+
+
+def test_askd_loss_sends_no_gradient_into_the_teacher():
+    from catface_keras.losses.distillation import summed_map_distillation_loss
+
+    rng = np.random.default_rng(2)
+    teacher = [tf.Variable(rng.normal(size=(2, 6)).astype("float32"))]
+    student = [tf.Variable(rng.normal(size=(2, 6)).astype("float32"))]
+    with tf.GradientTape() as tape:
+        loss = summed_map_distillation_loss(teacher, student)
+    teacher_grad, student_grad = tape.gradient(loss, [teacher[0], student[0]])
+    assert teacher_grad is None
+    assert float(tf.reduce_max(tf.abs(student_grad))) > 0

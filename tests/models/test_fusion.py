@@ -56,6 +56,23 @@ def test_fine_tuning_scales_stage1_steps_by_the_multiplier():
     np.testing.assert_allclose(deltas[0.25], 0.25 * deltas[1.0], rtol=1e-3, atol=1e-7)
 
 
+def test_fine_tuning_freezes_exactly_the_stage1_head_objects():
+    stage1 = _stage1()
+    model = FusionModel(stage1, fusion="add", train_stage1=True)
+    heads = {id(layer) for layer in stage1.head_layers}
+    assert {layer.name for layer in stage1.head_layers} >= {
+        "embedding_dense", "embedding_bn", "attribute_logits", "adaface"
+    }
+    for layer in stage1._flatten_layers(include_self=False):
+        if id(layer) in heads:
+            assert not layer.trainable, layer.name
+    trainable_stage1 = {v.path for v in stage1.trainable_variables}
+    assert any("fr_stage4" in path for path in trainable_stage1)
+    assert not any("embedding" in path or "attribute" in path or "adaface" in path
+                   for path in trainable_stage1)
+    assert len(model.trainable_variables) > len(stage1.trainable_variables)
+
+
 @pytest.mark.parametrize("fusion", ["catf", "concat"])
 def test_keras_round_trip_keeps_outputs_config_and_frozen_state(fusion, tmp_path):
     model = FusionModel(_stage1(), fusion=fusion, fusion_options={"num_heads": 2})

@@ -1,7 +1,8 @@
+import keras
 import numpy as np
 import pytest
 
-from catface_keras.layers.channel_attention import ChannelGroupAttention
+from catface_keras.layers.caf import CAF, ChannelGroupAttention
 from layer_test_utils import run_layer_test
 
 
@@ -17,7 +18,7 @@ def _randomise(layer, seed=1):
 
 def test_matches_numpy_attention_across_channel_tokens():
     inputs = _inputs()
-    layer = ChannelGroupAttention(groups=2)
+    layer = CAF(groups=2)
     layer(inputs)
     _randomise(layer)
     batch, height, width, channels = inputs.shape
@@ -40,7 +41,7 @@ def test_matches_numpy_attention_across_channel_tokens():
 
 def test_permuting_channels_within_a_group_permutes_the_output():
     inputs = _inputs(seed=2)
-    layer = ChannelGroupAttention(groups=2)
+    layer = CAF(groups=2)
     layer(inputs)
     _randomise(layer, seed=3)
     output = np.asarray(layer(inputs))
@@ -52,17 +53,17 @@ def test_permuting_channels_within_a_group_permutes_the_output():
 
 
 def test_layer_contract_and_errors():
-    run_layer_test(ChannelGroupAttention, {"groups": 4}, (2, 2, 3, 8), (2, 2, 3, 8))
+    run_layer_test(CAF, {"groups": 4}, (2, 2, 3, 8), (2, 2, 3, 8))
     with pytest.raises(ValueError, match="`groups` must divide the channel count \\(6\\)"):
-        ChannelGroupAttention(groups=4)(_inputs(shape=(1, 2, 2, 6)))
+        CAF(groups=4)(_inputs(shape=(1, 2, 2, 6)))
     with pytest.raises(ValueError, match="groups"):
-        ChannelGroupAttention(groups=0)
+        CAF(groups=0)
 
 
 def test_residual_adds_the_input_and_keeps_the_permutation_property():
     inputs = _inputs(seed=5)
-    literal = ChannelGroupAttention(groups=2)
-    residual = ChannelGroupAttention(groups=2, residual=True)
+    literal = CAF(groups=2)
+    residual = CAF(groups=2, residual=True)
     literal(inputs)
     residual(inputs)
     _randomise(literal, seed=6)
@@ -71,3 +72,17 @@ def test_residual_adds_the_input_and_keeps_the_permutation_property():
     np.testing.assert_allclose(output, inputs + np.asarray(literal(inputs)), atol=1e-5)
     within = [1, 0, 3, 2, 4, 6, 5, 7]
     np.testing.assert_allclose(residual(inputs[..., within]), output[..., within], atol=1e-5)
+
+
+def test_layers_saved_under_the_old_name_still_load():
+    inputs = _inputs(seed=7)
+    old = ChannelGroupAttention(groups=2, residual=True)
+    old(inputs)
+    _randomise(old, seed=8)
+    config = keras.saving.serialize_keras_object(old)
+    assert config["registered_name"] == "catface>ChannelGroupAttention"
+    restored = keras.saving.deserialize_keras_object(config)
+    restored(inputs)
+    restored.set_weights(old.get_weights())
+    assert isinstance(restored, CAF)
+    np.testing.assert_allclose(restored(inputs), old(inputs), atol=1e-6)

@@ -7,7 +7,7 @@ from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="catface")
-class ChannelGroupAttention(keras.layers.Layer):
+class CAF(keras.layers.Layer):
     """Attention across channels, within groups of channels (CATF's CAF).
 
     Each channel of the `(H, W, C)` map is a token whose features are its
@@ -46,7 +46,7 @@ class ChannelGroupAttention(keras.layers.Layer):
     def build(self, input_shape):
         if len(input_shape) != 4 or None in tuple(input_shape[1:]):
             raise ValueError(
-                "ChannelGroupAttention expects (batch, H, W, C) with known H, W and C. "
+                "CAF expects (batch, H, W, C) with known H, W and C. "
                 f"Received: input_shape={input_shape}"
             )
         channels = input_shape[-1]
@@ -98,3 +98,8 @@ class ChannelGroupAttention(keras.layers.Layer):
         config = super().get_config()
         config.update({"groups": self.groups, "use_bias": self.use_bias, "residual": self.residual})
         return config
+
+
+@keras.saving.register_keras_serializable(package="catface")
+class ChannelGroupAttention(CAF):
+    """The name CAF had before it took the paper's; kept so saved models load."""

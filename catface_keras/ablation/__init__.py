@@ -1,0 +1,1 @@
+"""`catface ablate`: the paper's ablation tables over seeds, with paired intervals."""

@@ -1,0 +1,54 @@
+"""Training budgets of `catface ablate`: config changes applied to every row.
+
+`full` keeps the user's config; `small` and `tiny` shrink data and schedule so
+that a whole table fits a CPU (`tiny`: minutes on 2 cores, a smoke run;
+`small`: roughly an hour per table). The changes apply to the synthetic
+source's sizes only; other sources keep their data and get the schedule.
+"""
+
+BUDGETS = {
+    "full": {},
+    "small": {
+        "data": {"num_train_identities": 120, "num_test_identities": 40,
+                 "images_per_identity": 6, "test_images_per_identity": 6},
+        "train": {"epochs": 6, "batch_size": 32},
+        "optimizer": {"lr_milestones": [5]},
+        "stage2": {"epochs": 3, "lr_milestones": [2]},
+        "evaluation": {"num_pairs": 1000},
+    },
+    "tiny": {
+        "data": {"num_train_identities": 32, "num_test_identities": 20,
+                 "images_per_identity": 4, "test_images_per_identity": 6, "image_size": 32},
+        "train": {"epochs": 2, "batch_size": 16},
+        "optimizer": {"lr_milestones": [2]},
+        "stage2": {"epochs": 1, "lr_milestones": [1]},
+        "evaluation": {"num_pairs": 400},
+    },
+}
+SYNTHETIC_ONLY = {"num_train_identities", "num_test_identities", "images_per_identity",
+                  "test_images_per_identity", "image_size"}
+
+
+def apply_changes(config, changes):
+    """`config` with `{section: {key: value}}` applied, validated once as a whole file
+    (so that checks across sections see every change together)."""
+    from catface_keras.config import config_from_dict, config_to_dict
+
+    if not changes:
+        return config
+    raw = config_to_dict(config)
+    for section, values in changes.items():
+        raw[section] = {**raw[section], **values}
+    return config_from_dict(raw)
+
+
+def apply_budget(config, budget):
+    """`config` shrunk to `budget` (a name of `BUDGETS` or a changes dict)."""
+    if isinstance(budget, str):
+        if budget not in BUDGETS:
+            raise ValueError(f"`budget` must be one of {sorted(BUDGETS)}. Received: budget={budget!r}")
+        budget = BUDGETS[budget]
+    changes = {section: dict(values) for section, values in budget.items()}
+    if config.data.source != "synthetic" and "data" in changes:
+        changes["data"] = {k: v for k, v in changes["data"].items() if k not in SYNTHETIC_ONLY}
+    return apply_changes(config, {k: v for k, v in changes.items() if v})

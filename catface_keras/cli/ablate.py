@@ -1,0 +1,52 @@
+"""`catface ablate --table NAME --config FILE --seeds N --out DIR`: an ablation table."""
+
+import pathlib
+import sys
+
+from catface_keras.config import ConfigError, load_config
+
+TABLE_NAMES = ("distillation", "fusion", "attributes", "catf-parts", "distillation-weight")
+BUDGET_NAMES = ("tiny", "small", "full")
+
+
+def register(subparsers):
+    parser = subparsers.add_parser(
+        "ablate",
+        help="train the rows of one of the paper's ablation tables over seeds",
+        description="Train every row of an ablation table with the same data, budget and seeds, "
+        "and write table.md, table.csv, results.json and plot.png to --out: mean and std over "
+        "seeds, and each row's paired difference to the table's reference row with a 95 %% "
+        "interval. Run again with the same --out, finished rows are kept, not retrained.",
+    )
+    parser.add_argument("--table", required=True, choices=TABLE_NAMES)
+    parser.add_argument("--config", required=True, type=pathlib.Path, help="YAML config file")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per row (default: 3)")
+    parser.add_argument("--out", required=True, type=pathlib.Path, help="output directory")
+    parser.add_argument(
+        "--budget", choices=BUDGET_NAMES, default="small",
+        help="tiny: a smoke run of minutes on a CPU; small: reduced data and epochs; "
+        "full: the config as it is (default: small)",
+    )
+    parser.add_argument(
+        "--report-only", action="store_true",
+        help="write the table from the rows finished so far, training nothing",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args):
+    if args.seeds < 1:
+        print(f"catface ablate: error: --seeds must be >= 1. Received: {args.seeds}",
+              file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        print(f"catface ablate: error: {error}", file=sys.stderr)
+        return 2
+    from catface_keras.ablation.runner import run_table
+
+    run_table(args.table, config, args.seeds, args.out, args.budget,
+              progress=lambda line: print(line, flush=True), train=not args.report_only)
+    print((args.out / "table.md").read_text())
+    return 0

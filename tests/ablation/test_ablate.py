@@ -1,0 +1,159 @@
+"""`catface ablate`: rows, resumption, report files, intervals, metric keys."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from catface_keras.ablation import runner as runner_module
+from catface_keras.ablation.metrics import verification_metric
+from catface_keras.ablation.stats import paired_interval, summarize, t_quantile_975
+from catface_keras.ablation.tables import TABLES
+from catface_keras.cli import main as cli_main
+from catface_keras import trainer
+
+
+def test_paired_interval_of_identical_rows_is_zero_and_t_matches_numpy():
+    values = {0: 0.8, 1: 0.7, 2: 0.9}
+    assert paired_interval(values, dict(values)) == {"diff": 0.0, "low": 0.0, "high": 0.0, "n": 3}
+    shifted = {0: 0.85, 1: 0.70, 2: 0.98}
+    diffs = np.array([0.05, 0.0, 0.08])
+    half = 4.302653 * diffs.std(ddof=1) / np.sqrt(3)  # t_{0.975, 2}
+    result = paired_interval(shifted, values)
+    assert result["low"] == pytest.approx(diffs.mean() - half)
+    assert result["high"] == pytest.approx(diffs.mean() + half)
+    assert math.isnan(paired_interval({0: 1.0}, {0: 0.5})["low"])  # one seed: no interval
+    assert t_quantile_975(100) == pytest.approx(1.98397, abs=1e-4)
+    assert summarize([1.0, 3.0]) == {"mean": 2.0, "std": pytest.approx(np.sqrt(2)), "n": 2}
+
+
+def test_metric_accessor_reads_new_and_legacy_keys():
+    new = {"verification": {"degraded": {"tar_at_far_1e-2": 0.5, "auc": 0.9}}}
+    legacy = {"verification": {"lq_lq": {"tar_at_far_1e-2": 0.4}}}
+    assert verification_metric(new, "degraded", "auc") == 0.9
+    assert verification_metric(legacy, "degraded", "tar_at_far_1e-2") == 0.4
+    assert math.isnan(verification_metric(legacy, "mixed", "auc"))
+
+
+class FakeTrainer:
+    """Stands in for run_stage1/run_stage2: writes the files they write, fast."""
+
+    def __init__(self):
+        self.calls = []
+
+    def _metrics(self, config, out_dir):
+        # Deterministic in the variant and seed, so rows and seeds differ.
+        key = json.dumps([str(out_dir.parent.name), config.train.seed])
+        value = (sum(map(ord, key)) % 97) / 100
+        conditions = {c: {"tar_at_far_1e-2": value, "accuracy": 0.5 + value / 2}
+                      for c in ("hq_hq", "lq_lq", "hq_lq")}
+        return {"verification": conditions}
+
+    def _finish(self, out_dir, model_file, stage, metrics):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / model_file).write_text("model")
+        path = out_dir / "metrics.json"
+        saved = json.loads(path.read_text()) if path.exists() else {}
+        saved[stage] = metrics
+        path.write_text(json.dumps(saved))
+        return None, saved
+
+    def run_stage1(self, config, out_dir, verbose=0, callbacks=()):
+        self.calls.append(("stage1", str(out_dir), config.loss.teacher))
+        return self._finish(out_dir, "stage1.keras", "stage1", self._metrics(config, out_dir))
+
+    def run_stage2(self, config, out_dir, init=None, verbose=0, callbacks=()):
+        assert init.exists()
+        self.calls.append(("stage2", str(out_dir), config.stage2.fusion))
+        return self._finish(out_dir, "stage2.keras", "stage2", self._metrics(config, out_dir))
+
+
+@pytest.mark.parametrize("table", ["fusion", "distillation"])
+def test_ablate_cli_writes_every_row_and_does_not_retrain(table, tmp_path, monkeypatch, capsys):
+    fake = FakeTrainer()
+    monkeypatch.setattr(trainer, "run_stage1", fake.run_stage1)
+    monkeypatch.setattr(trainer, "run_stage2", fake.run_stage2)
+    config = tmp_path / "config.yaml"
+    config.write_text("train:\n  seed: 5\n")
+    out = tmp_path / "out"
+    argv = ["ablate", "--table", table, "--config", str(config), "--seeds", "2",
+            "--out", str(out), "--budget", "tiny"]
+    assert cli_main.main(argv) == 0
+    rows = TABLES[table].rows
+    summary = json.loads((out / "results.json").read_text())
+    assert [r["row"] for r in summary["rows"]] == [row.name for row in rows]
+    assert all(r["seeds"] == [0, 1] for r in summary["rows"])
+    for name in ("table.md", "table.csv", "plot.png"):
+        assert (out / name).stat().st_size > 0
+    markdown = (out / "table.md").read_text()
+    assert all(f"| {row.name} | 2 |" in markdown for row in rows)
+    stage1_runs = [c for c in fake.calls if c[0] == "stage1"]
+    if table == "fusion":
+        # One stage-1 model per seed, shared by every fusion row.
+        assert len(stage1_runs) == 2 and len(fake.calls) == 2 + (len(rows) - 1) * 2
+    else:
+        # Six stage-1 rows plus an A-SKD teacher per seed; the student names it.
+        assert len(stage1_runs) == 2 * 7
+        students = [c for c in stage1_runs if c[2]]
+        assert len(students) == 2 and all("teacher" in c[2] for c in students)
+    reference = next(r for r in summary["rows"] if r["row"] == summary["reference"])
+    interval = reference["metrics"]["degraded/tar_at_far_1e-2"]["vs_reference"]
+    assert (interval["low"], interval["high"]) == (0.0, 0.0)
+    output = capsys.readouterr().out
+    assert f"row {len(rows)}/{len(rows)}" in output and "finished in" in output
+
+    calls = len(fake.calls)
+    assert cli_main.main([*argv, "--report-only"]) == 0
+    assert len(fake.calls) == calls
+    assert cli_main.main(argv) == 0
+    assert len(fake.calls) == calls  # every row and seed was kept
+    assert "done before, kept" in capsys.readouterr().out
+
+
+def test_a_failed_row_is_reported_and_the_others_still_run(tmp_path, monkeypatch):
+    fake = FakeTrainer()
+
+    def failing_stage2(config, out_dir, init=None, verbose=0, callbacks=()):
+        if config.stage2.fusion == "se":
+            raise RuntimeError("boom")
+        return fake.run_stage2(config, out_dir, init, verbose, callbacks)
+
+    monkeypatch.setattr(trainer, "run_stage1", fake.run_stage1)
+    monkeypatch.setattr(trainer, "run_stage2", failing_stage2)
+    from catface_keras.config import ExperimentConfig
+
+    lines = []
+    summary = runner_module.run_table("fusion", ExperimentConfig(), 1, tmp_path, "tiny",
+                                      progress=lines.append)
+    assert any("'SE' seed 1: FAILED (RuntimeError: boom)" in line for line in lines)
+    seeds = {r["row"]: r["seeds"] for r in summary["rows"]}
+    assert seeds["SE"] == [] and seeds["CATF"] == [0]
+    with pytest.raises(ValueError, match="`table` must be one of"):
+        runner_module.run_table("nope", ExperimentConfig(), 1, tmp_path)
+
+
+MICRO_BUDGET = {
+    "data": {"num_train_identities": 6, "num_test_identities": 14, "images_per_identity": 2,
+             "test_images_per_identity": 5, "image_size": 32},
+    "model": {"embedding_dim": 8},
+    "train": {"epochs": 1, "batch_size": 6},
+    "stage2": {"epochs": 1},
+    "evaluation": {"num_pairs": 200, "flip": False},
+}
+
+
+def test_real_training_of_a_two_row_table_with_two_seeds(tmp_path, monkeypatch):
+    from catface_keras.ablation.tables import Row, Table
+    from catface_keras.config import ExperimentConfig
+
+    tiny = Table("micro", (Row("stage 1"), Row("add", stage2={"stage2": {"fusion": "add"}})),
+                 reference="stage 1", caption="test")
+    monkeypatch.setitem(TABLES, "micro", tiny)
+    summary = runner_module.run_table("micro", ExperimentConfig(), 2, tmp_path, MICRO_BUDGET,
+                                      progress=print)
+    for row in summary["rows"]:
+        assert row["seeds"] == [0, 1]
+        tar = row["metrics"]["degraded/tar_at_far_1e-2"]
+        assert tar["n"] == 2 and 0.0 <= tar["mean"] <= 1.0
+    assert (tmp_path / "stage2" / "add" / "seed1" / "stage2.keras").exists()
