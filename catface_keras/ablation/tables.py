@@ -81,7 +81,7 @@ TABLES = {
             Row("cross-attention", stage2=_fusion("cross_attention")),
             Row("FFM", stage2=_fusion("ffm")),
             Row("CATF", stage2=_fusion("catf")),
-            Row("CATF identity-init", stage2=_fusion("catf", identity_init=True)),
+            Row("CATF random init", stage2=_fusion("catf", identity_init=False)),
         ),
         reference="stage 1",
         caption="Stage 2 with each fusion module on the same seed's stage-1 model.",

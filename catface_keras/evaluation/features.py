@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 
-def extract_features(model, images, batch_size=64, flip=True):
+def extract_features(model, images, batch_size=64, flip=True, normalize=True):
     """Runs `model` over `images` in batches.
 
     Args:
@@ -13,9 +13,11 @@ def extract_features(model, images, batch_size=64, flip=True):
         flip: add the embedding of each horizontally flipped image before
             normalising (insightface's and AdaFace's evaluation: the sum of
             the two embeddings, L2-normalised, in float64).
+        normalize: L2-normalise the embeddings; without it (and without
+            `flip`) they are the model's own, whose norm is AdaFace's quality proxy.
 
     Returns:
-        `(embeddings, attribute_logits)`: `(N, D)` L2-normalised float64 and
+        `(embeddings, attribute_logits)`: `(N, D)` float64 (L2-normalised by default) and
         `(N, A)` float32 (of the unflipped images).
     """
     dataset = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
@@ -28,6 +30,7 @@ def extract_features(model, images, batch_size=64, flip=True):
         mirrored = dataset.map(lambda x: tf.reverse(x, axis=[2]))
         flipped = model.predict(mirrored.prefetch(tf.data.AUTOTUNE), verbose=0)["embedding"]
         embeddings = embeddings + np.asarray(flipped, np.float64)
-    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
-    embeddings /= np.where(norms > 0, norms, 1.0)  # a zero row stays zero, as sklearn's normalize
+    if normalize:
+        norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+        embeddings /= np.where(norms > 0, norms, 1.0)  # a zero row stays zero, as sklearn's
     return embeddings, np.asarray(outputs["attribute_logits"], np.float32)

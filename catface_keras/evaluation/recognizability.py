@@ -123,3 +123,44 @@ def quality_erc(embeddings, first, second, same, center, prototypes, fmr=1e-2, s
         "feature_norm": pair_quality(norm[first], norm[second]),
     }
     return erc_comparison(scores, same, qualities, fmr, seed=seed)
+
+
+# Heavily degraded copies that define the unrecognisable-identity centre: A-SKD's
+# shrink to 1/28 of the side (4 px of 112) and back, then a blur.
+UNRECOGNIZABLE_FRACTION = 1 / 28
+UNRECOGNIZABLE_BLUR = 2.0
+
+
+def model_quality_erc(model, clean_images, probe_images, first, second, same, batch_size=64,
+                      fmr=1e-2, seed=0, max_center_images=512):
+    """ERCs of RI, the feature norm and a random order for `model` on verification pairs.
+
+    The centre comes from heavily degraded copies of up to `max_center_images` of
+    `clean_images`; the prototypes are the model's AdaFace class centres (the probes'
+    identities are unknown, so RI uses the nearest and second-nearest of them).
+
+    Args:
+        model: a CATFace model with an `adaface` head (stage 1 or stage 2).
+        clean_images: `(N, S, S, 3)` at the model's input size.
+        probe_images: `(N, S, S, 3)`: the images whose pairs are scored (e.g. degraded).
+        first, second, same: the pairs (`(P,)` indices and bools).
+
+    Returns:
+        As `quality_erc`, or None when the model has no AdaFace head.
+    """
+    from catface_keras.degrade.askd import askd_low_resolution
+    from catface_keras.evaluation.features import extract_features
+
+    head = getattr(model, "adaface", None)
+    if head is None:
+        return None
+    subset = np.asarray(clean_images[:max_center_images], "float32")
+    unrecognizable = np.asarray(askd_low_resolution(
+        subset, seed, fractions=(UNRECOGNIZABLE_FRACTION,), blur_sigma=UNRECOGNIZABLE_BLUR
+    ))
+    center = unrecognizable_center(
+        extract_features(model, unrecognizable, batch_size, flip=False)[0]
+    )
+    embeddings = extract_features(model, probe_images, batch_size, flip=False, normalize=False)[0]
+    prototypes = np.asarray(head.kernel).T
+    return quality_erc(embeddings, first, second, same, center, prototypes, fmr, seed)

@@ -16,6 +16,7 @@ import pathlib
 import numpy as np
 
 from catface_keras.choices import EVALUATION_CONDITIONS as CONDITIONS
+from catface_keras.evaluation.erc import plot_erc
 from catface_keras.evaluation.plots import plot_roc_curves, plot_score_histograms
 from catface_keras.evaluation.report import format_evaluation_report
 
@@ -135,6 +136,38 @@ def _calibrate(labels, paths, scores, source, overwrite, flip):
     return files, notes
 
 
+def _quality_curves(models, labels, data, protocols, conditions, degradation, seed, batch_size,
+                    cache):
+    """Error-versus-reject curves of each model's verification pairs (degraded when that
+    condition is evaluated, else clean): recognizability index vs feature norm vs random.
+
+    Returns:
+        `(quality, notes)`: dict label -> `{"condition", "curves"}`, and notes.
+    """
+    from catface_keras.evaluation.protocols import condition_images
+    from catface_keras.evaluation.recognizability import model_quality_erc
+
+    quality, notes = {}, []
+    if "verification" not in protocols:
+        return quality, notes
+    side = "degraded" if "degraded" in conditions else "clean"
+    pairs = data.verification
+    for label, model in zip(labels, models):
+        images = condition_images(data.images, model.image_size, sorted({"clean", side}),
+                                  degradation, seed, cache)
+        try:
+            curves = model_quality_erc(model, images["clean"], images[side], pairs.first,
+                                       pairs.second, pairs.same, batch_size, seed=seed)
+        except ValueError as error:  # e.g. no impostor pairs to fix the threshold
+            notes.append(f"{label}: no error-versus-reject curves ({error})")
+            continue
+        if curves is None:
+            notes.append(f"{label}: no AdaFace head, so no recognizability index")
+            continue
+        quality[label] = {"condition": side, "curves": curves}
+    return quality, notes
+
+
 def evaluate_models(models, paths, data, protocols, out, seed=1, batch_size=64,
                     overwrite=False, data_description=None, degradation=None,
                     conditions=None, threshold_search="insightface", flip=True):
@@ -185,6 +218,12 @@ def evaluate_models(models, paths, data, protocols, out, seed=1, batch_size=64,
         _write_atomically(out / name, lambda path: plot_score_histograms(
             by_model, path, f"Cosine scores, {title}"))
         plots.append(name)
+    quality, quality_notes = _quality_curves(models, labels, data, protocols, conditions,
+                                             degradation, seed, batch_size, cache)
+    for index, (label, curves) in enumerate(quality.items()):
+        name = "erc_verification.png" if len(models) == 1 else f"erc_verification_{index + 1}.png"
+        _write_atomically(out / name, lambda path: plot_erc(curves["curves"], path))
+        plots.append(name)
     calibration, calibration_notes = _calibrate(labels, paths, scores, data_description or
                                                 data.source, overwrite, flip)
     report = {
@@ -205,13 +244,14 @@ def evaluate_models(models, paths, data, protocols, out, seed=1, batch_size=64,
         "results": results,
         "plots": plots,
         "calibration": calibration,
+        "quality": quality,
     }
     size = data.images.shape[1]
     report["notes"] = [
         f"{label}: the {size} px images are resized to its input, {model.image_size} px "
         "(OpenCV, area interpolation when shrinking, bilinear when enlarging)"
         for label, model in zip(labels, models) if int(model.image_size) != size
-    ] + calibration_notes + _collect_notes(results)
+    ] + calibration_notes + quality_notes + _collect_notes(results)
     report = _json_safe(report)
     _write_atomically(out / REPORT_FILE, lambda path: pathlib.Path(path).write_text(
         format_evaluation_report(report), encoding="utf-8"))

@@ -26,7 +26,7 @@ DEFAULT_FUSION_OPTIONS = {
     "use_mffnl": True,
     "use_caf": True,
     "residual": True,
-    "identity_init": False,
+    "identity_init": True,
     "se_reduction": 16,
 }
 

@@ -83,8 +83,18 @@ def test_evaluate_synthetic_all_protocols_two_models(tiny_model_path, tmp_path, 
     assert "| run_a/m |" in report and "| run_b/m |" in report and "(degr.)" in report
     assert "(mixed)" in report and "insightface's thresholds" in report
     assert "## Identification: scface style" in report
-    for name in ("roc_verification", "scores_verification", "roc_templates", "scores_templates"):
+    for name in ("roc_verification", "scores_verification", "roc_templates", "scores_templates",
+                 "erc_verification_1", "erc_verification_2"):
         assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    # Error-versus-reject curves on the degraded pairs: RI, feature norm and a random order.
+    quality = results["quality"]["run_a/m"]
+    assert quality["condition"] == "degraded"
+    assert set(quality["curves"]) == {"recognizability", "feature_norm", "random"}
+    for curve in quality["curves"].values():
+        assert curve["reject_rates"][0] == 0 and len(curve["fnmr"]) == len(curve["reject_rates"])
+        # Nothing rejected: every quality order gives the same FNMR.
+        assert curve["fnmr"][0] == quality["curves"]["random"]["fnmr"][0]
+        assert all(o <= f + 1e-12 for o, f in zip(curve["oracle_fnmr"], curve["fnmr"]))
     assert "wrote" in capsys.readouterr().out
 
 

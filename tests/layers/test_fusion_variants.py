@@ -52,7 +52,7 @@ def test_fusion_builds_trains_and_round_trips(kind, shape, tmp_path):
 
 
 def test_catf_without_residuals_is_the_literal_form():
-    model, _ = _classifier("catf", (3, 3, 8), residual=False)
+    model, _ = _classifier("catf", (3, 3, 8), residual=False, identity_init=False)
     fusion = model.get_layer("fusion")
     assert not fusion.residual and not fusion.caf.residual
     assert not any(layer.residual for layer in fusion.mffnl.values())
