@@ -42,9 +42,16 @@ def format_stage_table(metrics):
         lines.append(row)
     lines.append("degraded: both images degraded at the model's input size; mixed: one clean, "
                  "one degraded")
+    # Held-out faces without attribute labels (no attribute CSV) get no attribute table.
     attributes = metrics[stages[0]].get("attributes", {})
     attribute_conditions = [c for c in CONDITIONS if c in attributes]
-    if attribute_conditions:
+    labelled = any(
+        value is not None
+        for stage in stages
+        for condition in attribute_conditions
+        for value in metrics[stage]["attributes"][condition]["accuracy"].values()
+    )
+    if labelled:
         names = list(attributes[attribute_conditions[0]]["accuracy"])
         header = "attribute".ljust(14) + "".join(
             f"{stage + ' ' + condition:>{max(len(stage + condition) + 3, 12)}}"

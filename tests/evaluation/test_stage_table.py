@@ -33,3 +33,12 @@ def test_skipped_stage_prints_its_reason():
     assert only_skipped == "stage1: evaluation skipped, no held-out faces"
     mixed = format_stage_table({"stage1": _stage(0.5), "stage2": {"skipped": "no faces"}})
     assert "stage2 acc" not in mixed and mixed.endswith("stage2: evaluation skipped, no faces")
+
+
+def test_no_attribute_table_without_attribute_labels():
+    unlabelled = _stage(0.5)
+    for condition in ("clean", "degraded"):
+        unlabelled["attributes"][condition]["accuracy"] = {"Male": None, "Bald": None}
+    table = format_stage_table({"stage1": unlabelled})
+    assert "Attribute accuracy" not in table and "Male" not in table
+    assert _row(table, "clean") == ["0.500", "0.250"]
