@@ -728,20 +728,6 @@ def worker_run_directory(config, out_dir, overwrite, layout):
         yield write_dir
 
 
-def _local_copy(model):
-    """`model` itself, or under multi-worker training a copy outside the strategy.
-
-    `predict` under `MultiWorkerMirroredStrategy` shards its input over the
-    workers and returns only this worker's part, so held-out evaluation runs
-    on a copy that sees all the faces.
-    """
-    if not isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return model
-    copy = type(model).from_config(model.get_config())
-    copy.set_weights(model.get_weights())
-    return copy
-
-
 def run_stages(config, out_dir, stages=(1, 2), init=None, overwrite=False, verbose="auto",
                callbacks=()):
     """Runs `stages` (`(1,)`, `(2,)` or `(1, 2)`) into `out_dir` as one run.
@@ -781,9 +767,14 @@ def train_stage1(config, out_dir, verbose="auto", callbacks=()):
         [*train_faces.callbacks, *callbacks],
     )
     save_atomically(model, out_dir / STAGE1.model_file)
+    # Held-out metrics come from the saved file, as `catface evaluate` and serving load
+    # it: a model trained under mixed precision is saved without its dtype policy and
+    # loads in float32, and `predict` under MultiWorkerMirroredStrategy would only see
+    # this worker's share of the faces.
     metrics = {
         "stage1": _evaluate_heldout(
-            _local_copy(model), test_faces, config.evaluation, config.degrade
+            load_model(out_dir / STAGE1.model_file), test_faces, config.evaluation,
+            config.degrade,
         )
     }
     write_json_atomically(metrics, out_dir / METRICS_FILE)
@@ -885,8 +876,8 @@ def train_stage2(config, out_dir, init=None, verbose="auto", callbacks=()):
         exclude_batch_norm_from_weight_decay(optimizer, model)
         model.compile(optimizer=optimizer)
         build_for_strategy(model, strategy)
-    # Before training: with stage2.train_stage1 the stage-1 weights change.
-    stage1_metrics = _stage1_metrics(out_dir, init, _local_copy(stage1), test_faces, config)
+    # Before training, so that a kill during stage 2 does not lose them.
+    stage1_metrics = _stage1_metrics(out_dir, init, test_faces, config)
     fit_stage(
         model, dataset, stage2.epochs, start_epoch, steps_per_epoch, out_dir, STAGE2, verbose,
         [*train_faces.callbacks, *callbacks],
@@ -895,7 +886,8 @@ def train_stage2(config, out_dir, init=None, verbose="auto", callbacks=()):
     metrics = {
         "stage1": stage1_metrics,
         "stage2": _evaluate_heldout(
-            _local_copy(model), test_faces, config.evaluation, config.degrade
+            load_model(out_dir / STAGE2.model_file), test_faces, config.evaluation,
+            config.degrade,
         ),
     }
     write_json_atomically(metrics, out_dir / METRICS_FILE)
@@ -903,7 +895,7 @@ def train_stage2(config, out_dir, init=None, verbose="auto", callbacks=()):
     return model, metrics
 
 
-def _stage1_metrics(out_dir, init, stage1, test_faces, config):
+def _stage1_metrics(out_dir, init, test_faces, config):
     """Stage 1's held-out metrics: reused from its own run in `out_dir`, else computed.
 
     Saved metrics are reused only when they hold every condition (a run of an
@@ -914,4 +906,4 @@ def _stage1_metrics(out_dir, init, stage1, test_faces, config):
         saved = json.loads(metrics_path.read_text()).get("stage1", {})
         if "skipped" in saved or set(saved.get("verification", {})) == set(CONDITIONS):
             return saved
-    return _evaluate_heldout(stage1, test_faces, config.evaluation, config.degrade)
+    return _evaluate_heldout(load_model(init), test_faces, config.evaluation, config.degrade)
