@@ -536,12 +536,6 @@ def _check_attribute_names(source, names):
     known = choices.SOURCE_ATTRIBUTES.get(source)
     if known is None:
         return  # read from the attribute CSV (see `check_data_files`)
-    if source == "synthetic" and tuple(names) != known:
-        raise ConfigError(
-            f"`model.attribute_names` must be {list(known)} with data.source: synthetic (the "
-            f"synthetic faces carry these five, in this order). Received: "
-            f"model.attribute_names={names}"
-        )
     unknown = [name for name in names if name not in known]
     if unknown:
         raise ConfigError(

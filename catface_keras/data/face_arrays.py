@@ -23,3 +23,21 @@ class FaceArrays:
     identities: np.ndarray
     attributes: np.ndarray
     attribute_names: tuple = PAPER_ATTRIBUTES
+
+    def select_attributes(self, names):
+        """These faces with the attribute columns `names` (a subset, in any order).
+
+        Raises:
+            ValueError: a name these faces do not carry.
+        """
+        names = tuple(names)
+        unknown = [name for name in names if name not in self.attribute_names]
+        if unknown:
+            raise ValueError(
+                f"The faces carry the attributes {list(self.attribute_names)}, not {unknown}. "
+                f"Received: attribute_names={list(names)}"
+            )
+        columns = [self.attribute_names.index(name) for name in names]
+        return dataclasses.replace(
+            self, attributes=self.attributes[:, columns], attribute_names=names
+        )

@@ -344,7 +344,9 @@ def load_training_data(data, attribute_names):
             seed=data.seed,
             test_images_per_identity=data.test_images_per_identity,
         )
-        return InMemoryFaces(train), test
+        # The drawn faces carry the paper's five attributes; the model may predict fewer.
+        return (InMemoryFaces(train.select_attributes(attribute_names)),
+                test.select_attributes(attribute_names))
     if data.source not in SOURCES:
         raise ValueError(
             f"`data.source` must be one of {SOURCES}. Received: data.source={data.source!r}"

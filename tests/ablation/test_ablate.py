@@ -157,3 +157,25 @@ def test_real_training_of_a_two_row_table_with_two_seeds(tmp_path, monkeypatch):
         tar = row["metrics"]["degraded/tar_at_far_1e-2"]
         assert tar["n"] == 2 and 0.0 <= tar["mean"] <= 1.0
     assert (tmp_path / "stage2" / "add" / "seed1" / "stage2.keras").exists()
+
+
+@pytest.mark.parametrize("budget", ["tiny", "small", "full"])
+def test_every_row_of_every_table_is_a_valid_config_on_the_demo(budget):
+    # A row whose changes the config refuses would fail only when its turn comes to train
+    # (the attribute table's 1-4 SB rows did, on the synthetic faces).
+    import pathlib
+
+    from catface_keras.ablation.budgets import apply_budget, apply_changes
+    from catface_keras.config import load_config
+
+    demo = load_config(
+        pathlib.Path(__file__).resolve().parents[2] / "training" / "configs" / "demo.yaml"
+    )
+    base = apply_budget(demo, budget)
+    for table in TABLES.values():
+        for row in table.rows:
+            config = apply_changes(apply_changes(base, row.stage1), row.stage2 or {})
+            if row.teacher is not None:
+                apply_changes(base, row.teacher)
+            if table.name == "attributes":
+                assert len(config.model.attribute_names) == max(int(row.name.split()[0]), 1)

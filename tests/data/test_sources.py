@@ -127,3 +127,19 @@ def test_stream_splits_across_replicas(tmp_path, two_cpu_strategy):
     assert [tuple(half.shape) for half in halves] == [(2, 16, 16, 3), (2, 16, 16, 3)]
     identities = two_cpu_strategy.experimental_local_results(targets["identity"])
     assert sum(len(half) for half in identities) == 4
+
+
+def test_synthetic_faces_give_the_attributes_the_model_predicts():
+    # The drawn faces carry the paper's five; a model of fewer (catface ablate's attribute
+    # table) gets those columns, in its own order.
+    from catface_keras.data.synthetic import synthetic_splits
+
+    data = DataConfig(num_train_identities=4, num_test_identities=3, images_per_identity=2,
+                      test_images_per_identity=2, image_size=32)
+    train, test = load_training_data(data, ["Chubby", "Male"])
+    _, full_test = synthetic_splits(4, 3, 2, image_size=32, test_images_per_identity=2)
+    assert test.attribute_names == ("Chubby", "Male")
+    np.testing.assert_array_equal(test.attributes, full_test.attributes[:, [3, 0]])
+    assert train.faces.attributes.shape[1] == 2
+    with pytest.raises(ValueError, match=r"not \['Blond'\]"):
+        full_test.select_attributes(["Male", "Blond"])
