@@ -66,7 +66,7 @@ def main(argv=None):
     import tensorflow as tf
 
     import train_step
-    from catface_keras.trainer import choose_dtype_policy
+    from catface_keras.precision import choose_dtype_policy
 
     policy = choose_dtype_policy(args.policy) or "float32"
     keras.config.set_dtype_policy(policy)

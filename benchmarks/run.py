@@ -148,7 +148,7 @@ def main(argv=None):
     import keras
     import tensorflow as tf
 
-    from catface_keras.trainer import choose_dtype_policy
+    from catface_keras.precision import choose_dtype_policy
 
     policy = choose_dtype_policy(args.policy) or "float32"
     keras.config.set_dtype_policy(policy)

@@ -30,7 +30,7 @@ BLOCK_ATTENTIONS = (None, "cbam")
 DATA_SOURCES = ("synthetic", "celeba", "recordio", "image_folder", "tfrecord")
 DISTRIBUTIONS = ("auto", "none", "mirrored", "multi_worker")
 # Keras global dtype policies for `train.mixed_precision`: "auto" picks one from the
-# hardware (catface_keras.trainer.choose_dtype_policy); None leaves the global policy alone.
+# hardware (catface_keras.precision.choose_dtype_policy); None leaves the global policy alone.
 DTYPE_POLICIES = (None, "auto", "float32", "mixed_float16", "mixed_bfloat16")
 
 # Attributes each source can label: the synthetic faces carry exactly the paper's five

@@ -58,6 +58,7 @@ from catface_keras.evaluation.protocol_data import face_arrays_data
 from catface_keras.evaluation.protocols import evaluate
 from catface_keras.models.fusion import DEFAULT_FUSION_OPTIONS, FusionModel
 from catface_keras.models.loading import load_model
+from catface_keras.precision import dtype_policy
 from catface_keras.models.multibranch import MultiBranchModel
 from catface_keras.weights.pretrained import (
     initialize_from_pretrained,
@@ -536,56 +537,6 @@ def run_directory(config, out_dir, overwrite, layout):
             f"lost: {out_dir} keeps its previous results{kept}. Free some space and run the "
             "same command again: training resumes from its last finished epoch."
         ) from error
-
-
-# CPU flags (Linux /proc/cpuinfo) of native bfloat16 arithmetic.
-NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-def cpu_flags(cpuinfo="/proc/cpuinfo"):
-    """The CPU feature flags the kernel reports (empty where it does not)."""
-    try:
-        with open(cpuinfo, encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    return set(line.partition(":")[2].split())
-    except OSError:
-        pass
-    return set()
-
-
-def choose_dtype_policy(name="auto", gpus=None, flags=None):
-    """The Keras dtype policy for `train.mixed_precision`.
-
-    `auto`: `mixed_float16` (with loss scaling, which `compile` adds) on a
-    GPU; `mixed_bfloat16` on a CPU with native bf16 arithmetic (AVX-512-BF16
-    or AMX), where it is faster; `float32` on other CPUs, where emulated bf16
-    is several times slower. Any other name is returned as given (None: leave
-    the global policy alone).
-    """
-    if name != "auto":
-        return name
-    if gpus is None:
-        gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        return "mixed_float16"
-    if flags is None:
-        flags = cpu_flags()
-    return "mixed_bfloat16" if any(flag in flags for flag in NATIVE_BF16_FLAGS) else "float32"
-
-
-@contextlib.contextmanager
-def dtype_policy(name):
-    """Sets the global Keras dtype policy for the block (None: unchanged; "auto":
-    `choose_dtype_policy`)."""
-    previous = keras.config.dtype_policy()
-    name = choose_dtype_policy(name)
-    if name:
-        keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def save_atomically(model, path):
