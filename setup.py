@@ -28,7 +28,7 @@ setup(
         "matplotlib>=3.7",
         # Face detection and landmarks for `catface align|embed|verify`; its wheel
         # ships the weights (no download). joblib and lz4 are its own requirements.
-        "mtcnn==1.0.0",
+        "mtcnn>=1.0,<2",
     ],
     extras_require={
         # TensorFlow is an extra so one package serves CPU-only and CUDA machines.
@@ -36,7 +36,7 @@ setup(
         "gpu": ["tensorflow[and-cuda]>=2.16", "tensorboard>=2.16"],
         # torch only builds the reference PyTorch iResNets in tests/weights; the
         # package reads checkpoints without it.
-        "dev": ["pytest>=7", "scikit-learn>=1.3", "torch==2.13.0"],
+        "dev": ["pytest>=7", "scikit-learn>=1.3", "torch>=2.1"],
     },
     entry_points={"console_scripts": ["catface=catface_keras.cli.main:main"]},
 )
