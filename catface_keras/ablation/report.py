@@ -69,8 +69,8 @@ def _markdown(summary):
         summary["caption"],
         f"TAR at FAR = 1e-2 on held-out identities, mean ± std over seeds; Δ is the paired "
         f"difference to the row {summary['reference']!r} (same seed) with its 95 % t-interval; "
-        "acc is best-threshold verification accuracy; s / seed is the wall time of the row's "
-        "own runs (stage-2 rows exclude their shared stage-1 model).",
+        "acc is 10-fold verification accuracy (insightface's protocol); s / seed is the wall "
+        "time of the row's own runs (stage-2 rows exclude their shared stage-1 model).",
         "",
     ]
     header = ["row", "seeds"]
