@@ -86,11 +86,16 @@ class AdaFace(keras.layers.Layer):
         self.t_alpha = t_alpha
         self.eps = eps
 
+    @property
+    def num_centres(self):
+        """Class centres this layer holds (all of them; a Partial FC shard holds fewer)."""
+        return self.num_classes
+
     def build(self, embeddings_shape, labels_shape=None):
         embedding_dim = embeddings_shape[-1]
         # Column norms near 1, like the official uniform + renorm initialiser.
         self.kernel = self.add_weight(
-            shape=(embedding_dim, self.num_classes),
+            shape=(embedding_dim, self.num_centres),
             initializer=keras.initializers.RandomNormal(stddev=1.0 / math.sqrt(embedding_dim)),
             name="kernel",
             autocast=False,

@@ -158,24 +158,10 @@ class PartialFC(AdaFace):
         self.seed = seed
         self._seed_generator = keras.random.SeedGenerator(seed) if seed is not None else None
 
-    def build(self, embeddings_shape, labels_shape=None):
-        # Not AdaFace.build: that would allocate all num_classes centres.
-        embedding_dim = embeddings_shape[-1]
-        self.kernel = self.add_weight(
-            shape=(embedding_dim, self.shard_size),
-            initializer=keras.initializers.RandomNormal(stddev=1.0 / math.sqrt(embedding_dim)),
-            name="kernel",
-            autocast=False,
-        )
-        for name, value in (("norm_mean", 20.0), ("norm_std", 100.0)):
-            setattr(self, name, self.add_weight(
-                shape=(),
-                initializer=keras.initializers.Constant(value),
-                trainable=False,
-                name=name,
-                autocast=False,
-                aggregation="mean",
-            ))
+    @property
+    def num_centres(self):
+        # AdaFace.build allocates this many centres: the shard's, not all num_classes.
+        return self.shard_size
 
     def call(self, embeddings, labels, training=False):
         norms, norm_mean, norm_std = self.norms_and_statistics(embeddings, training)
