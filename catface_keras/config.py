@@ -98,6 +98,10 @@ class LossConfig:
     adaface_h: float = 0.333
     adaface_scale: float = 64.0
     adaface_t_alpha: float = 0.01
+    # Partial FC: null trains the dense AdaFace head; a rate in (0, 1] splits the
+    # class centres over the replicas, each scoring its positives plus that
+    # fraction of its centres per step (millions of identities).
+    partial_fc_sample_rate: Optional[float] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,6 +275,8 @@ RANGES = {
     "loss.adaface_margin": (">= 0", _non_negative),
     "loss.adaface_h": ("in [0, 1]", _unit),
     "loss.adaface_t_alpha": ("in [0, 1]", _unit),
+    "loss.partial_fc_sample_rate": ("in (0, 1] or null (the dense head)",
+                                    lambda value: 0.0 < value <= 1.0),
     "stage2.stage1_lr_multiplier": (">= 0", _non_negative),
     "data.seed": (">= 0", _non_negative),
     "train.seed": (">= 0", _non_negative),
@@ -479,6 +485,13 @@ def check_experiment(config):
             "`stage2.identity_init` zeroes CATF's residual branches and needs "
             "stage2.residual: true; set stage2.identity_init: false for the literal form. "
             "Received: stage2.residual=False"
+        )
+    if loss.partial_fc_sample_rate is not None and loss.index_diversion_weight:
+        raise ConfigError(
+            "`loss.index_diversion_weight` needs every class centre on each replica and "
+            "`loss.partial_fc_sample_rate` shards them; set one of the two. Received: "
+            f"loss.partial_fc_sample_rate={loss.partial_fc_sample_rate}, "
+            f"loss.index_diversion_weight={loss.index_diversion_weight}"
         )
     for key in ("attribute_weights", "attribute_positive_weights"):
         weights = getattr(loss, key)

@@ -337,6 +337,7 @@ def build_stage1_model(config, num_classes):
             "scale": loss.adaface_scale,
             "t_alpha": loss.adaface_t_alpha,
         },
+        partial_fc_sample_rate=loss.partial_fc_sample_rate,
         loss_weights={
             "fr": loss.fr_weight,
             "sb": loss.sb_weight,

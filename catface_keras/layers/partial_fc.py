@@ -1,84 +1,106 @@
 """Partial FC: a class-sharded, negative-sampled AdaFace head for millions of identities.
 
-The class centres `(D, C)` are split column-wise into `num_shards` shards
-(one per replica or machine); a shard holds only its own centres (and their
-optimizer state). Per step a shard scores the embeddings of the whole global
-batch against its positives (classes present in the batch) plus randomly
-sampled negatives, `ceil(sample_rate * shard_size)` columns in all, applies
-the AdaFace margin (`adaface_logits`) to those logits, and the softmax
-cross-entropy is computed across shards from three reductions per row: the
+The class centres `(D, C)` are split column-wise over the replicas of the
+distribution strategy, one shard of `ceil(C / num_shards)` columns each (the
+last shards padded). A shard lives only on its replica, with its own SGD
+momentum: the centres are per-replica (`on_read`) variables that are not
+all-reduced, and each replica updates its own shard (`apply_gradient`), as
+insightface's arcface_torch does with one process per GPU.
+
+Per step every replica gathers the embeddings of the whole global batch
+(`all_gather`, whose gradient returns each replica its rows), scores them
+against its positives (classes present in the batch) plus randomly sampled
+negatives, `ceil(sample_rate * shard_width)` columns in all, applies the
+AdaFace margin (`adaface_logits`) to those logits, and the softmax
+cross-entropy is assembled across shards from three reductions per row: the
 maximum logit, the sum of exponentials and the target logit
-(`sharded_cross_entropy`). At `sample_rate=1.0` and one shard this is the
-dense `AdaFace` head exactly.
+(`sharded_cross_entropy`). At `sample_rate=1.0` this trains exactly as the
+dense `AdaFace` head (tests/distribution/test_partial_fc_training.py).
 
 Memory per shard for C classes of dimension D in float32 with SGD momentum:
-`2 * 4 * D * C / num_shards` bytes, plus `batch * num_sample` logits.
+`2 * 4 * D * C / num_shards` bytes, plus `global_batch * num_sample` logits.
+Saved files hold all C centres, so a run resumes on any number of replicas.
 """
 
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from catface_keras.distribution import num_replicas
 from catface_keras.layers.adaface import AdaFace, adaface_logits
 
-# Logit of a padding column (a shard with fewer classes than its width).
+# Logit of a padding column (a shard with fewer classes than its width): exp() is 0.
 PADDING_LOGIT = -1e9
+
+
+def shard_width(num_classes, num_shards):
+    """Columns of every shard: `ceil(num_classes / num_shards)`."""
+    return -(-num_classes // num_shards)
 
 
 def shard_bounds(num_classes, num_shards, shard_index):
     """`(start, size)`: the classes `[start, start + size)` that shard `shard_index` holds.
 
-    The first `num_classes % num_shards` shards hold one class more.
+    Shards are `shard_width` columns wide; the last ones hold fewer classes
+    (possibly none) and pad the rest.
     """
     if not 0 <= shard_index < num_shards:
         raise ValueError(
             f"`shard_index` must be in [0, {num_shards - 1}]. Received: shard_index={shard_index}"
         )
-    base, extra = divmod(num_classes, num_shards)
-    start = shard_index * base + min(shard_index, extra)
-    return start, base + (1 if shard_index < extra else 0)
+    width = shard_width(num_classes, num_shards)
+    start = min(shard_index * width, num_classes)
+    return start, min(width, num_classes - start)
 
 
-def sampled_columns(num_classes_in_shard, sample_rate, batch_size):
-    """How many centres a shard scores per step: all of a small shard, else
-    `ceil(sample_rate * size)`, at least enough for a batch of distinct positives."""
-    wanted = max(math.ceil(sample_rate * num_classes_in_shard), batch_size)
-    return min(num_classes_in_shard, wanted)
+def sampled_columns(width, sample_rate):
+    """Centres a shard scores per step, `ceil(sample_rate * width)`, before
+    `sample_classes` raises it to the step's distinct positives."""
+    return min(width, math.ceil(sample_rate * width))
 
 
-def sample_classes(labels, class_start, shard_size, num_sample, seed=None):
+def sample_classes(labels, class_start, shard_size, num_sample, seed=None, width=None):
     """Chooses the shard columns scored this step: every positive, then random negatives.
 
     Args:
         labels: `(batch,)` global class indices of the (global) batch.
-        class_start, shard_size: the shard's classes `[class_start, class_start + shard_size)`.
-        num_sample: columns to keep (>= the distinct positives in the shard).
+        class_start, shard_size: the shard's classes `[class_start, class_start + shard_size)`
+            (ints or scalar tensors).
+        num_sample: columns to keep; raised to the distinct positives in the
+            shard when they are more.
         seed: a stateless seed `(2,)`, or None for a stateful draw.
+        width: the shard's columns (default `shard_size`); columns from
+            `shard_size` on are padding, scored only when `num_sample` exceeds
+            `shard_size`.
 
     Returns:
-        `(columns, local_labels)`: `(num_sample,)` sorted shard-local column
+        `(columns, local_labels)`: `(max(num_sample, positives),)` sorted shard-local column
         indices, and `(batch,)` each label's position in `columns`, or -1 for a
         label held by another shard.
     """
+    width = shard_size if width is None else width
     labels = tf.cast(labels, tf.int32)
     local = labels - class_start
     in_shard = tf.logical_and(local >= 0, local < shard_size)
-    positive = tf.scatter_nd(
-        tf.expand_dims(tf.boolean_mask(local, in_shard), -1),
-        tf.ones_like(tf.boolean_mask(local, in_shard), tf.float32),
-        [shard_size],
-    )
-    if num_sample >= shard_size:
-        columns = tf.range(shard_size, dtype=tf.int32)
+    if num_sample >= width:
+        columns = tf.range(width, dtype=tf.int32)
     else:
         if seed is None:
-            scores = tf.random.uniform([shard_size])
+            scores = tf.random.uniform([width])
         else:
-            scores = tf.random.stateless_uniform([shard_size], seed)
-        # Positives score 2, above every negative's [0, 1).
+            scores = tf.random.stateless_uniform([width], seed)
+        # Positives score 2, above every negative's [0, 1); padding -1, below.
+        scores = tf.where(tf.range(width) < shard_size, scores, -1.0)
+        positive = tf.scatter_nd(
+            tf.expand_dims(tf.boolean_mask(local, in_shard), -1),
+            tf.ones_like(tf.boolean_mask(local, in_shard), tf.float32),
+            [width],
+        )
         scores = tf.where(positive > 0, 2.0, scores)
-        columns = tf.sort(tf.math.top_k(scores, num_sample, sorted=False).indices)
+        count = tf.maximum(num_sample, tf.reduce_sum(tf.cast(positive > 0, tf.int32)))
+        columns = tf.sort(tf.math.top_k(scores, count, sorted=False).indices)
     position = tf.searchsorted(columns, tf.where(in_shard, local, 0))
     return columns, tf.where(in_shard, tf.cast(position, tf.int32), -1)
 
@@ -106,52 +128,96 @@ def sharded_cross_entropy(logits, local_labels, all_reduce_max, all_reduce_sum):
     return tf.math.log(sum_exp) + row_max - target_logit
 
 
+def replica_reductions():
+    """`(all_gather, all_reduce_max, all_reduce_sum)` over the current replicas.
+
+    Identities outside a replica context or with one replica. All three are
+    differentiable: the gradient of a gathered tensor comes back summed over
+    replicas to the replica that gave the rows.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        identity = lambda value: value  # noqa: E731
+        return identity, identity, identity
+
+    def gather(value):
+        return context.all_gather(value, axis=0)
+
+    def reduce_max(value):
+        return tf.reduce_max(context.all_gather(value[None], axis=0), axis=0)
+
+    def reduce_sum(value):
+        return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+    return gather, reduce_max, reduce_sum
+
+
+def _strategy_of(variable):
+    """The strategy a (Keras) variable was created under; the current one for a plain variable."""
+    return getattr(variable.value, "distribute_strategy", None) or tf.distribute.get_strategy()
+
+
+def replica_index():
+    """This replica's index in its sync group (0 outside a replica context), an int32 scalar."""
+    context = tf.distribute.get_replica_context()
+    if context is None:
+        return tf.constant(0, tf.int32)
+    return tf.cast(context.replica_id_in_sync_group, tf.int32)
+
+
 @keras.saving.register_keras_serializable(package="catface")
 class PartialFC(AdaFace):
-    """One shard of a negative-sampled AdaFace head (Partial FC).
+    """A negative-sampled AdaFace head whose centres are sharded over replicas (Partial FC).
 
-    Holds the class centres `[start, start + size)` of `shard_bounds(num_classes,
-    num_shards, shard_index)` as `kernel` `(embedding_dim, size)`, and the same
-    running norm statistics as `AdaFace`. `call` returns this shard's sampled
-    logits and the targets' columns in them; `loss` the mean cross-entropy
-    over all shards.
-
-    With `num_shards=1` it is a drop-in training head: `loss(embeddings,
-    labels)` is AdaFace's cross-entropy over the positives and
-    `ceil(sample_rate * num_classes)` sampled classes (all of them at 1.0).
-    With several shards the caller gives every shard the whole global batch
-    and the cross-shard reductions (`all_reduce_max`, `all_reduce_sum`).
+    Built under a distribution strategy with R replicas (`num_shards=None`),
+    each replica holds `kernel` `(embedding_dim, ceil(num_classes / R))`: the
+    centres of `shard_bounds(num_classes, R, replica)`, plus their SGD
+    `momentum`. Neither is trainable by Keras' optimizer: the training step
+    passes the gradient of `kernel` to `apply_gradient`, which each replica
+    applies to its own shard. The running norm statistics are AdaFace's,
+    shared by all replicas.
 
     Args:
         num_classes: identities over all shards.
-        sample_rate: fraction of a shard's centres scored per step, in (0, 1].
-        num_shards, shard_index: the split of the classes and this shard.
+        sample_rate: fraction of a shard's centres scored per training step,
+            in (0, 1]; the batch's positives are always among them.
+        num_shards: shards; None (the default) takes the strategy's replica
+            count when built, so a saved model loads on any number of replicas.
+        shard_index: which shard a single-replica layer holds (tests and
+            tools); None follows the replica context.
         seed: int for reproducible sampling (None: stateful random).
         margin, h, scale, t_alpha, eps: as `AdaFace`.
 
     Call arguments:
-        embeddings: `(batch, embedding_dim)`, not normalised.
+        embeddings: `(batch, embedding_dim)` this replica's embeddings.
         labels: `(batch,)` global class indices.
         training: update the running statistics and sample negatives
             (otherwise all of the shard's centres are scored).
 
     Returns:
-        `(logits, local_labels)`: `(batch, num_sample)` float32 and `(batch,)` int32.
+        `(logits, local_labels)` for the global batch (all replicas' rows, in
+        replica order): `(global_batch, num_sample)` float32 and
+        `(global_batch,)` int32, -1 where another shard holds the target.
     """
 
-    def __init__(self, num_classes, sample_rate=1.0, num_shards=1, shard_index=0, seed=None,
-                 **kwargs):
+    def __init__(self, num_classes, sample_rate=1.0, num_shards=None, shard_index=None,
+                 seed=None, **kwargs):
         super().__init__(num_classes, **kwargs)
         if not 0.0 < sample_rate <= 1.0:
             raise ValueError(
                 f"`sample_rate` must be in (0, 1]. Received: sample_rate={sample_rate!r}"
             )
-        if not isinstance(num_shards, int) or not 1 <= num_shards <= num_classes:
+        if num_shards is not None and (
+            not isinstance(num_shards, int) or not 1 <= num_shards <= num_classes
+        ):
             raise ValueError(
-                f"`num_shards` must be an int in [1, num_classes={num_classes}]. "
+                f"`num_shards` must be None or an int in [1, num_classes={num_classes}]. "
                 f"Received: num_shards={num_shards!r}"
             )
-        self.class_start, self.shard_size = shard_bounds(num_classes, num_shards, shard_index)
+        if shard_index is not None and num_shards is None:
+            raise ValueError("`shard_index` needs `num_shards`.")
+        if shard_index is not None:
+            shard_bounds(num_classes, num_shards, shard_index)  # checks the range
         self.sample_rate = sample_rate
         self.num_shards = num_shards
         self.shard_index = shard_index
@@ -159,20 +225,61 @@ class PartialFC(AdaFace):
         self._seed_generator = keras.random.SeedGenerator(seed) if seed is not None else None
 
     @property
+    def shards(self):
+        """Shards the centres are split into (the replica count when `num_shards` is None)."""
+        return self.num_shards or num_replicas()
+
+    @property
     def num_centres(self):
-        # AdaFace.build allocates this many centres: the shard's, not all num_classes.
-        return self.shard_size
+        # AdaFace.build allocates this many columns: one shard's, not all num_classes.
+        return shard_width(self.num_classes, self._built_shards)
+
+    def build(self, embeddings_shape, labels_shape=None):
+        self._built_shards = self.shards
+        super().build(embeddings_shape, labels_shape)
+        self.momentum = self.add_weight(
+            shape=self.kernel.shape,
+            initializer="zeros",
+            trainable=False,
+            name="momentum",
+            autocast=False,
+        )
+
+    def add_weight(self, shape=None, initializer=None, name=None, **kwargs):
+        if name not in ("kernel", "momentum"):
+            return super().add_weight(shape=shape, initializer=initializer, name=name, **kwargs)
+        # One value per replica, never all-reduced: each replica's own shard.
+        # (`Layer.add_weight` takes no `synchronization`.)
+        with keras.name_scope(self.name, caller=self):
+            variable = keras.Variable(
+                keras.initializers.get(initializer), shape=shape, dtype="float32",
+                trainable=False, autocast=False, name=name, synchronization="on_read",
+                aggregation="only_first_replica",
+            )
+        self._track_variable(variable)
+        return variable
+
+    def _shard(self):
+        """`(start, size)` of this replica's classes, as int32 scalars."""
+        index = replica_index() if self.shard_index is None else tf.constant(self.shard_index)
+        width = self.num_centres
+        start = tf.minimum(index * width, self.num_classes)
+        return start, tf.minimum(width, self.num_classes - start)
 
     def call(self, embeddings, labels, training=False):
-        norms, norm_mean, norm_std = self.norms_and_statistics(embeddings, training)
-        batch = embeddings.shape[0] or self.shard_size
-        num_sample = self.shard_size
+        gather, _, _ = replica_reductions()
+        # The statistics come from this replica's rows, summed over replicas by AdaFace.
+        _, norm_mean, norm_std = self.norms_and_statistics(embeddings, training)
+        embeddings = gather(tf.cast(embeddings, tf.float32))
+        labels = gather(tf.cast(labels, tf.int32))
+        norms, _, _ = self.norms_and_statistics(embeddings, training=False)
+        width = self.num_centres
+        num_sample = width
         if training:
-            num_sample = sampled_columns(self.shard_size, self.sample_rate, batch)
+            num_sample = sampled_columns(width, self.sample_rate)
         seed = None if self._seed_generator is None else self._seed_generator.next()
-        columns, local_labels = sample_classes(
-            labels, self.class_start, self.shard_size, num_sample, seed
-        )
+        start, size = self._shard()
+        columns, local_labels = sample_classes(labels, start, size, num_sample, seed, width)
         logits = adaface_logits(
             self.cosine(embeddings, columns),
             norms,
@@ -184,19 +291,102 @@ class PartialFC(AdaFace):
             scale=self.scale,
             eps=self.eps,
         )
+        logits = tf.where(columns[None, :] < size, logits, PADDING_LOGIT)
         return logits, local_labels
 
-    def loss(self, embeddings, labels, training=True, all_reduce_max=None, all_reduce_sum=None):
-        """Mean AdaFace cross-entropy over the batch (see `sharded_cross_entropy`)."""
+    def loss(self, embeddings, labels, training=True):
+        """Mean AdaFace cross-entropy over the global batch, the same on every replica.
+
+        Called in each replica with its own rows. Divided by the replica count
+        like any per-replica loss (Keras sums gradients over replicas), its
+        gradients are exact: the cross-replica sums carry the other replicas'
+        share back (see `replica_reductions`).
+        """
         logits, local_labels = self(embeddings, labels, training=training)
-        identity = lambda value: value  # noqa: E731
-        losses = sharded_cross_entropy(
-            logits, local_labels, all_reduce_max or identity, all_reduce_sum or identity
-        )
-        return tf.reduce_mean(losses)
+        _, reduce_max, reduce_sum = replica_reductions()
+        return tf.reduce_mean(sharded_cross_entropy(logits, local_labels, reduce_max, reduce_sum))
+
+    def apply_gradient(self, gradient, learning_rate, momentum, weight_decay=None):
+        """One SGD step on this replica's shard, as `keras.optimizers.SGD` computes it.
+
+        Decoupled weight decay first (`w -= lr * wd * w`), then
+        `m = momentum * m - lr * g; w += m`. Centres are not clipped with the
+        network's gradients (arcface_torch clips the backbone only).
+        """
+        if gradient is None:
+            return
+        if isinstance(gradient, tf.IndexedSlices):
+            gradient = tf.convert_to_tensor(gradient)
+        learning_rate = tf.cast(learning_rate, tf.float32)
+        kernel = self.kernel
+        if weight_decay:
+            kernel.assign(kernel - kernel * (weight_decay * learning_rate))
+        if momentum:
+            self.momentum.assign(self.momentum * momentum - gradient * learning_rate)
+            kernel.assign_add(self.momentum)
+        else:
+            kernel.assign_sub(gradient * learning_rate)
+
+    # === All centres in saved files ===
+
+    def _all_shards(self, variable):
+        """`(embedding_dim, num_classes)` numpy: every replica's shard, in class order."""
+        strategy = _strategy_of(variable)
+        if strategy.num_replicas_in_sync == 1:
+            value = np.asarray(variable.value)
+        else:
+            with strategy.scope():
+                local = strategy.run(lambda: tf.identity(variable.value))
+                value = strategy.gather(local, axis=1).numpy()
+        return value[:, : self.num_classes]
+
+    def _assign_shards(self, variable, value):
+        """Gives each replica its columns of `value` `(embedding_dim, num_classes)`."""
+        width = self.num_centres
+        padded = np.zeros((value.shape[0], width * self._built_shards), np.float32)
+        padded[:, : value.shape[1]] = value
+        padded = tf.constant(padded)
+        if self.shard_index is not None:
+            variable.assign(padded[:, self.shard_index * width:(self.shard_index + 1) * width])
+            return
+
+        def assign():
+            start = replica_index() * width
+            variable.assign(padded[:, start:start + width])
+
+        strategy = _strategy_of(variable)
+        if strategy.num_replicas_in_sync == 1:
+            assign()
+        else:
+            with strategy.scope():
+                strategy.run(tf.function(assign))
+
+    def save_own_variables(self, store):
+        store["kernel"] = self._all_shards(self.kernel)
+        store["momentum"] = self._all_shards(self.momentum)
+        store["norm_mean"] = np.asarray(self.norm_mean.value)
+        store["norm_std"] = np.asarray(self.norm_std.value)
+
+    def load_own_variables(self, store):
+        if "kernel" not in store:
+            raise ValueError(
+                f"PartialFC {self.name!r}: the saved weights hold no `kernel` entry. "
+                f"Received: {sorted(store.keys())}"
+            )
+        for name in ("kernel", "momentum"):
+            value = np.asarray(store[name])
+            if value.shape != (self.kernel.shape[0], self.num_classes):
+                raise ValueError(
+                    f"PartialFC {self.name!r}: saved `{name}` has shape {value.shape}, "
+                    f"expected {(self.kernel.shape[0], self.num_classes)} (embedding_dim, "
+                    "num_classes)."
+                )
+            self._assign_shards(getattr(self, name), value)
+        self.norm_mean.assign(np.asarray(store["norm_mean"]))
+        self.norm_std.assign(np.asarray(store["norm_std"]))
 
     def compute_output_shape(self, embeddings_shape, labels_shape=None):
-        return (embeddings_shape[0], None), (embeddings_shape[0],)
+        return (None, None), (None,)
 
     def get_config(self):
         config = super().get_config()

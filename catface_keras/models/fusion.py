@@ -10,13 +10,12 @@ import keras
 from keras import ops
 
 from catface_keras.choices import FUSION_KINDS
-from catface_keras.layers.adaface import AdaFace
 from catface_keras.layers.catf import CATF
 from catface_keras.layers.cross_attention import CrossAttentionFusion
 from catface_keras.layers.ffm import FFMFusion
 from catface_keras.layers.fusion_baselines import AddFusion, ConcatFusion, SEFusion
 from catface_keras.models.multibranch import MultiBranchModel, embedding_head
-from catface_keras.models.paired import PairedTrainingModel, paired_adaface_loss
+from catface_keras.models.paired import PairedTrainingModel, margin_head, paired_adaface_loss
 
 DEFAULT_FUSION_OPTIONS = {
     "num_heads": 4,
@@ -100,7 +99,8 @@ class FusionModel(PairedTrainingModel):
         embedding_dim: fused embedding size (default: stage 1's).
         dropout: dropout of the fused embedding head (default: stage 1's).
         num_classes: AdaFace classes (default: stage 1's).
-        adaface: AdaFace arguments (default: stage 1's).
+        adaface: AdaFace arguments (default: stage 1's). The fused head is
+            dense or Partial FC as stage 1's (`partial_fc_sample_rate`).
         train_stage1: fine-tune the stage-1 weights too. Off by default:
             the stage-1 model is frozen (its batch norms run in inference
             mode) and only the fusion module and fused head learn.
@@ -153,8 +153,11 @@ class FusionModel(PairedTrainingModel):
             fused, embedding_dim, dropout, name="fused_embedding", synchronized=sync
         )
         outputs = {"embedding": embedding, "attribute_logits": features["attribute_logits"]}
-        self.adaface = AdaFace(num_classes, dtype="float32", name="fused_adaface", **adaface)
-        self.adaface.build((None, embedding_dim))
+        # Dense or Partial FC as stage 1's head.
+        self.adaface = margin_head(
+            num_classes, embedding_dim, stage1.partial_fc_sample_rate, name="fused_adaface",
+            **adaface,
+        )
         super().__init__(inputs=images, outputs=outputs, **kwargs)
         # After the Functional constructor, whose `trainable` argument (given
         # when loading) sets every sublayer.

@@ -24,7 +24,6 @@ from catface_keras.backbones.iresnet import (
     saved_backbone_spec,
     validate_image_size,
 )
-from catface_keras.layers.adaface import AdaFace
 from catface_keras.layers.perceptibility import PerceptibilityAttention
 from catface_keras.layers.self_attention import SelfAttention2D
 from catface_keras.losses.attributes import masked_attribute_bce
@@ -36,7 +35,7 @@ from catface_keras.losses.distillation import (
     distance_of_kind,
     summed_map_distillation_loss,
 )
-from catface_keras.models.paired import PairedTrainingModel, paired_adaface_loss
+from catface_keras.models.paired import PairedTrainingModel, margin_head, paired_adaface_loss
 from catface_keras.soft_biometrics import PAPER_ATTRIBUTES
 
 DEFAULT_LOSS_WEIGHTS = {"fr": 3.0, "sb": 1.0, "distillation": 1.0}
@@ -122,6 +121,10 @@ class MultiBranchModel(PairedTrainingModel):
             fall about twice as fast. False gives the literal A V.
         dropout: dropout rate of both heads.
         adaface: dict of `AdaFace` arguments (margin, h, scale, t_alpha).
+        partial_fc_sample_rate: None for the dense AdaFace head; a rate in
+            (0, 1] for Partial FC (`layers.partial_fc`): the class centres
+            split over the replicas, each scoring its positives plus that
+            fraction of its centres per step (for millions of identities).
         loss_weights: dict with keys `fr` (3), `sb` (1), `distillation` (1).
         distillation: what the LQ pass is pulled towards the HQ pass (or the
             teacher's) on: `"cosine"` (the paper's) or `"l2"` for the branch
@@ -166,6 +169,7 @@ class MultiBranchModel(PairedTrainingModel):
         attention_residual=True,
         dropout=0.4,
         adaface=None,
+        partial_fc_sample_rate=None,
         loss_weights=None,
         distillation="cosine",
         distillation_stage=NUM_STAGES,
@@ -209,6 +213,13 @@ class MultiBranchModel(PairedTrainingModel):
         ):
             if value not in allowed:
                 raise ValueError(f"`{name}` must be one of {allowed}. Received: {name}={value!r}")
+        if partial_fc_sample_rate is not None and index_diversion_weight:
+            raise ValueError(
+                "`index_diversion_weight` needs every class centre on each replica, and "
+                "`partial_fc_sample_rate` shards them; set one of the two. Received: "
+                f"partial_fc_sample_rate={partial_fc_sample_rate!r}, "
+                f"index_diversion_weight={index_diversion_weight!r}"
+            )
         attribute_names = tuple(attribute_names)
         loss_weights = _merge_known(DEFAULT_LOSS_WEIGHTS, loss_weights, "loss_weights")
         adaface = _merge_known(DEFAULT_ADAFACE, adaface, "adaface")
@@ -275,8 +286,7 @@ class MultiBranchModel(PairedTrainingModel):
         outputs = {"embedding": embedding, "attribute_logits": attribute_logits}
         # AdaFace is a training head outside the inference graph; it is an
         # attribute so that its class centres and running statistics are saved.
-        self.adaface = AdaFace(num_classes, dtype="float32", name="adaface", **adaface)
-        self.adaface.build((None, embedding_dim))
+        self.adaface = margin_head(num_classes, embedding_dim, partial_fc_sample_rate, **adaface)
         super().__init__(inputs=images, outputs=outputs, **kwargs)
         self.feature_network = keras.Model(
             images,
@@ -328,6 +338,7 @@ class MultiBranchModel(PairedTrainingModel):
         self.attention_residual = attention_residual
         self.dropout = dropout
         self.adaface_config = adaface
+        self.partial_fc_sample_rate = partial_fc_sample_rate
         self.loss_weights = loss_weights
         self.distillation = distillation
         self.distillation_stage = distillation_stage
@@ -510,6 +521,7 @@ class MultiBranchModel(PairedTrainingModel):
             "attention_residual": self.attention_residual,
             "dropout": self.dropout,
             "adaface": dict(self.adaface_config),
+            "partial_fc_sample_rate": self.partial_fc_sample_rate,
             "loss_weights": dict(self.loss_weights),
             "distillation": self.distillation,
             "distillation_stage": self.distillation_stage,

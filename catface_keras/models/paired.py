@@ -12,6 +12,25 @@ import tensorflow as tf
 from keras import ops
 
 from catface_keras.distribution import scale_loss_for_replicas
+from catface_keras.layers.adaface import AdaFace
+from catface_keras.layers.partial_fc import PartialFC
+
+
+def margin_head(num_classes, embedding_dim, partial_fc_sample_rate=None, name="adaface",
+                **adaface):
+    """The built AdaFace training head: dense, or Partial FC sharded over the replicas.
+
+    `partial_fc_sample_rate=None` gives the dense `AdaFace`; a rate in (0, 1]
+    a `PartialFC` whose centres are split over the current strategy's replicas.
+    """
+    if partial_fc_sample_rate is None:
+        head = AdaFace(num_classes, dtype="float32", name=name, **adaface)
+    else:
+        head = PartialFC(
+            num_classes, sample_rate=partial_fc_sample_rate, dtype="float32", name=name, **adaface
+        )
+    head.build((None, embedding_dim))
+    return head
 
 
 def paired_adaface_loss(adaface, embedding, identity, training, copies=2):
@@ -25,6 +44,8 @@ def paired_adaface_loss(adaface, embedding, identity, training, copies=2):
         training: whether AdaFace updates its running statistics.
     """
     identity = ops.concatenate([identity] * copies, axis=0)
+    if isinstance(adaface, PartialFC):
+        return adaface.loss(embedding, identity, training=training)
     logits = adaface(embedding, identity, training=training)
     return ops.mean(
         keras.losses.sparse_categorical_crossentropy(identity, logits, from_logits=True)
@@ -39,6 +60,9 @@ class PairedTrainingModel(keras.Model):
     `paired_losses(data, training) -> (features, losses)`, where `features`
     holds at least `"embedding"` `(rows, D)` and `losses` is keyed by
     `LOSS_TERMS`. `scale_gradients` may rescale gradients before the update.
+    Trainable `PartialFC` heads are updated by each replica on its own shard,
+    outside the optimizer, with the optimizer's learning rate, momentum and
+    weight decay.
     """
 
     LOSS_TERMS = ("loss",)
@@ -63,14 +87,45 @@ class PairedTrainingModel(keras.Model):
         self.feature_norm_tracker.update_state(ops.norm(features["embedding"], axis=-1))
         return {metric.name: metric.result() for metric in self.metrics}
 
+    def sharded_heads(self):
+        """The trainable `PartialFC` heads (their centres are not trainable variables)."""
+        return [
+            layer for layer in self._flatten_layers()
+            if isinstance(layer, PartialFC) and layer.trainable
+        ]
+
     def train_step(self, data):
+        heads = self.sharded_heads()
+        centres = [head.kernel.value for head in heads]
         with tf.GradientTape() as tape:
+            tape.watch(centres)
             features, losses = self.paired_losses(data, training=True)
             loss = self.optimizer.scale_loss(scale_loss_for_replicas(losses["loss"]))
         variables = self.trainable_variables
-        gradients = self.scale_gradients(tape.gradient(loss, variables), variables)
+        gradients = tape.gradient(loss, [*variables, *centres])
+        gradients, centre_gradients = gradients[: len(variables)], gradients[len(variables):]
+        learning_rate = self.optimizer.learning_rate  # this step's, before `apply` counts it
+        gradients = self.scale_gradients(gradients, variables)
         self.optimizer.apply(gradients, variables)
+        for head, gradient in zip(heads, centre_gradients):
+            self._apply_to_shard(head, gradient, learning_rate)
         return self._update_trackers(features, losses)
+
+    def _apply_to_shard(self, head, gradient, learning_rate):
+        optimizer = self.optimizer
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            gradient = tf.convert_to_tensor(gradient) / optimizer.dynamic_scale
+            # The loss-scale optimizer skips steps whose gradients overflowed.
+            finite = tf.reduce_all(tf.math.is_finite(gradient))
+            gradient = tf.where(finite, gradient, tf.zeros_like(gradient))
+            learning_rate = tf.where(finite, learning_rate, 0.0)
+            optimizer = optimizer.inner_optimizer
+        head.apply_gradient(
+            gradient,
+            learning_rate,
+            momentum=getattr(optimizer, "momentum", 0.0),
+            weight_decay=optimizer.weight_decay,
+        )
 
     def test_step(self, data):
         features, losses = self.paired_losses(data, training=False)
