@@ -19,7 +19,9 @@ dense `AdaFace` head (tests/distribution/test_partial_fc_training.py).
 
 Memory per shard for C classes of dimension D in float32 with SGD momentum:
 `2 * 4 * D * C / num_shards` bytes, plus `global_batch * num_sample` logits.
-Saved files hold all C centres, so a run resumes on any number of replicas.
+Saved files hold all C centres, so a run resumes on any number of replicas; the
+initial centres are drawn whole and split, so they do not depend on the replica
+count either (both cost one full `(D, C)` array in host memory while they run).
 """
 
 import math
@@ -252,11 +254,16 @@ class PartialFC(AdaFace):
         # (`Layer.add_weight` takes no `synchronization`.)
         with keras.name_scope(self.name, caller=self):
             variable = keras.Variable(
-                keras.initializers.get(initializer), shape=shape, dtype="float32",
+                keras.initializers.get("zeros"), shape=shape, dtype="float32",
                 trainable=False, autocast=False, name=name, synchronization="on_read",
                 aggregation="only_first_replica",
             )
         self._track_variable(variable)
+        if name == "kernel":
+            # Drawn whole, as the dense head draws it, and split: the centres do
+            # not depend on the number of replicas (a cluster run equals one process).
+            initial = keras.initializers.get(initializer)((shape[0], self.num_classes))
+            self._assign_shards(variable, np.asarray(initial))
         return variable
 
     def _shard(self):

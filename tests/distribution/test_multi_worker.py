@@ -91,19 +91,24 @@ def wait_all(processes, timeout):
     return outputs
 
 
-def test_two_workers_match_one_process_and_only_the_chief_writes(tmp_path):
+@pytest.mark.parametrize("head", ["dense", "partial_fc"])
+def test_two_workers_match_one_process_and_only_the_chief_writes(tmp_path, head):
     """Tolerance: 1e-5 absolute on the weights after 2 SGD steps (float32
     all-reduce sums in another order than one device). Gradients are clipped
     to norm 5 (the default), so this also checks that clipping sees the
-    gradient summed over workers."""
+    gradient summed over workers. With Partial FC each worker holds half the
+    class centres (and the single process all of them, in one shard)."""
+    config = CONFIG
+    if head == "partial_fc":
+        config = {**CONFIG, "loss": {"partial_fc_sample_rate": 1.0}}
     config_path = tmp_path / "tiny.yaml"
-    config_path.write_text(yaml.safe_dump(CONFIG))
+    config_path.write_text(yaml.safe_dump(config))
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     processes = start_workers(config_path, tmp_path / "cluster", scratch)
     try:
         # The single-process reference trains while the cluster does.
-        reference, _ = run_stage1(config_from_dict(CONFIG), tmp_path / "single", verbose=0)
+        reference, _ = run_stage1(config_from_dict(config), tmp_path / "single", verbose=0)
     finally:
         outputs = wait_all(processes, WORKER_TIMEOUT_S)
     for index, (process, output) in enumerate(zip(processes, outputs)):
@@ -119,6 +124,7 @@ def test_two_workers_match_one_process_and_only_the_chief_writes(tmp_path):
     for got, expected in zip(trained.get_weights(), reference.get_weights()):
         np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-4)
     assert float(trained.adaface.norm_mean) == pytest.approx(float(reference.adaface.norm_mean))
+    assert trained.adaface.kernel.shape == reference.adaface.kernel.shape
 
 
 def test_tf_config_names_every_worker_and_this_task():
