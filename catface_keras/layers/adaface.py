@@ -42,6 +42,18 @@ def adaface_logits(cosine, norms, labels, norm_mean, norm_std, margin=0.4, h=0.3
     return logits * scale
 
 
+def clamped_cosine(embeddings, centres, eps, centres_axis=1):
+    """Cosines of `(batch, D)` embeddings with centres `(D, k)` (`centres_axis=1`)
+    or `(k, D)` (`centres_axis=0`), clamped to [-1 + eps, 1 - eps]: `(batch, k)`."""
+    embeddings = ops.cast(embeddings, "float32")
+    normalized = embeddings / ops.maximum(ops.norm(embeddings, axis=-1, keepdims=True), 1e-12)
+    norm_axis = 0 if centres_axis == 1 else 1
+    centres = centres / ops.maximum(ops.norm(centres, axis=norm_axis, keepdims=True), 1e-12)
+    if centres_axis == 0:
+        centres = ops.transpose(centres)
+    return ops.clip(ops.matmul(normalized, centres), -1.0 + eps, 1.0 - eps)
+
+
 @keras.saving.register_keras_serializable(package="catface")
 class AdaFace(keras.layers.Layer):
     """Normalised classifier with the AdaFace margin.
@@ -86,20 +98,23 @@ class AdaFace(keras.layers.Layer):
         self.t_alpha = t_alpha
         self.eps = eps
 
-    @property
-    def num_centres(self):
-        """Class centres this layer holds (all of them; a Partial FC shard holds fewer)."""
-        return self.num_classes
-
     def build(self, embeddings_shape, labels_shape=None):
         embedding_dim = embeddings_shape[-1]
         # Column norms near 1, like the official uniform + renorm initialiser.
         self.kernel = self.add_weight(
-            shape=(embedding_dim, self.num_centres),
-            initializer=keras.initializers.RandomNormal(stddev=1.0 / math.sqrt(embedding_dim)),
+            shape=(embedding_dim, self.num_classes),
+            initializer=self.centre_initializer(embedding_dim),
             name="kernel",
             autocast=False,
         )
+        self.build_statistics()
+
+    @staticmethod
+    def centre_initializer(embedding_dim):
+        return keras.initializers.RandomNormal(stddev=1.0 / math.sqrt(embedding_dim))
+
+    def build_statistics(self):
+        """The running mean and std of the feature norms, shared by all replicas."""
         self.norm_mean = self.add_weight(
             shape=(),
             initializer=keras.initializers.Constant(20.0),
@@ -117,17 +132,9 @@ class AdaFace(keras.layers.Layer):
             aggregation="mean",
         )
 
-    def cosine(self, embeddings, columns=None):
-        """`(batch, embedding_dim)` -> clamped cosines `(batch, num_classes)`.
-
-        `columns`: `(k,)` indices of the centres to score (default: all), giving
-        `(batch, k)`.
-        """
-        kernel = self.kernel if columns is None else ops.take(self.kernel, columns, axis=1)
-        embeddings = ops.cast(embeddings, "float32")
-        normalized = embeddings / ops.maximum(ops.norm(embeddings, axis=-1, keepdims=True), 1e-12)
-        centres = kernel / ops.maximum(ops.norm(kernel, axis=0, keepdims=True), 1e-12)
-        return ops.clip(ops.matmul(normalized, centres), -1.0 + self.eps, 1.0 - self.eps)
+    def cosine(self, embeddings):
+        """`(batch, embedding_dim)` -> clamped cosines `(batch, num_classes)`."""
+        return clamped_cosine(embeddings, self.kernel, self.eps)
 
     def norms_and_statistics(self, embeddings, training):
         """Feature norms `(batch,)` (no gradient) and the norm mean and std to use.

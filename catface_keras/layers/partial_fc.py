@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from catface_keras.distribution import num_replicas
-from catface_keras.layers.adaface import AdaFace, adaface_logits
+from catface_keras.layers.adaface import AdaFace, adaface_logits, clamped_cosine
 
 # Logit of a padding column (a shard with fewer classes than its width): exp() is 0.
 PADDING_LOGIT = -1e9
@@ -172,11 +172,11 @@ class PartialFC(AdaFace):
     """A negative-sampled AdaFace head whose centres are sharded over replicas (Partial FC).
 
     Built under a distribution strategy with R replicas (`num_shards=None`),
-    each replica holds `kernel` `(embedding_dim, ceil(num_classes / R))`: the
-    centres of `shard_bounds(num_classes, R, replica)`, plus their SGD
-    `momentum`. Neither is trainable by Keras' optimizer: the training step
-    passes the gradient of `kernel` to `apply_gradient`, which each replica
-    applies to its own shard. The running norm statistics are AdaFace's,
+    each replica holds `centres` `(ceil(num_classes / R), embedding_dim)`, one
+    row per class of `shard_bounds(num_classes, R, replica)` (the transpose of
+    the dense head's `kernel` columns), plus their SGD `momentum`. Neither is
+    trainable by Keras' optimizer: the training step passes the gradient of
+    `centres` to `apply_gradient`, which each replica applies to its own shard. The running norm statistics are AdaFace's,
     shared by all replicas.
 
     Args:
@@ -232,44 +232,39 @@ class PartialFC(AdaFace):
         return self.num_shards or num_replicas()
 
     @property
-    def num_centres(self):
-        # AdaFace.build allocates this many columns: one shard's, not all num_classes.
+    def width(self):
+        """Centres per shard (rows of `centres`), padding included."""
         return shard_width(self.num_classes, self._built_shards)
 
     def build(self, embeddings_shape, labels_shape=None):
         self._built_shards = self.shards
-        super().build(embeddings_shape, labels_shape)
-        self.momentum = self.add_weight(
-            shape=self.kernel.shape,
-            initializer="zeros",
-            trainable=False,
-            name="momentum",
-            autocast=False,
-        )
+        embedding_dim = embeddings_shape[-1]
+        # Rows, as arcface_torch: a sampled row's gradient stays sparse.
+        self.centres = self._shard_variable("centres", embedding_dim)
+        self.build_statistics()
+        self.momentum = self._shard_variable("momentum", embedding_dim)
+        # Drawn whole, as the dense head draws its (D, C) kernel, and split: the
+        # centres do not depend on the number of replicas (a cluster run equals
+        # one process, and the dense head's columns are these rows).
+        initial = self.centre_initializer(embedding_dim)((embedding_dim, self.num_classes))
+        self._assign_shards(self.centres, np.asarray(initial).T)
 
-    def add_weight(self, shape=None, initializer=None, name=None, **kwargs):
-        if name not in ("kernel", "momentum"):
-            return super().add_weight(shape=shape, initializer=initializer, name=name, **kwargs)
+    def _shard_variable(self, name, embedding_dim):
         # One value per replica, never all-reduced: each replica's own shard.
         # (`Layer.add_weight` takes no `synchronization`.)
         with keras.name_scope(self.name, caller=self):
             variable = keras.Variable(
-                keras.initializers.get("zeros"), shape=shape, dtype="float32",
-                trainable=False, autocast=False, name=name, synchronization="on_read",
-                aggregation="only_first_replica",
+                keras.initializers.get("zeros"), shape=(self.width, embedding_dim),
+                dtype="float32", trainable=False, autocast=False, name=name,
+                synchronization="on_read", aggregation="only_first_replica",
             )
         self._track_variable(variable)
-        if name == "kernel":
-            # Drawn whole, as the dense head draws it, and split: the centres do
-            # not depend on the number of replicas (a cluster run equals one process).
-            initial = keras.initializers.get(initializer)((shape[0], self.num_classes))
-            self._assign_shards(variable, np.asarray(initial))
         return variable
 
     def _shard(self):
         """`(start, size)` of this replica's classes, as int32 scalars."""
         index = replica_index() if self.shard_index is None else tf.constant(self.shard_index)
-        width = self.num_centres
+        width = self.width
         start = tf.minimum(index * width, self.num_classes)
         return start, tf.minimum(width, self.num_classes - start)
 
@@ -280,15 +275,18 @@ class PartialFC(AdaFace):
         embeddings = gather(tf.cast(embeddings, tf.float32))
         labels = gather(tf.cast(labels, tf.int32))
         norms, _, _ = self.norms_and_statistics(embeddings, training=False)
-        width = self.num_centres
+        width = self.width
         num_sample = width
         if training:
             num_sample = sampled_columns(width, self.sample_rate)
         seed = None if self._seed_generator is None else self._seed_generator.next()
         start, size = self._shard()
         columns, local_labels = sample_classes(labels, start, size, num_sample, seed, width)
+        cosine = clamped_cosine(
+            embeddings, tf.gather(self.centres.value, columns), self.eps, centres_axis=0
+        )
         logits = adaface_logits(
-            self.cosine(embeddings, columns),
+            cosine,
             norms,
             local_labels,
             norm_mean,
@@ -316,50 +314,56 @@ class PartialFC(AdaFace):
     def apply_gradient(self, gradient, learning_rate, momentum, weight_decay=None):
         """One SGD step on this replica's shard, as `keras.optimizers.SGD` computes it.
 
+        `gradient`: of `centres`, dense or `tf.IndexedSlices` (the sampled rows).
         Decoupled weight decay first (`w -= lr * wd * w`), then
-        `m = momentum * m - lr * g; w += m`. Centres are not clipped with the
-        network's gradients (arcface_torch clips the backbone only).
+        `m = momentum * m - lr * g; w += m`, on every row as for a dense
+        variable (only the sampled rows have a gradient). Centres are not
+        clipped with the network's gradients (arcface_torch clips the backbone only).
         """
         if gradient is None:
             return
-        if isinstance(gradient, tf.IndexedSlices):
-            gradient = tf.convert_to_tensor(gradient)
         learning_rate = tf.cast(learning_rate, tf.float32)
-        kernel = self.kernel
+        centres = self.centres.value
         if weight_decay:
-            kernel.assign(kernel - kernel * (weight_decay * learning_rate))
-        if momentum:
-            self.momentum.assign(self.momentum * momentum - gradient * learning_rate)
-            kernel.assign_add(self.momentum)
+            centres.assign(centres - centres * (weight_decay * learning_rate))
+        step = self.momentum.value * momentum if momentum else tf.zeros_like(centres)
+        if isinstance(gradient, tf.IndexedSlices):
+            # Per-replica variables take no scatter: scatter into the new value.
+            step = tf.tensor_scatter_nd_sub(
+                step, gradient.indices[:, None], gradient.values * learning_rate
+            )
         else:
-            kernel.assign_sub(gradient * learning_rate)
+            step = step - gradient * learning_rate
+        if momentum:
+            self.momentum.assign(step)
+        centres.assign_add(step)
 
     # === All centres in saved files ===
 
     def _all_shards(self, variable):
-        """`(embedding_dim, num_classes)` numpy: every replica's shard, in class order."""
+        """`(num_classes, embedding_dim)` numpy: every replica's rows, in class order."""
         strategy = _strategy_of(variable)
         if strategy.num_replicas_in_sync == 1:
             value = np.asarray(variable.value)
         else:
             with strategy.scope():
                 local = strategy.run(lambda: tf.identity(variable.value))
-                value = strategy.gather(local, axis=1).numpy()
-        return value[:, : self.num_classes]
+                value = strategy.gather(local, axis=0).numpy()
+        return value[: self.num_classes]
 
     def _assign_shards(self, variable, value):
-        """Gives each replica its columns of `value` `(embedding_dim, num_classes)`."""
-        width = self.num_centres
-        padded = np.zeros((value.shape[0], width * self._built_shards), np.float32)
-        padded[:, : value.shape[1]] = value
+        """Gives each replica its rows of `value` `(num_classes, embedding_dim)`."""
+        width = self.width
+        padded = np.zeros((width * self._built_shards, value.shape[1]), np.float32)
+        padded[: value.shape[0]] = value
         padded = tf.constant(padded)
         if self.shard_index is not None:
-            variable.assign(padded[:, self.shard_index * width:(self.shard_index + 1) * width])
+            variable.assign(padded[self.shard_index * width:(self.shard_index + 1) * width])
             return
 
         def assign():
             start = replica_index() * width
-            variable.assign(padded[:, start:start + width])
+            variable.assign(padded[start:start + width])
 
         strategy = _strategy_of(variable)
         if strategy.num_replicas_in_sync == 1:
@@ -368,25 +372,29 @@ class PartialFC(AdaFace):
             with strategy.scope():
                 strategy.run(tf.function(assign))
 
+    def all_centres(self):
+        """`(num_classes, embedding_dim)` numpy: the centres of every replica, in class order."""
+        return self._all_shards(self.centres)
+
     def save_own_variables(self, store):
-        store["kernel"] = self._all_shards(self.kernel)
+        store["centres"] = self.all_centres()
         store["momentum"] = self._all_shards(self.momentum)
         store["norm_mean"] = np.asarray(self.norm_mean.value)
         store["norm_std"] = np.asarray(self.norm_std.value)
 
     def load_own_variables(self, store):
-        if "kernel" not in store:
-            raise ValueError(
-                f"PartialFC {self.name!r}: the saved weights hold no `kernel` entry. "
-                f"Received: {sorted(store.keys())}"
-            )
-        for name in ("kernel", "momentum"):
+        expected = (self.num_classes, self.centres.shape[1])
+        for name in ("centres", "momentum"):
+            if name not in store:
+                raise ValueError(
+                    f"PartialFC {self.name!r}: the saved weights hold no `{name}` entry. "
+                    f"Received: {sorted(store.keys())}"
+                )
             value = np.asarray(store[name])
-            if value.shape != (self.kernel.shape[0], self.num_classes):
+            if value.shape != expected:
                 raise ValueError(
                     f"PartialFC {self.name!r}: saved `{name}` has shape {value.shape}, "
-                    f"expected {(self.kernel.shape[0], self.num_classes)} (embedding_dim, "
-                    "num_classes)."
+                    f"expected {expected} (num_classes, embedding_dim)."
                 )
             self._assign_shards(getattr(self, name), value)
         self.norm_mean.assign(np.asarray(store["norm_mean"]))

@@ -96,7 +96,7 @@ class PairedTrainingModel(keras.Model):
 
     def train_step(self, data):
         heads = self.sharded_heads()
-        centres = [head.kernel.value for head in heads]
+        centres = [head.centres.value for head in heads]
         with tf.GradientTape() as tape:
             tape.watch(centres)
             features, losses = self.paired_losses(data, training=True)

@@ -124,7 +124,6 @@ def test_two_workers_match_one_process_and_only_the_chief_writes(tmp_path, head)
     for got, expected in zip(trained.get_weights(), reference.get_weights()):
         np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-4)
     assert float(trained.adaface.norm_mean) == pytest.approx(float(reference.adaface.norm_mean))
-    assert trained.adaface.kernel.shape == reference.adaface.kernel.shape
 
 
 def test_tf_config_names_every_worker_and_this_task():

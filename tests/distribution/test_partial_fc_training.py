@@ -37,7 +37,8 @@ def build(strategy, sample_rate):
 
 def centres(model):
     head = model.adaface
-    return head._all_shards(head.kernel) if isinstance(head, PartialFC) else head.kernel.numpy()
+    """`(num_classes, D)`, rows in class order, for either head."""
+    return head.all_centres() if isinstance(head, PartialFC) else head.kernel.numpy().T
 
 
 def batches(steps=3, pairs=8):
@@ -56,10 +57,10 @@ def test_sample_rate_one_trains_as_the_dense_head(two_cpu_strategy):
     for a, b in zip(dense.feature_network.weights, sharded.feature_network.weights):
         np.testing.assert_array_equal(b.numpy(), a.numpy())
     head = sharded.adaface
-    assert head.kernel.shape == (12, 5)
-    per_replica = [v.numpy() for v in head.kernel.value.values]
-    np.testing.assert_array_equal(per_replica[0], dense.adaface.kernel.numpy()[:, :5])
-    np.testing.assert_array_equal(per_replica[1][:, :4], dense.adaface.kernel.numpy()[:, 5:])
+    assert head.centres.shape == (5, 12)
+    per_replica = [v.numpy() for v in head.centres.value.values]
+    np.testing.assert_array_equal(per_replica[0], dense.adaface.kernel.numpy().T[:5])
+    np.testing.assert_array_equal(per_replica[1][:4], dense.adaface.kernel.numpy().T[5:])
     start = centres(dense)
     for inputs, targets in batches():
         dense_logs = dense.train_on_batch(inputs, targets, return_dict=True)
@@ -82,7 +83,7 @@ def test_sampled_shards_update_only_scored_centres(two_cpu_strategy):
     targets["identity"] = np.array([0, 7, 25, 39], "int32")
     logs = model.train_on_batch(inputs, targets, return_dict=True)
     assert np.isfinite(logs["loss"])
-    changed = np.abs(centres(model) - before).max(axis=0) > 0
+    changed = np.abs(centres(model) - before).max(axis=1) > 0
     # Each 20-column shard scores max(ceil(0.2 * 20), global batch 8) = 8 columns.
     assert changed[[0, 7, 25, 39]].all()
     assert 4 <= changed.sum() <= 16
@@ -98,14 +99,14 @@ def test_saved_centres_load_on_one_or_two_replicas(two_cpu_strategy, tmp_path):
     path = tmp_path / "stage1.keras"
     model.save(path)
     alone = load_model(path)
-    assert alone.adaface.kernel.shape == (12, CLASSES)
-    np.testing.assert_array_equal(alone.adaface.kernel.numpy(), expected)
+    assert alone.adaface.centres.shape == (CLASSES, 12)
+    np.testing.assert_array_equal(alone.adaface.centres.numpy(), expected)
     np.testing.assert_array_equal(alone.adaface.momentum.numpy(), momentum)
     with two_cpu_strategy.scope():
         again = load_model(path)
     np.testing.assert_array_equal(centres(again), expected)
     np.testing.assert_array_equal(
-        again.adaface.kernel.value.values[1].numpy()[:, :4], expected[:, 5:]
+        again.adaface.centres.value.values[1].numpy()[:4], expected[5:]
     )
 
 
@@ -129,7 +130,7 @@ def test_training_with_partial_fc_resumes_and_runs_stage2(tmp_path):
                    callbacks=[StopAfterFirstEpoch()])
     resumed, _ = run_stages(config, tmp_path / "killed", stages=(1,), verbose=0)
     assert isinstance(resumed.adaface, PartialFC)
-    for name in ("kernel", "momentum"):
+    for name in ("centres", "momentum"):
         np.testing.assert_allclose(
             getattr(resumed.adaface, name).numpy(), getattr(straight.adaface, name).numpy(),
             atol=1e-5, err_msg=name,
