@@ -1,10 +1,11 @@
-"""Helpers for code that runs inside a `tf.distribute` replica.
+"""Distributed training: strategies, helpers for code inside a replica, multi-worker set-up.
 
 Keras sums gradients over replicas, so a loss computed by hand inside
 `train_step` must be divided by the replica count (Keras's own `compute_loss`
 does the same). Statistics that must be identical on every replica are
-summed over replicas before use. The multi-worker helpers build `TF_CONFIG`
-and decide which process writes the run's files.
+summed over replicas before use. `make_strategy` builds the strategy a
+config names; the multi-worker helpers build `TF_CONFIG` and decide which
+process writes the run's files.
 """
 
 import contextlib
@@ -61,6 +62,67 @@ class CrossReplicaClipSGD(keras.optimizers.SGD):
         clip = tf.cast(self.global_clipnorm, norm.dtype)
         scale = clip / tf.maximum(norm, clip)
         return [None if g is None else g * tf.cast(scale, g.dtype) for g in grads]
+
+
+# === Strategies ===
+
+# A worker whose peers died fails after this long instead of waiting forever.
+COLLECTIVE_TIMEOUT_S = 600
+_MULTI_WORKER_STRATEGY = None
+
+
+def make_strategy(distribution):
+    """The `tf.distribute` strategy named by `train.distribution`.
+
+    `multi_worker` reads the cluster from `TF_CONFIG` (`catface train
+    --workers ... --task-index I` writes it) and must be created before
+    TensorFlow runs anything else in the process.
+    """
+    if distribution == "none":
+        return tf.distribute.get_strategy()
+    if distribution == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if distribution == "multi_worker":
+        # One per process (stage 1 then stage 2 share it): TensorFlow sets up
+        # the cluster's collectives once, from the TF_CONFIG environment variable.
+        if _MULTI_WORKER_STRATEGY is None:
+            globals()["_MULTI_WORKER_STRATEGY"] = tf.distribute.MultiWorkerMirroredStrategy(
+                communication_options=tf.distribute.experimental.CommunicationOptions(
+                    timeout_seconds=COLLECTIVE_TIMEOUT_S
+                )
+            )
+        return _MULTI_WORKER_STRATEGY
+    if distribution == "auto":
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    raise ValueError(
+        "`distribution` must be one of 'auto', 'none', 'mirrored', 'multi_worker'. "
+        f"Received: distribution={distribution!r}"
+    )
+
+
+def build_for_strategy(model, strategy):
+    """Builds the optimizer's variables now, in `strategy`'s scope.
+
+    Works around two places where Keras 3.15's `fit` fails under
+    `MultiWorkerMirroredStrategy`: it builds a model made under a strategy
+    by averaging one input batch over workers (impossible for a dict of
+    inputs; the stage models are built when constructed, so only the
+    optimizer is left, built here instead), and it averages the step's
+    logs over workers along axis 0 (scalars have none: they travel as
+    `(1,)` tensors and come back scalars).
+    """
+    model.optimizer.build(model.trainable_variables)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    for name in ("train_step", "test_step"):
+        step = getattr(model, name)
+
+        def step_with_vector_logs(data, step=step):
+            return {key: tf.reshape(value, [-1]) for key, value in step(data).items()}
+
+        setattr(model, name, step_with_vector_logs)
 
 
 # === Multi-worker training ===

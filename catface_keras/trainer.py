@@ -53,7 +53,12 @@ from catface_keras.choices import EVALUATION_CONDITIONS as CONDITIONS
 from catface_keras.config import config_to_dict
 from catface_keras.data.sources import UnusableDataError, load_training_data
 from catface_keras.degrade import degrade
-from catface_keras.distribution import CrossReplicaClipSGD, worker_output_dir
+from catface_keras.distribution import (
+    CrossReplicaClipSGD,
+    build_for_strategy,
+    make_strategy,
+    worker_output_dir,
+)
 from catface_keras.evaluation.protocol_data import face_arrays_data
 from catface_keras.evaluation.protocols import evaluate
 from catface_keras.models.fusion import DEFAULT_FUSION_OPTIONS, FusionModel
@@ -198,11 +203,6 @@ def read_backup_metadata(backup_dir):
     return metadata
 
 
-# A worker whose peers died fails after this long instead of waiting forever.
-COLLECTIVE_TIMEOUT_S = 600
-_MULTI_WORKER_STRATEGY = None
-
-
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite."""
 
@@ -225,60 +225,6 @@ class MissingStage1Error(FileNotFoundError):
 
 class DatasetError(ValueError):
     """The configured dataset cannot be read (the message names the file and line)."""
-
-
-def make_strategy(distribution):
-    """The `tf.distribute` strategy named by `train.distribution`.
-
-    `multi_worker` reads the cluster from `TF_CONFIG` (`catface train
-    --workers ... --task-index I` writes it) and must be created before
-    TensorFlow runs anything else in the process.
-    """
-    if distribution == "none":
-        return tf.distribute.get_strategy()
-    if distribution == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if distribution == "multi_worker":
-        # One per process (stage 1 then stage 2 share it): TensorFlow sets up
-        # the cluster's collectives once, from the TF_CONFIG environment variable.
-        if _MULTI_WORKER_STRATEGY is None:
-            globals()["_MULTI_WORKER_STRATEGY"] = tf.distribute.MultiWorkerMirroredStrategy(
-                communication_options=tf.distribute.experimental.CommunicationOptions(
-                    timeout_seconds=COLLECTIVE_TIMEOUT_S
-                )
-            )
-        return _MULTI_WORKER_STRATEGY
-    if distribution == "auto":
-        gpus = tf.config.list_logical_devices("GPU")
-        return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
-    raise ValueError(
-        "`distribution` must be one of 'auto', 'none', 'mirrored', 'multi_worker'. "
-        f"Received: distribution={distribution!r}"
-    )
-
-
-def build_for_strategy(model, strategy):
-    """Builds the optimizer's variables now, in `strategy`'s scope.
-
-    Works around two places where Keras 3.15's `fit` fails under
-    `MultiWorkerMirroredStrategy`: it builds a model made under a strategy
-    by averaging one input batch over workers (impossible for a dict of
-    inputs; the stage models are built when constructed, so only the
-    optimizer is left, built here instead), and it averages the step's
-    logs over workers along axis 0 (scalars have none: they travel as
-    `(1,)` tensors and come back scalars).
-    """
-    model.optimizer.build(model.trainable_variables)
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return
-    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
-    for name in ("train_step", "test_step"):
-        step = getattr(model, name)
-
-        def step_with_vector_logs(data, step=step):
-            return {key: tf.reshape(value, [-1]) for key, value in step(data).items()}
-
-        setattr(model, name, step_with_vector_logs)
 
 
 def make_optimizer(config, steps_per_epoch):
