@@ -106,26 +106,35 @@ class PairedTrainingModel(keras.Model):
         gradients, centre_gradients = gradients[: len(variables)], gradients[len(variables):]
         learning_rate = self.optimizer.learning_rate  # this step's, before `apply` counts it
         gradients = self.scale_gradients(gradients, variables)
-        self.optimizer.apply(gradients, variables)
-        for head, gradient in zip(heads, centre_gradients):
-            self._apply_to_shard(head, gradient, learning_rate)
-        return self._update_trackers(features, losses)
-
-    def _apply_to_shard(self, head, gradient, learning_rate):
-        optimizer = self.optimizer
-        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-            gradient = tf.convert_to_tensor(gradient) / optimizer.dynamic_scale
-            # The loss-scale optimizer skips steps whose gradients overflowed.
-            finite = tf.reduce_all(tf.math.is_finite(gradient))
-            gradient = tf.where(finite, gradient, tf.zeros_like(gradient))
-            learning_rate = tf.where(finite, learning_rate, 0.0)
+        optimizer, finite = self.optimizer, None
+        if heads and isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            # Undo this step's loss scale (`apply` may change it), and leave the
+            # centres alone whenever the optimizer skips the step.
+            finite = tf.reduce_all([
+                tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(g)))
+                for g in [*gradients, *centre_gradients] if g is not None
+            ])
+            # The scale `scale_loss` used (its variable exists once the optimizer is built).
+            scale = optimizer.dynamic_scale if optimizer.built else optimizer.initial_scale
+            learning_rate = learning_rate / tf.identity(scale)
             optimizer = optimizer.inner_optimizer
-        head.apply_gradient(
-            gradient,
-            learning_rate,
-            momentum=getattr(optimizer, "momentum", 0.0),
-            weight_decay=optimizer.weight_decay,
-        )
+        self.optimizer.apply(gradients, variables)
+
+        def update_centres():
+            for head, gradient in zip(heads, centre_gradients):
+                head.apply_gradient(
+                    gradient,
+                    learning_rate,
+                    momentum=getattr(optimizer, "momentum", 0.0),
+                    weight_decay=optimizer.weight_decay,
+                )
+            return tf.constant(True)
+
+        if finite is None:
+            update_centres()
+        else:
+            tf.cond(finite, update_centres, lambda: tf.constant(False))
+        return self._update_trackers(features, losses)
 
     def test_step(self, data):
         features, losses = self.paired_losses(data, training=False)

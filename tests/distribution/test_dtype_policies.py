@@ -83,3 +83,44 @@ def test_cpu_flags_read_from_cpuinfo(tmp_path):
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16\nbugs\t\t: x\n")
     assert cpu_flags(cpuinfo) == {"fpu", "avx2", "avx512_bf16"}
     assert cpu_flags(tmp_path / "missing") == set()
+
+
+def partial_fc_step(policy, initial_scale=None):
+    """Centres and a conv kernel before and after one step of a Partial FC stage 1."""
+    with dtype_policy(policy):
+        keras.utils.set_random_seed(0)
+        model = MultiBranchModel(
+            CLASSES, backbone="ir_tiny", image_size=SIZE, embedding_dim=16, dropout=0.0,
+            partial_fc_sample_rate=1.0,
+        )
+        optimizer = make_optimizer(OptimizerConfig(lr_milestones=[]), 10)
+        if initial_scale is not None:
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=initial_scale)
+        model.compile(optimizer=optimizer)
+        kernel = model.get_layer("stem_conv").kernel
+        before = model.adaface.all_centres(), kernel.numpy()
+        model.train_on_batch(*paired_batch())
+        return before, (model.adaface.all_centres(), kernel.numpy())
+
+
+@pytest.mark.parametrize("policy,initial_scale", [("mixed_bfloat16", None),
+                                                  ("mixed_float16", 16.0)])
+def test_partial_fc_centres_move_as_under_float32(policy, initial_scale):
+    """The Partial FC update happens outside the optimizer, so under
+    `mixed_float16` it must undo the loss scale itself. One step from the
+    same weights: the centres move as under float32, to the precision of the
+    half-precision network (5 % of the update)."""
+    (start, _), (end, _) = partial_fc_step("float32")
+    (start_mixed, _), (end_mixed, _) = partial_fc_step(policy, initial_scale)
+    np.testing.assert_array_equal(start_mixed, start)
+    move = end - start
+    assert np.abs(move).max() > 0
+    np.testing.assert_allclose(end_mixed - start_mixed, move, atol=0.05 * np.abs(move).max())
+
+
+def test_partial_fc_centres_skip_the_steps_the_loss_scale_skips():
+    """A loss scale of 2**30 overflows float16 gradients: the optimizer skips
+    the step, and the centres stay where they are too."""
+    (centres, kernel), (centres_after, kernel_after) = partial_fc_step("mixed_float16", 2.0**30)
+    np.testing.assert_array_equal(kernel_after, kernel)
+    np.testing.assert_array_equal(centres_after, centres)
