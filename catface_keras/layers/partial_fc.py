@@ -1,8 +1,9 @@
 """Partial FC: a class-sharded, negative-sampled AdaFace head for millions of identities.
 
-The class centres `(D, C)` are split column-wise over the replicas of the
-distribution strategy, one shard of `ceil(C / num_shards)` columns each (the
-last shards padded). A shard lives only on its replica, with its own SGD
+The class centres, `(C, D)` rows (the dense head's `(D, C)` kernel
+transposed, so that a sampled step's gradient stays sparse), are split over
+the replicas of the distribution strategy, one shard of `ceil(C / num_shards)`
+rows each (the last shards padded). A shard lives only on its replica, with its own SGD
 momentum: the centres are per-replica (`on_read`) variables that are not
 all-reduced, and each replica updates its own shard (`apply_gradient`), as
 insightface's arcface_torch does with one process per GPU.
@@ -10,7 +11,7 @@ insightface's arcface_torch does with one process per GPU.
 Per step every replica gathers the embeddings of the whole global batch
 (`all_gather`, whose gradient returns each replica its rows), scores them
 against its positives (classes present in the batch) plus randomly sampled
-negatives, `ceil(sample_rate * shard_width)` columns in all, applies the
+negatives, `ceil(sample_rate * shard_width)` centres in all, applies the
 AdaFace margin (`adaface_logits`) to those logits, and the softmax
 cross-entropy is assembled across shards from three reductions per row: the
 maximum logit, the sum of exponentials and the target logit
@@ -21,7 +22,7 @@ Memory per shard for C classes of dimension D in float32 with SGD momentum:
 `2 * 4 * D * C / num_shards` bytes, plus `global_batch * num_sample` logits.
 Saved files hold all C centres, so a run resumes on any number of replicas; the
 initial centres are drawn whole and split, so they do not depend on the replica
-count either (both cost one full `(D, C)` array in host memory while they run).
+count either (both cost one full `(C, D)` array in host memory while they run).
 """
 
 import math
@@ -33,7 +34,7 @@ import tensorflow as tf
 from catface_keras.distribution import num_replicas
 from catface_keras.layers.adaface import AdaFace, adaface_logits, clamped_cosine
 
-# Logit of a padding column (a shard with fewer classes than its width): exp() is 0.
+# Logit of a padding row (a shard with fewer classes than its width): exp() is 0.
 PADDING_LOGIT = -1e9
 
 
@@ -176,8 +177,8 @@ class PartialFC(AdaFace):
     row per class of `shard_bounds(num_classes, R, replica)` (the transpose of
     the dense head's `kernel` columns), plus their SGD `momentum`. Neither is
     trainable by Keras' optimizer: the training step passes the gradient of
-    `centres` to `apply_gradient`, which each replica applies to its own shard. The running norm statistics are AdaFace's,
-    shared by all replicas.
+    `centres` to `apply_gradient`, which each replica applies to its own
+    shard. The running norm statistics are AdaFace's, shared by all replicas.
 
     Args:
         num_classes: identities over all shards.

@@ -44,7 +44,8 @@ def centres(model):
 def batches(steps=3, pairs=8):
     for step in range(steps):
         inputs, targets = paired_batch(pairs, seed=step)
-        targets["identity"] = np.random.default_rng(step).integers(0, CLASSES, pairs).astype("int32")
+        identity = np.random.default_rng(step).integers(0, CLASSES, pairs)
+        targets["identity"] = identity.astype("int32")
         yield inputs, targets
 
 
