@@ -15,7 +15,7 @@ def register(subparsers):
         help="train the rows of one of the paper's ablation tables over seeds",
         description="Train every row of an ablation table with the same data, budget and seeds, "
         "and write table.md, table.csv, results.json and plot.png to --out: mean and std over "
-        "seeds, and each row's paired difference to the table's reference row with a 95 %% "
+        "seeds, and each row's paired difference to the table's reference row with a 95 % "
         "interval. Run again with the same --out, finished rows are kept, not retrained.",
     )
     parser.add_argument("--table", required=True, choices=TABLE_NAMES)
