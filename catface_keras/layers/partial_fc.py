@@ -272,10 +272,10 @@ class PartialFC(AdaFace):
     def call(self, embeddings, labels, training=False):
         gather, _, _ = replica_reductions()
         # The statistics come from this replica's rows, summed over replicas by AdaFace.
-        _, norm_mean, norm_std = self.norms_and_statistics(embeddings, training)
+        norms, norm_mean, norm_std = self.norms_and_statistics(embeddings, training)
+        norms = gather(norms)
         embeddings = gather(tf.cast(embeddings, tf.float32))
         labels = gather(tf.cast(labels, tf.int32))
-        norms, _, _ = self.norms_and_statistics(embeddings, training=False)
         width = self.width
         num_sample = width
         if training:

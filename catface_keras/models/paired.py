@@ -110,10 +110,7 @@ class PairedTrainingModel(keras.Model):
         if heads and isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
             # Undo this step's loss scale (`apply` may change it), and leave the
             # centres alone whenever the optimizer skips the step.
-            finite = tf.reduce_all([
-                tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(g)))
-                for g in [*gradients, *centre_gradients] if g is not None
-            ])
+            finite = optimizer.check_finite([*gradients, *centre_gradients])
             # The scale `scale_loss` used (its variable exists once the optimizer is built).
             scale = optimizer.dynamic_scale if optimizer.built else optimizer.initial_scale
             learning_rate = learning_rate / tf.identity(scale)
