@@ -101,34 +101,40 @@ class TableRunner:
         key = {"changes": changes, "teacher": teacher_changes}
         run_dir = self.out / kind / _variant_name(key if teacher_changes else changes) / f"seed{seed}"
         layout = self.trainer.STAGE1
-        metrics = _finished_metrics(run_dir, "stage1", layout.model_file, layout.backup_dir)
-        if metrics is None:
-            self.progress(f"{prefix} training {kind} ({run_dir.relative_to(self.out)})")
-            started = time.monotonic()
-            _, saved = self.trainer.run_stage1(
-                config, run_dir, verbose=0,
-                callbacks=[EpochProgress(prefix, config.train.epochs, self.progress)],
-            )
-            metrics = saved["stage1"]
-            spent += time.monotonic() - started
-        return metrics, run_dir / layout.model_file, spent
+        metrics, seconds = self._trained(
+            run_dir, "stage1", kind, prefix, config.train.epochs,
+            lambda callbacks: self.trainer.run_stage1(
+                config, run_dir, verbose=0, callbacks=callbacks
+            ),
+        )
+        return metrics, run_dir / layout.model_file, spent + seconds
 
     def _stage2(self, row, seed, prefix):
         stage1_metrics, stage1_path, spent = self._stage1(row.stage1, seed, prefix)
         config = self._seeded(apply_changes(apply_changes(self.base, row.stage1), row.stage2), seed)
         run_dir = self.out / "stage2" / row.slug / f"seed{seed}"
-        layout = self.trainer.STAGE2
-        metrics = _finished_metrics(run_dir, "stage2", layout.model_file, layout.backup_dir)
-        if metrics is None:
-            self.progress(f"{prefix} training stage 2 ({run_dir.relative_to(self.out)})")
-            started = time.monotonic()
-            _, saved = self.trainer.run_stage2(
-                config, run_dir, init=stage1_path, verbose=0,
-                callbacks=[EpochProgress(prefix, config.stage2.epochs, self.progress)],
-            )
-            metrics = saved["stage2"]
-            spent += time.monotonic() - started
-        return metrics, spent
+        metrics, seconds = self._trained(
+            run_dir, "stage2", "stage 2", prefix, config.stage2.epochs,
+            lambda callbacks: self.trainer.run_stage2(
+                config, run_dir, init=stage1_path, verbose=0, callbacks=callbacks
+            ),
+        )
+        return metrics, spent + seconds
+
+    def _trained(self, run_dir, stage, label, prefix, epochs, train):
+        """`(metrics, seconds trained here)` of the `stage` run in `run_dir`.
+
+        A run that finished before is read back, not trained again; otherwise
+        `train(callbacks)` runs it (returning the trainer's `(model, metrics)`).
+        """
+        layout = self.trainer.STAGE1 if stage == "stage1" else self.trainer.STAGE2
+        metrics = _finished_metrics(run_dir, stage, layout.model_file, layout.backup_dir)
+        if metrics is not None:
+            return metrics, 0.0
+        self.progress(f"{prefix} training {label} ({run_dir.relative_to(self.out)})")
+        started = time.monotonic()
+        _, saved = train([EpochProgress(prefix, epochs, self.progress)])
+        return saved[stage], time.monotonic() - started
 
     def result_path(self, row, seed):
         return self.out / "results" / row.slug / f"seed{seed}.json"
