@@ -65,6 +65,8 @@ from catface_keras.models.fusion import DEFAULT_FUSION_OPTIONS, FusionModel
 from catface_keras.models.loading import load_model
 from catface_keras.precision import dtype_policy
 from catface_keras.models.multibranch import MultiBranchModel
+from catface_keras.models.stage1_training import MultiBranchTraining
+from catface_keras.models.stage2_training import FusionTraining
 from catface_keras.weights.pretrained import (
     initialize_from_pretrained,
     load_pretrained_backbone,
@@ -260,15 +262,27 @@ def exclude_batch_norm_from_weight_decay(optimizer, model):
     optimizer.exclude_from_weight_decay(var_list=batch_norm_variables)
 
 
+def adaface_arguments(loss):
+    """The `AdaFace` arguments of a `LossConfig`."""
+    return {
+        "margin": loss.adaface_margin,
+        "h": loss.adaface_h,
+        "scale": loss.adaface_scale,
+        "t_alpha": loss.adaface_t_alpha,
+    }
+
+
 def build_stage1_model(config, num_classes):
-    """The stage-1 model; started from `model.init`'s pretrained iResNet when set."""
+    """The stage-1 training model (a `MultiBranchTraining` around the network).
+
+    The network starts from `model.init`'s pretrained iResNet when set.
+    """
     model_config, loss = config.model, config.loss
     pretrained, backbone = None, model_config.backbone
     if model_config.init:
         pretrained = load_pretrained_backbone(model_config.init)
         backbone = pretrained_backbone_spec(backbone, pretrained)
-    model = MultiBranchModel(
-        num_classes=num_classes,
+    network = MultiBranchModel(
         backbone=backbone,
         image_size=config.data.image_size,
         branch_stage=model_config.branch_stage,
@@ -277,12 +291,16 @@ def build_stage1_model(config, num_classes):
         attention_key_dim=model_config.attention_key_dim,
         attention_residual=model_config.attention_residual,
         dropout=model_config.dropout,
-        adaface={
-            "margin": loss.adaface_margin,
-            "h": loss.adaface_h,
-            "scale": loss.adaface_scale,
-            "t_alpha": loss.adaface_t_alpha,
-        },
+        block_attention=model_config.block_attention,
+        perceptibility_attention=model_config.perceptibility_attention,
+        synchronized_batch_norm=model_config.synchronized_batch_norm,
+    )
+    if pretrained is not None:
+        initialize_from_pretrained(network, pretrained)
+    model = MultiBranchTraining(
+        network,
+        num_classes=num_classes,
+        adaface=adaface_arguments(loss),
         partial_fc_sample_rate=loss.partial_fc_sample_rate,
         loss_weights={
             "fr": loss.fr_weight,
@@ -291,19 +309,14 @@ def build_stage1_model(config, num_classes):
         },
         distillation=loss.distillation,
         distillation_stage=loss.distillation_stage,
-        block_attention=model_config.block_attention,
         train_on=loss.train_on,
         lq_images=loss.lq_images,
-        perceptibility_attention=model_config.perceptibility_attention,
         index_diversion_weight=loss.index_diversion_weight,
         attribute_weights=loss.attribute_weights,
         attribute_positive_weights=loss.attribute_positive_weights,
-        synchronized_batch_norm=model_config.synchronized_batch_norm,
     )
-    if pretrained is not None:
-        initialize_from_pretrained(model, pretrained)
     if loss.teacher:
-        model.set_teacher(load_stage1_model(loss.teacher, num_classes, role="teacher"))
+        model.set_teacher(load_stage1_model(loss.teacher, role="teacher"))
     return model
 
 
@@ -664,7 +677,7 @@ def train_stage1(config, out_dir, verbose="auto", callbacks=()):
         verbose,
         [*train_faces.callbacks, *callbacks],
     )
-    save_atomically(model, out_dir / STAGE1.model_file)
+    save_atomically(model.network, out_dir / STAGE1.model_file)
     # Held-out metrics come from the saved file, as `catface evaluate` and serving load
     # it: a model trained under mixed precision is saved without its dtype policy and
     # loads in float32, and `predict` under MultiWorkerMirroredStrategy would only see
@@ -677,18 +690,24 @@ def train_stage1(config, out_dir, verbose="auto", callbacks=()):
     }
     write_json_atomically(metrics, out_dir / METRICS_FILE)
     shutil.rmtree(out_dir / STAGE1.backup_dir, ignore_errors=True)
-    return model, metrics
+    return model.network, metrics
 
 
-def build_stage2_model(config, stage1):
-    """The `FusionModel` that `config.stage2` describes, on top of `stage1`."""
-    stage2 = config.stage2
-    return FusionModel(
+def build_stage2_model(config, stage1, num_classes):
+    """The stage-2 training model: the `FusionModel` of `config.stage2` on top of `stage1`."""
+    stage2, loss = config.stage2, config.loss
+    network = FusionModel(
         stage1,
         fusion=stage2.fusion,
         fusion_options={key: getattr(stage2, key) for key in DEFAULT_FUSION_OPTIONS},
         embedding_dim=stage2.embedding_dim,
         dropout=stage2.dropout,
+    )
+    return FusionTraining(
+        network,
+        num_classes=num_classes,
+        adaface=adaface_arguments(loss),
+        partial_fc_sample_rate=loss.partial_fc_sample_rate,
         train_stage1=stage2.train_stage1,
         stage1_lr_multiplier=stage2.stage1_lr_multiplier,
     )
@@ -704,8 +723,8 @@ def check_stage1_file(path):
         )
 
 
-def load_stage1_model(path, num_classes, role="stage 2's start"):
-    """Loads the stage-1 model that stage 2 starts from, checking it fits the data."""
+def load_stage1_model(path, role="stage 2's start"):
+    """Loads the stage-1 network that stage 2 (or a student, as its teacher) starts from."""
     if role == "teacher" and not pathlib.Path(path).is_file():
         raise MissingStage1Error(
             f"loss.teacher names {path}, which does not exist. Train the teacher first "
@@ -719,11 +738,6 @@ def load_stage1_model(path, num_classes, role="stage 2's start"):
     if not isinstance(model, MultiBranchModel):
         raise MissingStage1Error(
             f"{path} holds a {type(model).__name__}, not a stage-1 MultiBranchModel."
-        )
-    if model.num_classes != num_classes:
-        raise MissingStage1Error(
-            f"{path} was trained on {model.num_classes} identities but the configured "
-            f"data has {num_classes}; stage 2 must use stage 1's training data."
         )
     return model
 
@@ -768,8 +782,8 @@ def train_stage2(config, out_dir, init=None, verbose="auto", callbacks=()):
     )
     strategy = make_strategy(config.train.distribution)
     with dtype_policy(config.train.mixed_precision), strategy.scope():
-        stage1 = load_stage1_model(init, num_classes)
-        model = build_stage2_model(config, stage1)
+        stage1 = load_stage1_model(init)
+        model = build_stage2_model(config, stage1, num_classes)
         optimizer = make_optimizer(optimizer_config, steps_per_epoch)
         exclude_batch_norm_from_weight_decay(optimizer, model)
         model.compile(optimizer=optimizer)
@@ -780,7 +794,7 @@ def train_stage2(config, out_dir, init=None, verbose="auto", callbacks=()):
         model, dataset, stage2.epochs, start_epoch, steps_per_epoch, out_dir, STAGE2, verbose,
         [*train_faces.callbacks, *callbacks],
     )
-    save_atomically(model, out_dir / STAGE2.model_file)
+    save_atomically(model.network, out_dir / STAGE2.model_file)
     metrics = {
         "stage1": stage1_metrics,
         "stage2": _evaluate_heldout(
@@ -790,7 +804,7 @@ def train_stage2(config, out_dir, init=None, verbose="auto", callbacks=()):
     }
     write_json_atomically(metrics, out_dir / METRICS_FILE)
     shutil.rmtree(out_dir / STAGE2.backup_dir, ignore_errors=True)
-    return model, metrics
+    return model.network, metrics
 
 
 def _stage1_metrics(out_dir, init, test_faces, config):

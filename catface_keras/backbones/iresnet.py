@@ -280,21 +280,33 @@ def iresnet_trunk(images, spec, synchronized=False):
     return x
 
 
-def iresnet_embedding_head(features, embedding_dim, dropout, name="embedding", synchronized=False):
+def embedding_head(
+    features, embedding_dim, dropout, name="embedding", synchronized=False, created=None
+):
     """The iResNet output layer: BN, dropout, flatten, dense, BN (no affine).
 
-    `(batch, H, W, C)` -> `(batch, embedding_dim)`, float32. AdaFace's
-    `output_layer` and insightface's `bn2 ... features` (whose BN affine is
-    folded into its statistics on import). The same layers and names as the
-    multi-branch model's FR head, so that imported weights load into either.
+    `(batch, H, W, C)` -> `(batch, embedding_dim)`, float32, not normalised:
+    its norm is AdaFace's quality proxy. AdaFace's `output_layer` and
+    insightface's `bn2 ... features` (whose BN affine is folded into its
+    statistics on import). The multi-branch model's FR head and the fused
+    head of stage 2 are this head too, so imported weights load into any of
+    them. The layers are appended to the list `created` when one is given.
     """
-    x = batch_norm(f"{name}_bn_features", synchronized)(features)
-    x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
-    x = keras.layers.Flatten(name=f"{name}_flatten")(x)
-    x = keras.layers.Dense(embedding_dim, name=f"{name}_dense")(x)
-    x = batch_norm(f"{name}_bn", synchronized, center=False, scale=False)(x)
-    # Keep the embedding float32 under mixed precision: its norm is a signal.
-    return keras.layers.Activation("linear", dtype="float32", name=name)(x)
+    layers = [
+        batch_norm(f"{name}_bn_features", synchronized),
+        keras.layers.Dropout(dropout, name=f"{name}_dropout"),
+        keras.layers.Flatten(name=f"{name}_flatten"),
+        keras.layers.Dense(embedding_dim, name=f"{name}_dense"),
+        batch_norm(f"{name}_bn", synchronized, center=False, scale=False),
+        # Keep the embedding float32 under mixed precision: its norm is a signal.
+        keras.layers.Activation("linear", dtype="float32", name=name),
+    ]
+    if created is not None:
+        created.extend(layers)
+    x = features
+    for layer in layers:
+        x = layer(x)
+    return x
 
 
 @keras.saving.register_keras_serializable(package="catface")
@@ -369,15 +381,16 @@ class IResNetEmbedder(keras.Model):
         synchronized_batch_norm=False,
         **kwargs,
     ):
-        spec = backbone_spec(backbone)
-        validate_image_size(image_size)
-        images = keras.Input((image_size, image_size, 3), name="images")
-        features = iresnet_trunk(images, spec, synchronized_batch_norm)
-        embedding = iresnet_embedding_head(
-            features, embedding_dim, dropout, synchronized=synchronized_batch_norm
+        trunk = IResNetBackbone(backbone, image_size, synchronized_batch_norm)
+        # The head continues the backbone's own graph (rather than calling the
+        # backbone as one nested layer), so that the weights keep the flat
+        # names that published checkpoints are imported to and older files use.
+        embedding = embedding_head(
+            trunk.output, embedding_dim, dropout, synchronized=synchronized_batch_norm
         )
-        super().__init__(inputs=images, outputs={"embedding": embedding}, **kwargs)
-        self.backbone_spec = spec
+        super().__init__(inputs=trunk.input, outputs={"embedding": embedding}, **kwargs)
+        self.backbone = trunk
+        self.backbone_spec = trunk.backbone_spec
         self.image_size = image_size
         self.embedding_dim = embedding_dim
         self.dropout = dropout

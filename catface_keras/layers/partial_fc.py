@@ -23,6 +23,15 @@ Memory per shard for C classes of dimension D in float32 with SGD momentum:
 Saved files hold all C centres, so a run resumes on any number of replicas; the
 initial centres are drawn whole and split, so they do not depend on the replica
 count either (both cost one full `(C, D)` array in host memory while they run).
+
+Why the Keras optimizer does not own the centres: a Keras optimizer holds
+one slot per variable and applies one all-reduced gradient to every replica's
+copy, while each replica here holds other rows and must apply its own
+gradient to them alone. So the centres are not trainable variables: the
+training step (`apply_sharded_head_gradients`) takes their gradient beside
+the network's and runs the same SGD step as `keras.optimizers.SGD` on each
+shard (tests/layers/test_partial_fc_sgd.py compares the two step for step),
+undoing a `LossScaleOptimizer`'s scale and skipping the steps it skips.
 """
 
 import math
@@ -415,3 +424,40 @@ class PartialFC(AdaFace):
             }
         )
         return config
+
+
+def apply_sharded_head_gradients(optimizer, heads, centre_gradients, network_gradients,
+                                 learning_rate):
+    """Each replica's SGD step on its shard of every `PartialFC` head in `heads`.
+
+    Call it in `train_step` beside `optimizer.apply(network_gradients, ...)`,
+    with `learning_rate` read before `apply` (which advances the schedule).
+    Momentum and decoupled weight decay are the optimizer's. Under a
+    `LossScaleOptimizer` the centres' gradients carry the loss scale, which is
+    divided out, and the centres stay put on a step the optimizer skips
+    because a gradient is not finite.
+    """
+    if not heads:
+        return
+    finite = None
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        finite = optimizer.check_finite([*network_gradients, *centre_gradients])
+        # The scale `scale_loss` used (its variable exists once the optimizer is built).
+        scale = optimizer.dynamic_scale if optimizer.built else optimizer.initial_scale
+        learning_rate = learning_rate / tf.identity(scale)
+        optimizer = optimizer.inner_optimizer
+
+    def update():
+        for head, gradient in zip(heads, centre_gradients):
+            head.apply_gradient(
+                gradient,
+                learning_rate,
+                momentum=getattr(optimizer, "momentum", 0.0),
+                weight_decay=optimizer.weight_decay,
+            )
+        return tf.constant(True)
+
+    if finite is None:
+        update()
+    else:
+        tf.cond(finite, update, lambda: tf.constant(False))

@@ -1,21 +1,24 @@
-"""Stage 2 of CATFace: fuse the FR and SB branch maps, train the fused embedding.
+"""Stage 2 of CATFace for inference: the FR and SB branch maps fused into one embedding.
 
 The stage-1 trunk and branches feed a fusion module (CATF or one of the
-paper's baselines); its output goes through an embedding head trained with
-AdaFace on HQ and LQ images alike (PAPER.md section 5). Once stage 2
-exists, the fused embedding is the model's embedding.
+paper's baselines); its output goes through an embedding head, trained with
+AdaFace on HQ and LQ images alike by `FusionTraining` (PAPER.md section 5).
+Once stage 2 exists, the fused embedding is the model's embedding.
 """
 
 import keras
-from keras import ops
 
 from catface_keras.choices import FUSION_KINDS
 from catface_keras.layers.catf import CATF
 from catface_keras.layers.cross_attention import CrossAttentionFusion
 from catface_keras.layers.ffm import FFMFusion
 from catface_keras.layers.fusion_baselines import AddFusion, ConcatFusion, SEFusion
-from catface_keras.models.multibranch import MultiBranchModel, embedding_head
-from catface_keras.models.paired import PairedTrainingModel, margin_head, paired_adaface_loss
+from catface_keras.backbones.iresnet import embedding_head
+from catface_keras.models.multibranch import MultiBranchModel
+
+# What a stage-2 file saved before the inference/training split carries beyond the
+# architecture; loading such a file drops them.
+LEGACY_TRAINING_ARGUMENTS = ("num_classes", "adaface", "train_stage1", "stage1_lr_multiplier")
 
 DEFAULT_FUSION_OPTIONS = {
     "num_heads": 4,
@@ -80,7 +83,7 @@ def resolve_fusion_options(options):
 
 
 @keras.saving.register_keras_serializable(package="catface")
-class FusionModel(PairedTrainingModel):
+class FusionModel(keras.Model):
     """The stage-2 CATFace network: a stage-1 model plus a fusion module.
 
     Called on images `(batch, image_size, image_size, 3)`, RGB in [0, 255],
@@ -88,9 +91,8 @@ class FusionModel(PairedTrainingModel):
     (batch, num_attributes)}`, the same contract as `MultiBranchModel`, with
     the fused embedding (not normalised; its norm is the AdaFace quality
     proxy). `feature_network` adds `stage1_embedding` and `fused_features`.
-
-    `fit` takes the stage-1 paired batches `({"hq", "lq"}, {"identity", ...})`
-    and trains the fused embedding with AdaFace on HQ and LQ images.
+    It holds the architecture only; `FusionTraining`
+    (`catface_keras.models.stage2_training`) trains it.
 
     Args:
         stage1: a trained `MultiBranchModel` (its config dict when loading).
@@ -98,15 +100,10 @@ class FusionModel(PairedTrainingModel):
         fusion_options: overrides of `DEFAULT_FUSION_OPTIONS`.
         embedding_dim: fused embedding size (default: stage 1's).
         dropout: dropout of the fused embedding head (default: stage 1's).
-        num_classes: AdaFace classes (default: stage 1's).
-        adaface: AdaFace arguments (default: stage 1's). The fused head is
-            dense or Partial FC as stage 1's (`partial_fc_sample_rate`).
-        train_stage1: fine-tune the stage-1 weights too. Off by default:
-            the stage-1 model is frozen (its batch norms run in inference
-            mode) and only the fusion module and fused head learn.
-        stage1_lr_multiplier: when fine-tuning, stage-1 gradients are scaled
-            by this factor, which for SGD with momentum is a learning rate
-            multiplier (weight decay still acts at the full rate).
+
+    Example:
+        >>> model = FusionModel(keras.models.load_model("stage1.keras"), fusion="catf")
+        >>> model(images)["embedding"].shape  # (batch, 512)
     """
 
     def __init__(
@@ -116,10 +113,6 @@ class FusionModel(PairedTrainingModel):
         fusion_options=None,
         embedding_dim=None,
         dropout=None,
-        num_classes=None,
-        adaface=None,
-        train_stage1=False,
-        stage1_lr_multiplier=0.1,
         **kwargs,
     ):
         if isinstance(stage1, dict):
@@ -131,16 +124,9 @@ class FusionModel(PairedTrainingModel):
             )
         if fusion not in FUSION_KINDS:
             raise ValueError(f"`fusion` must be one of {FUSION_KINDS}. Received: fusion={fusion!r}")
-        if stage1_lr_multiplier < 0:
-            raise ValueError(
-                "`stage1_lr_multiplier` must be >= 0. "
-                f"Received: stage1_lr_multiplier={stage1_lr_multiplier!r}"
-            )
         fusion_options = resolve_fusion_options(fusion_options)
         embedding_dim = embedding_dim or stage1.embedding_dim
         dropout = stage1.dropout if dropout is None else dropout
-        num_classes = num_classes or stage1.num_classes
-        adaface = {**stage1.adaface_config, **(adaface or {})}
 
         # === Functional graph ===
         images = keras.Input((stage1.image_size, stage1.image_size, 3), name="images")
@@ -153,25 +139,8 @@ class FusionModel(PairedTrainingModel):
             fused, embedding_dim, dropout, name="fused_embedding", synchronized=sync
         )
         outputs = {"embedding": embedding, "attribute_logits": features["attribute_logits"]}
-        # Dense or Partial FC as stage 1's head.
-        self.adaface = margin_head(
-            num_classes, embedding_dim, stage1.partial_fc_sample_rate, name="fused_adaface",
-            **adaface,
-        )
         super().__init__(inputs=images, outputs=outputs, **kwargs)
-        # After the Functional constructor, whose `trainable` argument (given
-        # when loading) sets every sublayer.
         self.stage1 = stage1
-        # Layer by layer: TensorFlow's attribute tracking skips `x.trainable = v`
-        # when v is already x.trainable, and with it the recursion into sublayers.
-        for layer in stage1._flatten_layers():
-            layer.trainable = bool(train_stage1)
-        if train_stage1:
-            # Stage 1's own heads get no gradient from the fused loss; frozen,
-            # weight decay and BN statistics leave them as stage 1 trained them.
-            for layer in stage1.head_layers:
-                for sublayer in layer._flatten_layers():
-                    sublayer.trainable = False
         self.feature_network = keras.Model(
             images,
             {**outputs, "stage1_embedding": features["embedding"], "fused_features": fused},
@@ -183,33 +152,8 @@ class FusionModel(PairedTrainingModel):
         self.fusion_options = fusion_options
         self.embedding_dim = embedding_dim
         self.dropout = dropout
-        self.num_classes = num_classes
-        self.adaface_config = adaface
-        self.train_stage1 = bool(train_stage1)
-        self.stage1_lr_multiplier = float(stage1_lr_multiplier)
         self.image_size = stage1.image_size
         self.attribute_names = stage1.attribute_names
-        self.init_trackers()
-
-    # === Training ===
-
-    def paired_losses(self, data, training):
-        inputs, targets = data[0], data[1]
-        images = ops.concatenate([inputs["hq"], inputs["lq"]], axis=0)
-        outputs = self(images, training=training)
-        loss = paired_adaface_loss(self.adaface, outputs["embedding"], targets["identity"], training)
-        return outputs, {"loss": loss}
-
-    def scale_gradients(self, gradients, variables):
-        if not self.train_stage1 or self.stage1_lr_multiplier == 1.0:
-            return gradients
-        stage1_ids = {id(variable) for variable in self.stage1.trainable_variables}
-        return [
-            g * self.stage1_lr_multiplier if g is not None and id(v) in stage1_ids else g
-            for g, v in zip(gradients, variables)
-        ]
-
-    # === Serialization ===
 
     def get_config(self):
         return {
@@ -218,9 +162,11 @@ class FusionModel(PairedTrainingModel):
             "fusion_options": dict(self.fusion_options),
             "embedding_dim": self.embedding_dim,
             "dropout": self.dropout,
-            "num_classes": self.num_classes,
-            "adaface": dict(self.adaface_config),
-            "train_stage1": self.train_stage1,
-            "stage1_lr_multiplier": self.stage1_lr_multiplier,
-            **self.config_tail(),
+            "name": self.name,
+            "trainable": self.trainable,
         }
+
+    @classmethod
+    def from_config(cls, config):
+        # Files saved before the inference/training split carry the training arguments.
+        return cls(**{k: v for k, v in config.items() if k not in LEGACY_TRAINING_ARGUMENTS})

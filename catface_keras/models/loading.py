@@ -1,17 +1,24 @@
 """`load_model`: a saved CATFace model, ready for inference."""
 
-import importlib
 import pathlib
-import pkgutil
 
 import keras
 
+from catface_keras.atomic_files import check_keras_archive
+from catface_keras.backbones.iresnet import IResNetEmbedder
+from catface_keras.models.fusion import FusionModel
+from catface_keras.models.multibranch import MultiBranchModel
+from catface_keras.models.paired import PairedTraining
+# Registers the training models, so that a training file loads too.
+from catface_keras.models import stage1_training, stage2_training  # noqa: F401
+
 
 def load_model(path, compile=False, allow_embedder=False):
-    """Loads a `.keras` file written by training (a `MultiBranchModel` or `FusionModel`).
+    """The inference model in a `.keras` file: a `MultiBranchModel` or `FusionModel`.
 
-    Every module of `catface_keras.models` is imported first: each registers its classes
-    (and the layers they use) for deserialisation.
+    A training model's file (`MultiBranchTraining`, `FusionTraining`) gives
+    the network it trains; files saved before the inference/training split
+    load with their training arguments dropped.
 
     Args:
         path: the `.keras` file.
@@ -23,19 +30,13 @@ def load_model(path, compile=False, allow_embedder=False):
         ValueError: `path` is not a file, is truncated or damaged, or holds a model of
             another kind.
     """
-    import catface_keras.models as models
-    from catface_keras.atomic_files import check_keras_archive
-    from catface_keras.backbones.iresnet import IResNetEmbedder
-    from catface_keras.models.fusion import FusionModel
-    from catface_keras.models.multibranch import MultiBranchModel
-
     path = pathlib.Path(path)
     if not path.is_file():
         raise ValueError(f"model {path} does not exist")
     check_keras_archive(path)  # a truncated file would be reported as "File not found"
-    for module in pkgutil.iter_modules(models.__path__):
-        importlib.import_module(f"{models.__name__}.{module.name}")
     model = keras.saving.load_model(path, compile=compile)
+    if isinstance(model, PairedTraining):
+        model = model.network
     kinds = (MultiBranchModel, FusionModel) + ((IResNetEmbedder,) if allow_embedder else ())
     if not isinstance(model, kinds):
         expected = "a CATFace stage-1 (MultiBranchModel) or stage-2 (FusionModel) model"

@@ -14,7 +14,7 @@ def test_cbam_model_exposes_two_maps_per_block_per_branch():
     fr, sb = model.distill_keys["fr"], model.distill_keys["sb"]
     # Two shared blocks plus two FR blocks; two SB blocks; channel + spatial map each.
     assert (len(fr), len(sb)) == (8, 4)
-    shapes = [tuple(model.feature_network.output[key].shape) for key in fr[:2]]
+    shapes = [tuple(model.network.feature_network.output[key].shape) for key in fr[:2]]
     assert shapes == [(None, 8), (None, 16, 16, 1)]
 
 
@@ -22,9 +22,9 @@ def test_feature_distillation_compares_the_configured_stage():
     model = tiny_model(distillation="feature_l2", distillation_stage=2, branch_stage=3)
     (key,) = model.distill_keys["fr"]
     assert model.distill_keys["sb"] == ()
-    assert tuple(model.feature_network.output[key].shape) == (None, 8, 8, 8)
+    assert tuple(model.network.feature_network.output[key].shape) == (None, 8, 8, 8)
     inputs, targets = paired_batch()
-    features = model.feature_network(np.concatenate([inputs["hq"], inputs["lq"]]))
+    features = model.network.feature_network(np.concatenate([inputs["hq"], inputs["lq"]]))
     losses = model.compute_stage1_losses(features, targets, 4, training=False)
     hq, lq = np.asarray(features[key][:4]), np.asarray(features[key][4:])
     assert float(losses["fr_distillation"]) == pytest.approx(np.mean((hq - lq) ** 2), rel=1e-4)
@@ -42,7 +42,7 @@ def test_askd_student_learns_towards_a_frozen_teacher(tmp_path):
         block_attention="cbam", distillation="askd", lq_images="askd_low_resolution",
         loss_weights={"distillation": 5.0},
     )
-    student.set_teacher(teacher)
+    student.set_teacher(teacher.network)
     student.compile(optimizer=keras.optimizers.SGD(0.01))
     before = [w.numpy().copy() for w in teacher.weights]
     logs = student.train_on_batch(*paired_batch(seed=1), return_dict=True)
@@ -59,8 +59,8 @@ def test_askd_student_learns_towards_a_frozen_teacher(tmp_path):
 def test_teacher_must_have_the_students_maps():
     student = tiny_model(block_attention="cbam", distillation="askd")
     with pytest.raises(ValueError, match="The teacher has no map"):
-        student.set_teacher(tiny_model())
-    with pytest.raises(ValueError, match="needs block_attention='cbam'"):
+        student.set_teacher(tiny_model().network)
+    with pytest.raises(ValueError, match="needs a network built with block_attention='cbam'"):
         tiny_model(distillation="askd")
 
 

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from catface_keras.models import FUSION_KINDS, FusionModel, MultiBranchModel
+from catface_keras.models import FUSION_KINDS, FusionModel, FusionTraining, MultiBranchModel
 from catface_keras.models.fusion import DEFAULT_FUSION_OPTIONS
 
 IMAGE_SIZE = 32
@@ -10,8 +10,13 @@ IMAGE_SIZE = 32
 
 def _stage1(seed=0):
     keras.utils.set_random_seed(seed)
-    return MultiBranchModel(
-        num_classes=6, backbone="ir_tiny", image_size=IMAGE_SIZE, embedding_dim=16, dropout=0.0
+    return MultiBranchModel(backbone="ir_tiny", image_size=IMAGE_SIZE, embedding_dim=16, dropout=0.0)
+
+
+def _training(stage1, train_stage1=False, stage1_lr_multiplier=0.1, **fusion):
+    network = FusionModel(stage1, **fusion)
+    return FusionTraining(
+        network, num_classes=6, train_stage1=train_stage1, stage1_lr_multiplier=stage1_lr_multiplier
     )
 
 
@@ -27,15 +32,16 @@ def _snapshot(variables):
 
 def test_frozen_stage1_is_unchanged_by_a_stage2_step():
     stage1 = _stage1()
-    model = FusionModel(stage1, fusion="catf")
+    model = _training(stage1, fusion="catf")
     model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9))
     stage1_before = _snapshot(stage1.weights)  # BN moving statistics included
-    fusion_before = _snapshot(model.get_layer("fusion").trainable_weights)
+    fusion = model.network.get_layer("fusion")
+    fusion_before = _snapshot(fusion.trainable_weights)
     model.train_on_batch(*_batch())
     assert stage1.trainable_weights == []
     for path, value in _snapshot(stage1.weights).items():
         np.testing.assert_array_equal(value, stage1_before[path], err_msg=path)
-    moved = [p for p, v in _snapshot(model.get_layer("fusion").trainable_weights).items()
+    moved = [p for p, v in _snapshot(fusion.trainable_weights).items()
              if not np.array_equal(v, fusion_before[p])]
     assert moved, "the fusion module did not learn"
 
@@ -45,8 +51,8 @@ def test_fine_tuning_scales_stage1_steps_by_the_multiplier():
     for multiplier in (1.0, 0.25):
         keras.utils.set_random_seed(1)
         stage1 = _stage1(seed=1)
-        model = FusionModel(stage1, fusion="add", dropout=0.0, train_stage1=True,
-                            stage1_lr_multiplier=multiplier)
+        model = _training(stage1, fusion="add", dropout=0.0, train_stage1=True,
+                          stage1_lr_multiplier=multiplier)
         model.compile(optimizer=keras.optimizers.SGD(0.01))
         kernel = stage1.get_layer("fr_stage4_block1_conv1").kernel
         before = kernel.numpy().copy()
@@ -58,10 +64,10 @@ def test_fine_tuning_scales_stage1_steps_by_the_multiplier():
 
 def test_fine_tuning_freezes_exactly_the_stage1_head_objects():
     stage1 = _stage1()
-    model = FusionModel(stage1, fusion="add", train_stage1=True)
+    model = _training(stage1, fusion="add", train_stage1=True)
     heads = {id(layer) for layer in stage1.head_layers}
     assert {layer.name for layer in stage1.head_layers} >= {
-        "embedding_dense", "embedding_bn", "attribute_logits", "adaface"
+        "embedding_dense", "embedding_bn", "attribute_logits"
     }
     for layer in stage1._flatten_layers(include_self=False):
         if id(layer) in heads:
@@ -75,14 +81,14 @@ def test_fine_tuning_freezes_exactly_the_stage1_head_objects():
 
 @pytest.mark.parametrize("fusion", ["catf", "concat"])
 def test_keras_round_trip_keeps_outputs_config_and_frozen_state(fusion, tmp_path):
-    model = FusionModel(_stage1(), fusion=fusion, fusion_options={"num_heads": 2})
+    model = _training(_stage1(), fusion=fusion, fusion_options={"num_heads": 2})
     model.compile(optimizer="sgd")
     model.train_on_batch(*_batch())  # moves BN statistics and AdaFace state away from init
     images = _batch(seed=3)[0]["hq"]
-    path = tmp_path / "stage2.keras"
+    path = tmp_path / "stage2_training.keras"
     model.save(path)
     restored = keras.saving.load_model(path)
-    assert isinstance(restored, FusionModel)
+    assert isinstance(restored, FusionTraining)
     assert restored.get_config() == model.get_config()
     before, after = model(images), restored(images)
     assert set(after) == {"embedding", "attribute_logits"}
@@ -90,13 +96,20 @@ def test_keras_round_trip_keeps_outputs_config_and_frozen_state(fusion, tmp_path
         np.testing.assert_allclose(after[key], before[key], rtol=1e-5, atol=1e-5)
     # Loading passes trainable=True to the Functional constructor, which must
     # not thaw stage 1: the same variables train, and the optimizer state fits.
-    assert restored.stage1.trainable_weights == []
+    assert restored.network.stage1.trainable_weights == []
     assert [v.path for v in restored.trainable_variables] == [
         v.path for v in model.trainable_variables
     ]
     assert float(restored.adaface.norm_mean) == pytest.approx(float(model.adaface.norm_mean))
-    assert restored.image_size == IMAGE_SIZE
-    assert restored.attribute_names == model.stage1.attribute_names
+    network = restored.network
+    assert network.image_size == IMAGE_SIZE
+    assert network.attribute_names == model.network.stage1.attribute_names
+    # The inference file: the network alone, the same outputs.
+    model.network.save(tmp_path / "stage2.keras")
+    alone = keras.saving.load_model(tmp_path / "stage2.keras")
+    assert isinstance(alone, FusionModel) and "train_stage1" not in alone.get_config()
+    for key in before:
+        np.testing.assert_allclose(alone(images)[key], before[key], rtol=1e-5, atol=1e-5)
 
 
 def test_inference_contract_matches_stage1():
@@ -119,6 +132,8 @@ def test_arguments_are_checked():
         FusionModel(keras.Sequential([keras.layers.Dense(2)]))
     with pytest.raises(ValueError, match="Unknown fusion option 'heads'"):
         FusionModel(_stage1(), fusion_options={"heads": 2})
+    with pytest.raises(ValueError, match="stage1_lr_multiplier=-1"):
+        _training(_stage1(), stage1_lr_multiplier=-1)
 
 
 def test_config_lists_the_same_fusion_kinds_and_options():

@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from catface_keras.models.multibranch import STAGE1_LOSS_TERMS
-from tiny_stage1 import SIZE, paired_batch, tiny_model
+from catface_keras.models.stage1_training import STAGE1_LOSS_TERMS
+from tiny_stage1 import SIZE, paired_batch, tiny_model, tiny_network
 
 
 def test_outputs_and_feature_network_shapes():
-    model = tiny_model(branch_stage=2)
+    model = tiny_network(branch_stage=2)
     images = np.zeros((3, SIZE, SIZE, 3), "float32")
     outputs = model(images)
     assert set(outputs) == {"embedding", "attribute_logits"}
@@ -22,6 +22,9 @@ def test_outputs_and_feature_network_shapes():
     names = {layer.name for layer in model.feature_network.layers}
     assert {"fr_stage3_block1_add", "sb_stage3_block1_add", "stage2_block1_add"} <= names
     assert "stage3_block1_add" not in names
+    # Every stage's output map, a shared stage under "fr" only.
+    assert features["fr_stage2"].shape == (3, 8, 8, 8)
+    assert features["sb_stage3"].shape == (3, 4, 4, 16) and "sb_stage2" not in features
 
 
 def test_fit_reports_every_loss_term_and_updates_adaface_state():
@@ -40,14 +43,14 @@ def test_fit_reports_every_loss_term_and_updates_adaface_state():
 def test_total_loss_combines_terms_with_weights():
     model = tiny_model(loss_weights={"fr": 2.0, "sb": 0.5, "distillation": 3.0})
     inputs, targets = paired_batch()
-    features = model.feature_network(np.concatenate([inputs["hq"], inputs["lq"]]))
+    features = model.network.feature_network(np.concatenate([inputs["hq"], inputs["lq"]]))
     losses = model.compute_stage1_losses(features, targets, 4, training=False)
     expected = 2.0 * (losses["fr_loss"] + 3.0 * losses["fr_distillation"]) + 0.5 * (
         losses["sb_loss"] + 3.0 * losses["sb_distillation"]
     )
     assert float(losses["loss"]) == pytest.approx(float(expected), rel=1e-6)
     # Identical HQ and LQ: nothing to distil.
-    same = model.feature_network(np.concatenate([inputs["hq"], inputs["hq"]]))
+    same = model.network.feature_network(np.concatenate([inputs["hq"], inputs["hq"]]))
     zero = model.compute_stage1_losses(same, targets, 4, training=False)
     assert float(zero["fr_distillation"]) == pytest.approx(0.0, abs=1e-5)
     assert float(zero["sb_distillation"]) == pytest.approx(0.0, abs=1e-5)
@@ -57,7 +60,7 @@ def test_missing_attribute_labels_give_zero_sb_loss():
     model = tiny_model()
     inputs, targets = paired_batch()
     targets["attributes"] = -np.ones_like(targets["attributes"])
-    features = model.feature_network(np.concatenate([inputs["hq"], inputs["lq"]]))
+    features = model.network.feature_network(np.concatenate([inputs["hq"], inputs["lq"]]))
     losses = model.compute_stage1_losses(features, targets, 4, training=False)
     assert float(losses["sb_loss"]) == 0.0
 
@@ -75,6 +78,16 @@ def test_keras_round_trip_gives_identical_outputs(tmp_path):
     np.testing.assert_array_equal(before["embedding"], after["embedding"])
     np.testing.assert_array_equal(before["attribute_logits"], after["attribute_logits"])
     assert float(restored.adaface.norm_mean) == float(model.adaface.norm_mean)
+    # The network alone: an inference file with no training argument in it.
+    model.network.save(tmp_path / "network.keras")
+    network = keras.models.load_model(tmp_path / "network.keras")
+    assert type(network).__name__ == "MultiBranchModel"
+    assert not {"num_classes", "adaface", "distillation", "attribute_weights"} & set(
+        network.get_config()
+    )
+    np.testing.assert_array_equal(
+        network.predict(images, verbose=0)["embedding"], before["embedding"]
+    )
 
 
 def test_argument_errors():
