@@ -44,7 +44,7 @@ def main(argv=None):
     from catface_keras.evaluation.features import extract_features
     from catface_keras.models.multibranch import MultiBranchModel
 
-    model = MultiBranchModel(num_classes=10, backbone=args.backbone, image_size=args.size)
+    model = MultiBranchModel(backbone=args.backbone, image_size=args.size)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(args.images, args.size, args.size, 3), dtype=np.uint8)
     extract_features(model, images[: args.batch_size], args.batch_size)

@@ -1,7 +1,7 @@
 """Serving latency of an exported model: batch 1 and batch 64, after `tf.saved_model.load`.
 
 Exports a model (`--model PATH.keras`, or by default a random-weight IR-18 stage-1 model at
-112 px, `MultiBranchModel(num_classes=10, backbone="ir_18", image_size=112)`) to a temporary
+112 px, `MultiBranchModel(backbone="ir_18", image_size=112)`) to a temporary
 directory with `catface_keras.export`, loads it back with `tf.saved_model.load` and times its
 signatures as TF Serving calls them: `serving_default` on uint8 faces and `serving_bytes` on
 JPEG strings (decoding included). Each timing is the median of `--calls` steady-state calls
@@ -77,7 +77,7 @@ def main(argv=None):
         model = load_model(args.model)
         description = args.model
     else:
-        model = MultiBranchModel(num_classes=10, backbone="ir_18", image_size=112)
+        model = MultiBranchModel(backbone="ir_18", image_size=112)
         description = "ir_18 stage 1, 112 px, random weights"
     with tempfile.TemporaryDirectory() as scratch:
         started = time.perf_counter()

@@ -180,7 +180,7 @@ def main(argv=None):
     stage1, images, stage1_model = train_step.stage1_step(
         sizes["backbone"], sizes["image_size"], sizes["pairs"], sizes["classes"]
     )
-    stage1_flops = 3 * forward_flops(stage1_model.feature_network)
+    stage1_flops = 3 * forward_flops(stage1_model.network.feature_network)
     ours["stage1"] = (stage1, images, stage1_flops)
     if "backbone" not in skip:
         step, count, model = train_step.backbone_step(
@@ -245,10 +245,10 @@ def main(argv=None):
     if "inference" not in skip:
         batch = 64 if not args.quick else 4
         images64 = tf.random.uniform((batch, sizes["image_size"], sizes["image_size"], 3)) * 255
-        infer = tf.function(lambda x: stage1_model(x, training=False))
+        infer = tf.function(lambda x: stage1_model.network(x, training=False))
         results["inference"] = {
             "ours": entry(lambda: infer(images64)["embedding"].numpy(), batch, sizes["warmup"],
-                          sizes["steps"], forward_flops(stage1_model.feature_network), peak),
+                          sizes["steps"], forward_flops(stage1_model.network.feature_network), peak),
             "batch": batch,
         }
     if "export" not in skip:

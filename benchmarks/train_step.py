@@ -23,6 +23,7 @@ import tensorflow as tf  # noqa: E402
 
 from catface_keras.config import OptimizerConfig  # noqa: E402
 from catface_keras.models.multibranch import MultiBranchModel  # noqa: E402
+from catface_keras.models.stage1_training import MultiBranchTraining  # noqa: E402
 from catface_keras.trainer import make_optimizer  # noqa: E402
 
 
@@ -44,7 +45,9 @@ def trainer_optimizer():
 
 def stage1_step(backbone, image_size, pairs, classes):
     """`(step_fn, images_per_step, model)`: one stage-1 paired SGD step."""
-    model = MultiBranchModel(classes, backbone=backbone, image_size=image_size)
+    model = MultiBranchTraining(
+        MultiBranchModel(backbone=backbone, image_size=image_size), num_classes=classes
+    )
     model.compile(optimizer=trainer_optimizer())
     inputs, targets = paired_batch(pairs, image_size, classes)
     return (lambda: model.train_on_batch(inputs, targets)), 2 * pairs, model
@@ -53,8 +56,9 @@ def stage1_step(backbone, image_size, pairs, classes):
 def stage2_step(stage1, pairs, classes, fusion="catf"):
     """`(step_fn, images_per_step, model)`: one stage-2 step (frozen stage 1)."""
     from catface_keras.models.fusion import FusionModel
+    from catface_keras.models.stage2_training import FusionTraining
 
-    model = FusionModel(stage1, fusion=fusion)
+    model = FusionTraining(FusionModel(stage1.network, fusion=fusion), num_classes=classes)
     model.compile(optimizer=trainer_optimizer())
     inputs, targets = paired_batch(pairs, stage1.image_size, classes)
     return (lambda: model.train_on_batch(inputs, targets)), 2 * pairs, model
@@ -63,7 +67,7 @@ def stage2_step(stage1, pairs, classes, fusion="catf"):
 def backbone_step(backbone, image_size, batch, classes):
     """`(step_fn, images_per_step, model)`: a plain iResNet with a softmax classifier."""
     from catface_keras.backbones.iresnet import IResNetBackbone
-    from catface_keras.models.multibranch import embedding_head
+    from catface_keras.backbones.iresnet import embedding_head
 
     images = keras.Input((image_size, image_size, 3))
     features = IResNetBackbone(backbone, image_size=image_size)(images)

@@ -3,12 +3,15 @@
 `run_stage1(config, out_dir)` and `run_stage2(config, out_dir)` are what
 `catface demo` and `catface train` call. An output directory holds:
 
-    stage1.keras          the trained stage-1 model (written once training ends)
-    stage2.keras          the trained stage-2 (fused) model
+    stage1.keras          the trained stage-1 network (inference only; written once
+                          training ends)
+    stage2.keras          the trained stage-2 (fused) network
     metrics.json          held-out evaluation, `{"stage1": ..., "stage2": ...}`
     config.yaml           the configuration the run used
     stage2_config.yaml    stage 2's configuration, when it differs from config.yaml
-    checkpoints/          one `.keras` model per epoch (`stage2_epoch_*` for stage 2)
+    checkpoints/          one `.keras` training model per epoch (`stage2_epoch_*` for
+                          stage 2): the network with its AdaFace head
+                          (`models.load_model` gives the network)
     logs/                 TensorBoard (`logs/stage2/` for stage 2)
     backup/, backup_stage2/
                           what resuming needs (`EpochBackup`) while running
@@ -599,8 +602,10 @@ def run_stage1(config, out_dir, overwrite=False, verbose="auto", callbacks=()):
         callbacks: extra Keras callbacks, run after the checkpointing ones.
 
     Returns:
-        `(model, metrics)`: the trained `MultiBranchModel` and the nested
-        dict written to `metrics.json` (`{"stage1": {...}}`).
+        `(model, metrics)`: the trained `MultiBranchTraining` (its `network`
+        is the `MultiBranchModel` saved as stage1.keras; the checkpoints hold
+        the training model) and the nested dict written to `metrics.json`
+        (`{"stage1": {...}}`).
 
     Under `train.distribution: multi_worker` every worker calls this with
     the same arguments; only the chief writes into `out_dir`.
@@ -690,7 +695,7 @@ def train_stage1(config, out_dir, verbose="auto", callbacks=()):
     }
     write_json_atomically(metrics, out_dir / METRICS_FILE)
     shutil.rmtree(out_dir / STAGE1.backup_dir, ignore_errors=True)
-    return model.network, metrics
+    return model, metrics
 
 
 def build_stage2_model(config, stage1, num_classes):
@@ -754,7 +759,8 @@ def run_stage2(config, out_dir, init=None, overwrite=False, verbose="auto", call
         overwrite, verbose, callbacks: as in `run_stage1`.
 
     Returns:
-        `(model, metrics)`: the trained `FusionModel` and the dict written to
+        `(model, metrics)`: the trained `FusionTraining` (its `network`, a
+        `FusionModel`, is saved as stage2.keras) and the dict written to
         `metrics.json`, `{"stage1": {...}, "stage2": {...}}`, both stages
         evaluated on the same held-out pairs.
     """
@@ -804,7 +810,7 @@ def train_stage2(config, out_dir, init=None, verbose="auto", callbacks=()):
     }
     write_json_atomically(metrics, out_dir / METRICS_FILE)
     shutil.rmtree(out_dir / STAGE2.backup_dir, ignore_errors=True)
-    return model.network, metrics
+    return model, metrics
 
 
 def _stage1_metrics(out_dir, init, test_faces, config):

@@ -444,7 +444,9 @@ def apply_sharded_head_gradients(optimizer, heads, centre_gradients, network_gra
         finite = optimizer.check_finite([*network_gradients, *centre_gradients])
         # The scale `scale_loss` used (its variable exists once the optimizer is built).
         scale = optimizer.dynamic_scale if optimizer.built else optimizer.initial_scale
-        learning_rate = learning_rate / tf.identity(scale)
+        # Unscale the gradients, not the learning rate, which weight decay uses too.
+        inverse = 1.0 / tf.cast(tf.identity(scale), tf.float32)
+        centre_gradients = [_scaled(gradient, inverse) for gradient in centre_gradients]
         optimizer = optimizer.inner_optimizer
 
     def update():
@@ -461,3 +463,12 @@ def apply_sharded_head_gradients(optimizer, heads, centre_gradients, network_gra
         update()
     else:
         tf.cond(finite, update, lambda: tf.constant(False))
+
+
+def _scaled(gradient, factor):
+    """`gradient * factor` for a dense gradient, an `IndexedSlices` or None."""
+    if gradient is None:
+        return None
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(gradient.values * factor, gradient.indices, gradient.dense_shape)
+    return gradient * factor

@@ -30,7 +30,7 @@ def tiny_model_path(tmp_path_factory):
     from catface_keras.models.multibranch import MultiBranchModel
 
     keras.utils.set_random_seed(0)
-    model = MultiBranchModel(num_classes=4, backbone="ir_tiny", image_size=32, embedding_dim=16)
+    model = MultiBranchModel(backbone="ir_tiny", image_size=32, embedding_dim=16)
     path = tmp_path_factory.mktemp("model") / "stage1.keras"
     model.save(path)
     return path

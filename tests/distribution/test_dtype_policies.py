@@ -7,6 +7,8 @@ import pytest
 from catface_keras.config import OptimizerConfig
 from catface_keras.models.fusion import FusionModel
 from catface_keras.models.multibranch import MultiBranchModel
+from catface_keras.models.stage1_training import MultiBranchTraining
+from catface_keras.models.stage2_training import FusionTraining
 from catface_keras.precision import choose_dtype_policy, cpu_flags, dtype_policy
 from catface_keras.trainer import make_optimizer
 
@@ -36,8 +38,9 @@ def test_both_stages_train_with_float32_heads(policy):
     images = np.concatenate([inputs["hq"], inputs["lq"]])
     with dtype_policy(policy):
         keras.utils.set_random_seed(0)
-        stage1 = compiled(MultiBranchModel(
-            CLASSES, backbone="ir_tiny", image_size=SIZE, embedding_dim=16, dropout=0.0
+        stage1 = compiled(MultiBranchTraining(
+            MultiBranchModel(backbone="ir_tiny", image_size=SIZE, embedding_dim=16, dropout=0.0),
+            num_classes=CLASSES,
         ))
         assert stage1.dtype_policy.name == policy
         if policy == "mixed_float16":
@@ -46,7 +49,7 @@ def test_both_stages_train_with_float32_heads(policy):
             logs = stage1.train_on_batch(inputs, targets, return_dict=True)
         assert all(np.isfinite(value) for value in logs.values()), logs
 
-        features = stage1.feature_network(images)
+        features = stage1.network.feature_network(images)
         assert features["embedding"].dtype == "float32"
         norms = np.linalg.norm(features["embedding"], axis=-1)
         assert np.all(np.isfinite(norms)) and np.all(norms > 0)
@@ -59,7 +62,9 @@ def test_both_stages_train_with_float32_heads(policy):
             assert losses[term].dtype == "float32"
             assert 0.0 <= float(losses[term]) <= 4.0
 
-        stage2 = compiled(FusionModel(stage1, fusion="catf"))
+        stage2 = compiled(
+            FusionTraining(FusionModel(stage1.network, fusion="catf"), num_classes=CLASSES)
+        )
         for _ in range(2):
             logs = stage2.train_on_batch(inputs, targets, return_dict=True)
         assert all(np.isfinite(value) for value in logs.values()), logs
@@ -89,15 +94,15 @@ def partial_fc_step(policy, initial_scale=None):
     """Centres and a conv kernel before and after one step of a Partial FC stage 1."""
     with dtype_policy(policy):
         keras.utils.set_random_seed(0)
-        model = MultiBranchModel(
-            CLASSES, backbone="ir_tiny", image_size=SIZE, embedding_dim=16, dropout=0.0,
-            partial_fc_sample_rate=1.0,
+        model = MultiBranchTraining(
+            MultiBranchModel(backbone="ir_tiny", image_size=SIZE, embedding_dim=16, dropout=0.0),
+            num_classes=CLASSES, partial_fc_sample_rate=1.0,
         )
         optimizer = make_optimizer(OptimizerConfig(lr_milestones=[]), 10)
         if initial_scale is not None:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=initial_scale)
         model.compile(optimizer=optimizer)
-        kernel = model.get_layer("stem_conv").kernel
+        kernel = model.network.get_layer("stem_conv").kernel
         before = model.adaface.all_centres(), kernel.numpy()
         model.train_on_batch(*paired_batch())
         return before, (model.adaface.all_centres(), kernel.numpy())

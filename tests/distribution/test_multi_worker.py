@@ -120,7 +120,9 @@ def test_two_workers_match_one_process_and_only_the_chief_writes(tmp_path, head)
     )
     assert (cluster_dir / "metrics.json").exists()
     assert not list(scratch.iterdir()), "the non-chief worker left its scratch directory"
-    trained = keras.saving.load_model(cluster_dir / "stage1.keras", compile=False)
+    # The last checkpoint is the training model: the network and its AdaFace head.
+    last = sorted((cluster_dir / "checkpoints").iterdir())[-1]
+    trained = keras.saving.load_model(last, compile=False)
     for got, expected in zip(trained.get_weights(), reference.get_weights()):
         np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-4)
     assert float(trained.adaface.norm_mean) == pytest.approx(float(reference.adaface.norm_mean))

@@ -13,7 +13,6 @@ import tensorflow as tf
 
 from catface_keras.config import ConfigError, config_from_dict
 from catface_keras.layers.partial_fc import PartialFC
-from catface_keras.models.loading import load_model
 from catface_keras.trainer import run_stages
 from tiny_experiment import TINY
 from tiny_stage1 import paired_batch, tiny_model
@@ -55,7 +54,7 @@ def test_sample_rate_one_trains_as_the_dense_head(two_cpu_strategy):
     dense = build(two_cpu_strategy, None)
     sharded = build(two_cpu_strategy, 1.0)
     # Same seed, same centres: drawn whole and split, whatever the replica count.
-    for a, b in zip(dense.feature_network.weights, sharded.feature_network.weights):
+    for a, b in zip(dense.network.weights, sharded.network.weights):
         np.testing.assert_array_equal(b.numpy(), a.numpy())
     head = sharded.adaface
     assert head.centres.shape == (5, 12)
@@ -69,7 +68,7 @@ def test_sample_rate_one_trains_as_the_dense_head(two_cpu_strategy):
         assert sharded_logs["fr_loss"] == pytest.approx(dense_logs["fr_loss"], rel=1e-4)
     assert np.abs(centres(dense) - start).max() > 1e-3  # training moved the centres
     np.testing.assert_allclose(centres(sharded), centres(dense), rtol=1e-4, atol=1e-5)
-    for a, b in zip(dense.feature_network.weights, sharded.feature_network.weights):
+    for a, b in zip(dense.network.weights, sharded.network.weights):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=1e-5, err_msg=a.path)
     assert float(head.norm_mean.numpy()) == pytest.approx(float(dense.adaface.norm_mean.numpy()))
 
@@ -97,14 +96,14 @@ def test_saved_centres_load_on_one_or_two_replicas(two_cpu_strategy, tmp_path):
     expected = centres(model)
     momentum = model.adaface._all_shards(model.adaface.momentum)
     assert np.abs(momentum).max() > 0
-    path = tmp_path / "stage1.keras"
+    path = tmp_path / "stage1_training.keras"
     model.save(path)
-    alone = load_model(path)
+    alone = keras.saving.load_model(path)
     assert alone.adaface.centres.shape == (CLASSES, 12)
     np.testing.assert_array_equal(alone.adaface.centres.numpy(), expected)
     np.testing.assert_array_equal(alone.adaface.momentum.numpy(), momentum)
     with two_cpu_strategy.scope():
-        again = load_model(path)
+        again = keras.saving.load_model(path)
     np.testing.assert_array_equal(centres(again), expected)
     np.testing.assert_array_equal(
         again.adaface.centres.value.values[1].numpy()[:4], expected[5:]

@@ -23,7 +23,7 @@ def run_evaluate(argv):
 def tiny_model_path(tmp_path_factory):
     from catface_keras.models.multibranch import MultiBranchModel
 
-    model = MultiBranchModel(num_classes=8, backbone="ir_tiny", image_size=32, embedding_dim=16)
+    model = MultiBranchModel(backbone="ir_tiny", image_size=32, embedding_dim=16)
     path = tmp_path_factory.mktemp("model") / "m.keras"
     model.save(path)
     return path

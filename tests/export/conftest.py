@@ -19,7 +19,7 @@ MODEL_NAME = "catface"
 @pytest.fixture(scope="package")
 def keras_model_path(tmp_path_factory):
     keras.utils.set_random_seed(0)
-    model = MultiBranchModel(num_classes=8, backbone="ir_tiny", image_size=IMAGE_SIZE,
+    model = MultiBranchModel(backbone="ir_tiny", image_size=IMAGE_SIZE,
                              embedding_dim=16)
     path = tmp_path_factory.mktemp("model") / "stage1.keras"
     model.save(path)

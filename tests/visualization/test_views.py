@@ -15,7 +15,7 @@ def test_block_layers_are_the_first_stage_and_each_branch_last_block(model):
         "fr_last": "fr_stage4_block1_add",
         "sb_last": "sb_stage4_block1_add",
     }
-    ir18 = MultiBranchModel(num_classes=4, backbone="ir_18", image_size=SIZE, branch_stage=0)
+    ir18 = MultiBranchModel(backbone="ir_18", image_size=SIZE, branch_stage=0)
     assert iresnet_block_layers(ir18) == {
         "first": "fr_stage1_block2_add",
         "fr_last": "fr_stage4_block2_add",

@@ -9,4 +9,4 @@ SIZE = 32
 
 def tiny_stage1_model():
     keras.utils.set_random_seed(0)
-    return MultiBranchModel(num_classes=8, backbone="ir_tiny", image_size=SIZE, embedding_dim=16)
+    return MultiBranchModel(backbone="ir_tiny", image_size=SIZE, embedding_dim=16)

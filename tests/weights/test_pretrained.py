@@ -48,7 +48,9 @@ def tiny_config(**model):
 @pytest.mark.parametrize("branch_stage", [2, 3])
 def test_trunk_and_both_branch_copies_start_from_the_pretrained_stages(pretrained_file, branch_stage):
     pretrained = load_pretrained_backbone(pretrained_file)
-    model = build_stage1_model(tiny_config(init=str(pretrained_file), branch_stage=branch_stage), 5)
+    model = build_stage1_model(
+        tiny_config(init=str(pretrained_file), branch_stage=branch_stage), 5
+    ).network
     assert model.backbone_spec["shortcut"] == "conv"  # taken from the pretrained file
     for layer in pretrained.layers:
         if not layer.weights:
@@ -71,9 +73,7 @@ def test_trunk_and_both_branch_copies_start_from_the_pretrained_stages(pretraine
 
 def test_head_of_another_size_is_left_out_and_the_trunk_still_loads(pretrained_file):
     pretrained = load_pretrained_backbone(pretrained_file)
-    model = MultiBranchModel(
-        num_classes=5, backbone=pretrained.backbone_spec, image_size=32, embedding_dim=8
-    )
+    model = MultiBranchModel(backbone=pretrained.backbone_spec, image_size=32, embedding_dim=8)
     summary = initialize_from_pretrained(model, pretrained)
     assert summary["head"] is False
     np.testing.assert_array_equal(
@@ -114,7 +114,7 @@ def test_yaml_key_reaches_the_stage1_model(pretrained_file, tmp_path):
     model = build_stage1_model(config, 5)
     pretrained = load_pretrained_backbone(pretrained_file)
     np.testing.assert_array_equal(
-        model.get_layer("sb_stage4_block1_conv1").kernel.numpy(),
+        model.network.get_layer("sb_stage4_block1_conv1").kernel.numpy(),
         pretrained.get_layer("stage4_block1_conv1").kernel.numpy(),
     )
 
