@@ -86,3 +86,18 @@ def test_every_constructor_argument_is_in_the_config(build):
     assert parameters <= set(model.get_config())
     again = type(model).from_config(model.get_config())
     assert again.get_config() == model.get_config()
+
+
+def test_imported_backbone_files_of_older_versions_load_into_the_composed_embedder():
+    """`IResNetEmbedder` now composes an `IResNetBackbone`; a file written before (by
+    `catface import-weights`) loads with the same weights and outputs."""
+    from catface_keras.backbones.iresnet import IResNetBackbone, IResNetEmbedder
+
+    reference = np.load(DATA / "embedder_outputs_before_inference_split.npz")
+    model = load_model(DATA / "embedder_before_inference_split.keras", allow_embedder=True)
+    assert type(model) is IResNetEmbedder and isinstance(model.backbone, IResNetBackbone)
+    np.testing.assert_array_equal(
+        model.predict(reference["images"], verbose=0)["embedding"], reference["embedding"]
+    )
+    with pytest.raises(ValueError, match="holds a IResNetEmbedder, not a CATFace stage-1"):
+        load_model(DATA / "embedder_before_inference_split.keras")
