@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from catface_keras.evaluation.identification import DISTRACTOR_LABEL
-from catface_keras.evaluation.pairs_file import read_pairs_file
+from catface_keras.data.pairs_file import read_pairs_file
 from catface_keras.evaluation.protocol_data import protocols_from_identities, resize_images
 
 
