@@ -152,8 +152,8 @@ def read_csv_manifest(path, attribute_names=None):
                 lines[image] = line
                 paths.append(image)
                 identities.append(identity)
-                labels.append([_label(path, line, header[column], fields[column])
-                               for column in read])
+                labels.append([_label(path, line, name, column, fields)
+                               for name, column in zip(names, read)])
         except UnicodeDecodeError:
             raise ValueError(f"{path}: a CSV manifest must be UTF-8 text") from None
     if not paths:
@@ -168,12 +168,13 @@ def read_csv_manifest(path, attribute_names=None):
     )
 
 
-def _label(path, line, column, field):
+def _label(path, line, name, column, fields):
+    """Attribute `name` (field `column`, None: not in the manifest) of a row."""
     if column is None:
         return MISSING_LABEL
-    text = field.strip()
+    text = fields[column].strip()
     if text not in _LABELS:
-        raise ValueError(f"{path}:{line}: `{column}` must be 1, 0, -1 or empty (unknown). "
+        raise ValueError(f"{path}:{line}: `{name}` must be 1, 0, -1 or empty (unknown). "
                          f"Received: {text!r}")
     return _LABELS[text]
 
