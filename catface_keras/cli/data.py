@@ -4,7 +4,6 @@
     catface data convert --source recordio --input faces_emore/train.rec --out shards/ms1mv2
     catface data convert --source image_folder --input faces/ --attributes-csv faces.csv \
         --out shards/faces
-    catface data convert --source csv --input faces/manifest.csv --out shards/faces
 
 `--source` is any source of `catface_keras.data.registry` that converts.
 
@@ -45,8 +44,8 @@ def register(subparsers):
                          help="image_folder: per-image `path,attr,...`; recordio: per-class "
                          "`identity,attr,...`")
     convert.add_argument("--attribute-names", default=None, metavar="NAME,NAME",
-                         help="attributes to keep, comma-separated (default: Male,Bald,Big_Nose,"
-                         "Chubby,Narrow_Eyes; Male for recordio; a CSV manifest's own columns)")
+                         help="attributes to keep, comma-separated (default: the source's own; "
+                         "Male,Bald,Big_Nose,Chubby,Narrow_Eyes for most, Male for recordio)")
     convert.add_argument("--out", required=True, type=pathlib.Path, metavar="DIR",
                          help="output directory")
     convert.add_argument("--shards", type=int, default=None, metavar="N",

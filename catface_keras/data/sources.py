@@ -7,9 +7,9 @@ identities not seen in training, or None when the source has none.
 
 `data.source` names a source of `catface_keras.data.registry`, whose
 `training_faces` gives either faces in memory (the synthetic faces), a
-random-access source (CelebA, image folders, RecordIO, CSV manifests: read in
-a stateless permutation) or a ready stream (TFRecord shards: seeded), and
-optionally held-out faces (CelebA's test partition, the shards' `heldout/`).
+random-access source (the file readers: read in a stateless permutation) or a
+ready stream (TFRecord shards: seeded), and optionally held-out faces
+(CelebA's test partition, the shards' `heldout/`).
 
 Every order is a function of `(seed, epoch)`, so a run resumed at epoch e
 sees exactly the batches an uninterrupted run would have seen (for

@@ -6,9 +6,8 @@ arrays into it, so that every image is embedded once per model and condition
 
 - `synthetic_evaluation_data`: the built-in procedural faces of identities no
   demo or config-sized training run uses (10,000 and up);
-- `evaluation_data`: the faces a face source read from files (an insightface
-  `.bin`, an image folder with or without a pair list, a CSV manifest; see
-  `catface_keras.data.registry`), which this package never reads itself;
+- `evaluation_data`: the faces a face source of `catface_keras.data.registry`
+  read from files (this package never reads them itself);
 - `face_arrays_data`: a `FaceArrays` in memory (the trainer's held-out faces).
 """
 
@@ -344,8 +343,7 @@ def face_arrays_data(faces, num_pairs=3000, seed=1, source="held-out faces"):
 def evaluation_data(faces, num_pairs=3000, seed=1, source=None):
     """The protocols on the faces a face source read (`catface_keras.data.registry`).
 
-    With a pair list (`faces.pairs`: an insightface `.bin`, a `--pairs-file`)
-    only verification, on those pairs; otherwise `protocols_from_identities`,
+    With a pair list (`faces.pairs`, e.g. an insightface `.bin`) only verification, on those pairs; otherwise `protocols_from_identities`,
     with attributes when the source labelled them.
 
     Args:
