@@ -70,8 +70,8 @@ def manifest_attributes(path):
     with _open(path) as handle:
         try:
             header = _header(path, next(csv.reader(handle), []))
-        except UnicodeDecodeError:
-            raise ValueError(f"{path}:1: a CSV manifest must be UTF-8 text") from None
+        except (UnicodeDecodeError, csv.Error):
+            raise ValueError(f"{path}:1: a CSV manifest must be UTF-8 CSV text") from None
     return _attribute_columns(header)
 
 
@@ -156,6 +156,8 @@ def read_csv_manifest(path, attribute_names=None):
                                for name, column in zip(names, read)])
         except UnicodeDecodeError:
             raise ValueError(f"{path}: a CSV manifest must be UTF-8 text") from None
+        except csv.Error as error:  # e.g. a field longer than csv.field_size_limit()
+            raise ValueError(f"{path}:{reader.line_num}: not a readable CSV row: {error}") from None
     if not paths:
         raise ValueError(f"CSV manifest {path} lists no images")
     classes, num_classes = relabel(np.array(identities))

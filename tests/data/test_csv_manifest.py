@@ -102,6 +102,13 @@ def test_an_empty_manifest_and_a_folder_are_refused(tmp_path):
         read_csv_manifest(tmp_path / "m.csv", ["Male"])
     with pytest.raises(ValueError, match=r"Cannot read CSV manifest"):
         read_csv_manifest(tmp_path, ["Male"])
+    # A binary file: neither a crash nor a traceback from the csv module.
+    (tmp_path / "b.csv").write_bytes(b"path,identity\n\xff\xfe,x\n")
+    with pytest.raises(ValueError, match=r"b.csv: a CSV manifest must be UTF-8 text"):
+        read_csv_manifest(tmp_path / "b.csv", ["Male"])
+    (tmp_path / "long.csv").write_text("path,identity\n" + "a" * 200_000 + ",x\n")
+    with pytest.raises(ValueError, match=r"long.csv:2: not a readable CSV row"):
+        read_csv_manifest(tmp_path / "long.csv", ["Male"])
 
 
 def test_training_data_skips_and_counts_an_undecodable_image(tmp_path):
