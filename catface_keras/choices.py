@@ -5,8 +5,6 @@ TensorFlow; the modules that implement each choice import their list from here,
 so the two cannot drift apart.
 """
 
-from catface_keras.soft_biometrics import CELEBA_ATTRIBUTES, PAPER_ATTRIBUTES
-
 # Presets of `catface_keras.backbones.iresnet` (a test keeps the two equal).
 BACKBONES = ("ir_tiny", "ir_18", "ir_34", "ir_50", "ir_100", "ir_101")
 # The iResNet halves the image four times: the side must be a multiple of 16 (16 is the
@@ -27,16 +25,11 @@ TRAIN_ON = ("paired", "hq")
 LQ_IMAGES = ("degraded", "askd_low_resolution")
 # Attention in every residual block (None, or CBAM for A-SKD's CBAM-iResNet).
 BLOCK_ATTENTIONS = (None, "cbam")
-DATA_SOURCES = ("synthetic", "celeba", "recordio", "image_folder", "tfrecord")
 DISTRIBUTIONS = ("auto", "none", "mirrored", "multi_worker")
 # Keras global dtype policies for `train.mixed_precision`: "auto" picks one from the
 # hardware (catface_keras.precision.choose_dtype_policy); None leaves the global policy alone.
 DTYPE_POLICIES = (None, "auto", "float32", "mixed_float16", "mixed_bfloat16")
-
-# Attributes each source can label: the synthetic faces carry exactly the paper's five
-# (in this order); CelebA has its 40; the other sources read theirs from the attribute CSV.
-SYNTHETIC_ATTRIBUTES = PAPER_ATTRIBUTES
-SOURCE_ATTRIBUTES = {"synthetic": SYNTHETIC_ATTRIBUTES, "celeba": CELEBA_ATTRIBUTES}
+# Face sources (`data.source`) and the attributes each can label: `catface_keras.data.registry`.
 
 # TAR at FAR=1e-2 (the trainer's held-out metric) needs at least 100 impostor pairs, and
 # the held-out pairs hold as many impostor pairs as genuine ones.

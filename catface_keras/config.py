@@ -23,6 +23,8 @@ from typing import Optional
 import yaml
 
 from catface_keras import choices
+from catface_keras.data import checks
+from catface_keras.data.registry import TRAIN, source_names
 from catface_keras.degradation_config import DegradationConfig, check_values
 from catface_keras.soft_biometrics import PAPER_ATTRIBUTES
 
@@ -32,8 +34,8 @@ class DataConfig:
     """Training and held-out data: the built-in procedural faces or a real dataset.
 
     The `num_*` and `*images_per_identity` keys size the synthetic faces;
-    the others serve real sources (`catface_keras.data.sources` says what
-    each source reads and holds out).
+    the others serve real sources (`catface_keras.data.registry` lists them,
+    `catface_keras.data.sources` says what training reads and holds out).
     """
 
     source: str = "synthetic"
@@ -208,7 +210,7 @@ class ExperimentConfig:
 FUSION_KINDS = choices.FUSION_KINDS
 
 SECTION_CHOICES = {
-    "data.source": choices.DATA_SOURCES,
+    "data.source": source_names(TRAIN),
     "model.backbone": choices.BACKBONES,
     "model.branch_stage": choices.BRANCH_STAGES,
     "model.block_attention": choices.BLOCK_ATTENTIONS,
@@ -479,7 +481,7 @@ def check_experiment(config):
             f"image four times; {multiple} is the smallest). Received: "
             f"data.image_size={data.image_size}"
         )
-    _check_attribute_names(data.source, model.attribute_names)
+    _data_check(checks.check_attribute_names, data.source, model.attribute_names)
     if config.stage2.identity_init and not config.stage2.residual:
         raise ConfigError(
             "`stage2.identity_init` zeroes CATF's residual branches and needs "
@@ -522,145 +524,24 @@ def check_experiment(config):
             f"{config.evaluation.num_pairs}"
         )
     if data.source == "synthetic":
-        _check_synthetic_sizes(config)
-    elif data.max_heldout_images is not None and _pairs_of(data.max_heldout_images) < (
-        choices.MIN_VERIFICATION_PAIRS
-    ):
-        raise ConfigError(
-            "`data.max_heldout_images` keeps too few images for "
-            f"{choices.MIN_VERIFICATION_PAIRS} genuine pairs (TAR at FAR=1e-2). Received: "
-            f"data.max_heldout_images={data.max_heldout_images}"
-        )
+        _data_check(checks.check_synthetic_sizes, data, config.train.batch_size)
+    else:
+        _data_check(checks.check_heldout_size, data)
 
 
-def _pairs_of(count):
-    return count * (count - 1) // 2
-
-
-def _check_attribute_names(source, names):
-    if not names:
-        raise ConfigError("`model.attribute_names` must name at least one attribute. Received: []")
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise ConfigError(
-            f"`model.attribute_names` names {repeated} more than once. "
-            f"Received: model.attribute_names={names}"
-        )
-    known = choices.SOURCE_ATTRIBUTES.get(source)
-    if known is None:
-        return  # read from the attribute CSV (see `check_data_files`)
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise ConfigError(
-            f"`model.attribute_names` has unknown attribute(s) {unknown} for data.source: "
-            f"{source}; expected names from: {', '.join(known)}. Received: "
-            f"model.attribute_names={names}"
-        )
-
-
-def _check_synthetic_sizes(config):
-    data, batch_size = config.data, config.train.batch_size
-    train_images = data.num_train_identities * data.images_per_identity
-    if batch_size > train_images:
-        raise ConfigError(
-            f"`train.batch_size` must be at most the {train_images} synthetic training images "
-            f"(data.num_train_identities x data.images_per_identity); an epoch needs one "
-            f"whole batch. Received: train.batch_size={batch_size}"
-        )
-    if data.num_test_identities < 2 or data.test_images_per_identity < 2:
-        raise ConfigError(
-            "`data.num_test_identities` and `data.test_images_per_identity` must be at least 2 "
-            "(held-out verification needs genuine and impostor pairs). Received: "
-            f"data.num_test_identities={data.num_test_identities}, "
-            f"data.test_images_per_identity={data.test_images_per_identity}"
-        )
-    genuine = data.num_test_identities * _pairs_of(data.test_images_per_identity)
-    if genuine < choices.MIN_VERIFICATION_PAIRS:
-        raise ConfigError(
-            f"`data.num_test_identities` x `data.test_images_per_identity` give {genuine} "
-            f"genuine held-out pairs, and as many impostor pairs are drawn; TAR at FAR=1e-2 "
-            f"needs at least {choices.MIN_VERIFICATION_PAIRS}. Received: "
-            f"data.num_test_identities={data.num_test_identities}, "
-            f"data.test_images_per_identity={data.test_images_per_identity}"
-        )
+def _data_check(check, *args):
+    """Runs a check of `catface_keras.data.checks`; its ValueError becomes a ConfigError."""
+    try:
+        check(*args)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def check_data_files(config):
-    """Checks, before any work, that the files a config names exist and fit it.
-
-    Optional files (`data.attributes_csv`, `data.heldout_path`, ...) are only checked
-    when given. Reads no image: only folder listings and CSV headers.
+    """Checks, before any work, that the files a config names exist and fit it
+    (`catface_keras.data.checks.check_data_files`).
 
     Raises:
         ConfigError: naming the key and the path.
     """
-    data = config.data
-    if data.source == "synthetic":
-        return
-    if not data.path:
-        raise ConfigError(
-            f"`data.path` must name the dataset for data.source: {data.source}. "
-            "Received: data.path=None"
-        )
-    if not pathlib.Path(data.path).exists():
-        raise ConfigError(
-            f"`data.path` does not exist (relative paths start from the config file's "
-            f"folder). Received: data.path={data.path!r}"
-        )
-    for key in ("attributes_csv", "heldout_attributes_csv"):
-        value = getattr(data, key)
-        if value is not None and not pathlib.Path(value).is_file():
-            raise ConfigError(
-                f"`data.{key}` is not a file (leave the key out or set it to null when there "
-                f"is none). Received: data.{key}={value!r}"
-            )
-    if data.heldout_attributes_csv is not None and data.heldout_path is None:
-        raise ConfigError(
-            "`data.heldout_attributes_csv` is given without data.heldout_path. Received: "
-            f"data.heldout_attributes_csv={data.heldout_attributes_csv!r}"
-        )
-    for key in ("attributes_csv", "heldout_attributes_csv"):
-        if getattr(data, key) is not None:
-            _check_csv_columns(f"data.{key}", getattr(data, key), config.model.attribute_names)
-    if data.heldout_path is not None:
-        _check_heldout_folder(data)
-
-
-def _check_csv_columns(key, path, names):
-    try:
-        with open(path, encoding="utf-8", newline="") as handle:
-            header = [name.strip() for name in handle.readline().split(",")]
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"`{key}` cannot be read: {error}. Received: {key}={path!r}") from None
-    missing = [name for name in names if name not in header]
-    if missing:
-        raise ConfigError(
-            f"`model.attribute_names` has attribute(s) {missing} that `{key}` ({path}) has no "
-            f"column for; its columns: {', '.join(header)}. Received: "
-            f"model.attribute_names={names}"
-        )
-
-
-def _check_heldout_folder(data):
-    root = pathlib.Path(data.heldout_path)
-    if not root.is_dir():
-        raise ConfigError(
-            "`data.heldout_path` must be a folder of identity folders. Received: "
-            f"data.heldout_path={data.heldout_path!r}"
-        )
-    counts = []
-    for folder in os.scandir(root):
-        if folder.is_dir() and not folder.name.startswith("."):
-            counts.append(sum(
-                1 for entry in os.scandir(folder.path)
-                if entry.is_file() and not entry.name.startswith(".")
-                and os.path.splitext(entry.name)[1].lower() in choices.IMAGE_SUFFIXES
-            ))
-    genuine = sum(_pairs_of(count) for count in counts)
-    if len([count for count in counts if count]) < 2 or genuine < choices.MIN_VERIFICATION_PAIRS:
-        raise ConfigError(
-            f"`data.heldout_path` holds {sum(counts)} images of {len(counts)} identities, "
-            f"{genuine} genuine pairs; TAR at FAR=1e-2 needs at least "
-            f"{choices.MIN_VERIFICATION_PAIRS} and two identities. Received: "
-            f"data.heldout_path={data.heldout_path!r}"
-        )
+    _data_check(checks.check_data_files, config.data, config.model.attribute_names)

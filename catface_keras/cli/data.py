@@ -5,6 +5,8 @@
     catface data convert --source image_folder --input faces/ --attributes-csv faces.csv \
         --out shards/faces
 
+`--source` is any source of `catface_keras.data.registry` that converts.
+
 The shards are what `data.source: tfrecord` trains from. CelebA's train
 partition goes to `--out`, its held-out test identities to `--out/heldout`.
 """
@@ -12,11 +14,13 @@ partition goes to `--out`, its held-out test identities to `--out/heldout`.
 import pathlib
 import sys
 
-from catface_keras.soft_biometrics import PAPER_ATTRIBUTES
+from catface_keras.data.registry import CONVERT
+from catface_keras.data.registry import SOURCES as FACE_SOURCES
+from catface_keras.data.registry import face_source, source_names
 
-SOURCES = ("celeba", "recordio", "image_folder")
-# MS1MV2 and the other insightface sets: the paper uses gender only (PAPER.md section 7).
-RECORDIO_ATTRIBUTES = ("Male",)
+SOURCES = source_names(CONVERT)
+# Sources that read a separate attribute CSV.
+ATTRIBUTE_CSV_SOURCES = tuple(name for name in SOURCES if FACE_SOURCES[name].attributes_csv)
 
 
 def register(subparsers):
@@ -28,21 +32,20 @@ def register(subparsers):
     commands = parser.add_subparsers(dest="data_command", required=True)
     convert = commands.add_parser(
         "convert",
-        help="convert CelebA, an insightface .rec or an image folder into TFRecord shards",
+        help="convert a face dataset (" + ", ".join(SOURCES) + ") into TFRecord shards",
         description="Decode every image once (undecodable ones are skipped and counted), "
         "optionally crop and resize it, and write TFRecord shards plus dataset.json, which "
         "`data.source: tfrecord` trains from. CelebA's held-out test identities go to OUT/heldout.",
     )
     convert.add_argument("--source", required=True, choices=SOURCES, help="the input's format")
     convert.add_argument("--input", required=True, type=pathlib.Path, metavar="PATH",
-                         help="CelebA root, insightface train.rec (its .idx next to it), or a "
-                         "folder of identity folders")
+                         help="; ".join(f"{name}: {FACE_SOURCES[name].path}" for name in SOURCES))
     convert.add_argument("--attributes-csv", type=pathlib.Path, default=None, metavar="CSV",
                          help="image_folder: per-image `path,attr,...`; recordio: per-class "
                          "`identity,attr,...`")
     convert.add_argument("--attribute-names", default=None, metavar="NAME,NAME",
-                         help="attributes to keep, comma-separated (default: Male,Bald,Big_Nose,"
-                         "Chubby,Narrow_Eyes; Male for recordio)")
+                         help="attributes to keep, comma-separated (default: the source's own; "
+                         "Male,Bald,Big_Nose,Chubby,Narrow_Eyes for most, Male for recordio)")
     convert.add_argument("--out", required=True, type=pathlib.Path, metavar="DIR",
                          help="output directory")
     convert.add_argument("--shards", type=int, default=None, metavar="N",
@@ -62,7 +65,7 @@ def register(subparsers):
 
 def _attribute_names(args):
     if args.attribute_names is None:
-        return RECORDIO_ATTRIBUTES if args.source == "recordio" else PAPER_ATTRIBUTES
+        return tuple(face_source(args.source).default_attributes(args.input))
     names = tuple(name.strip() for name in args.attribute_names.split(",") if name.strip())
     if not names:
         raise ValueError(f"--attribute-names must name attributes, got {args.attribute_names!r}")
@@ -86,8 +89,9 @@ def _check_arguments(args):
                     f"Received: --out={args.out}"
                 )
             break
-    if args.attributes_csv is not None and args.source == "celeba":
-        raise ValueError("--attributes-csv is for image_folder and recordio; CelebA has its own")
+    if args.attributes_csv is not None and args.source not in ATTRIBUTE_CSV_SOURCES:
+        raise ValueError(f"--attributes-csv is for {' and '.join(ATTRIBUTE_CSV_SOURCES)}; "
+                         f"{args.source} has its own")
     if args.attributes_csv is not None and not args.attributes_csv.is_file():
         raise ValueError(f"--attributes-csv {args.attributes_csv} is not a file")
 
@@ -130,19 +134,12 @@ def convert(args, attribute_names):
 
     set_max_image_pixels(args.max_image_pixels)
 
-    if args.source == "celeba":
-        from catface_keras.data.celeba import celeba_splits
-
-        train, heldout = celeba_splits(args.input, attribute_names)
-        sets = [(args.out, train), (args.out / "heldout", heldout)]
-    elif args.source == "recordio":
-        from catface_keras.data.recordio import InsightFaceRecords
-
-        sets = [(args.out, InsightFaceRecords(args.input, args.attributes_csv, attribute_names))]
-    else:
-        from catface_keras.data.image_folder import read_image_folder
-
-        sets = [(args.out, read_image_folder(args.input, args.attributes_csv, attribute_names))]
+    sets = [
+        (args.out / folder, faces)
+        for folder, faces in face_source(args.source).conversion_sets(
+            args.input, args.attributes_csv, attribute_names
+        )
+    ]
     for directory, _ in sets:
         if holds_shards(directory) and not args.overwrite:
             raise FileExistsError(

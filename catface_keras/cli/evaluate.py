@@ -6,6 +6,12 @@ import sys
 from catface_keras.choices import EVALUATION_CONDITIONS as CONDITIONS
 from catface_keras.choices import EVALUATION_PROTOCOLS as PROTOCOLS
 from catface_keras.choices import THRESHOLD_SEARCHES
+from catface_keras.data.registry import (
+    SYNTHETIC_DATA,
+    describe_evaluation_data,
+    evaluation_source,
+    face_source,
+)
 
 PROTOCOL_CHOICES = (*PROTOCOLS, "all")
 
@@ -29,9 +35,10 @@ def register(subparsers):
     parser.add_argument("--protocol", choices=PROTOCOL_CHOICES, default="all",
                         help="which protocol (default: all that the data defines)")
     parser.add_argument("--data", required=True, metavar="SOURCE",
-                        help="'synthetic' (built-in faces of unseen identities), an insightface "
-                        "verification .bin file, or a folder: with one sub-folder of images per "
-                        "identity (and optionally _distractors/), or the images --pairs-file names")
+                        help="'synthetic' (built-in faces of unseen identities), or "
+                        f"{describe_evaluation_data()}; a folder holds one sub-folder of images "
+                        "per identity (and optionally _distractors/), or the images "
+                        "--pairs-file names")
     parser.add_argument("--pairs-file", type=pathlib.Path, default=None, metavar="FILE",
                         help="with a folder: the verification pairs, an LFW pairs.txt ('name n1 "
                         "n2' and 'name1 n1 name2 n2' lines, optional 'folds pairs' header) or "
@@ -94,10 +101,12 @@ def _check_arguments(args):
     for path in args.model:
         if not path.is_file():
             raise ValueError(f"--model {path} is not a file")
-    if args.data != "synthetic" and not pathlib.Path(args.data).exists():
+    if args.data != SYNTHETIC_DATA and not pathlib.Path(args.data).exists():
         raise ValueError(
-            f"--data must be 'synthetic', a .bin file or a folder; {args.data} does not exist"
+            f"--data must be '{SYNTHETIC_DATA}', {describe_evaluation_data()}; {args.data} "
+            "does not exist"
         )
+    evaluation_source(args.data)  # a path that no source reads stops here
     if args.pairs_file is not None:
         if not pathlib.Path(args.data).is_dir():
             raise ValueError(f"--pairs-file needs --data to be the folder its paths are "
@@ -135,23 +144,20 @@ def load_models(paths):
 
 
 def load_data(args, image_size):
-    """The `EvaluationData` that `--data` (and `--pairs-file`) name."""
+    """The `EvaluationData` that `--data` (and `--pairs-file`) name: the built-in faces, or
+    what the face source `catface_keras.data.registry` finds for the path reads."""
     from catface_keras.evaluation import protocol_data
 
-    if args.data == "synthetic":
+    if args.data == SYNTHETIC_DATA:
         return protocol_data.synthetic_evaluation_data(
             args.identities, args.images_per_identity, args.distractors, image_size,
             num_pairs=args.pairs, pair_seed=args.seed,
         )
-    path = pathlib.Path(args.data)
-    if args.pairs_file is not None:
-        return protocol_data.pairs_file_data(path, args.pairs_file, image_size)
-    if path.is_dir():
-        return protocol_data.identity_folder_data(path, image_size, args.attributes_csv,
-                                                  num_pairs=args.pairs, seed=args.seed)
-    if path.suffix == ".bin":
-        return protocol_data.verification_bin_data(path)
-    raise ValueError(f"--data {path}: expected 'synthetic', a .bin file or a folder")
+    faces = face_source(evaluation_source(args.data)).evaluation_faces(
+        pathlib.Path(args.data), image_size, args.attributes_csv, args.pairs_file
+    )
+    return protocol_data.evaluation_data(faces, args.pairs, args.seed,
+                                         source=str(pathlib.Path(args.data)))
 
 
 def _degradation(experiment):

@@ -27,6 +27,7 @@ import pathlib
 import numpy as np
 
 from catface_keras.data.face_files import FaceFiles, relabel
+from catface_keras.data.tfrecord import HELDOUT_DIRECTORY
 from catface_keras.soft_biometrics import PAPER_ATTRIBUTES
 
 IMAGE_DIRECTORY = "img_align_celeba"
@@ -234,3 +235,21 @@ def celeba_splits(root, attribute_names=PAPER_ATTRIBUTES):
     train_identities = np.unique(celeba.identities[celeba.partitions == PARTITIONS.index("train")])
     heldout = celeba_partition(celeba, ("test",), exclude_identities=train_identities)
     return train, heldout
+
+
+class CelebASource:
+    """The CelebA face source (`catface_keras.data.registry`): the train partition, the test
+    partition's identities held out."""
+
+    def training_faces(self, data, attribute_names):
+        return celeba_splits(data.path, attribute_names)
+
+    def default_attributes(self, path):
+        return PAPER_ATTRIBUTES
+
+    def conversion_sets(self, path, attributes_csv, attribute_names):
+        train, heldout = celeba_splits(path, attribute_names)
+        return [("", train), (HELDOUT_DIRECTORY, heldout)]
+
+
+SOURCE = CelebASource()

@@ -12,17 +12,22 @@ directly inside them with an image suffix, sorted. The CSV's `path` is
 relative to the root; values are 1, 0 or -1 (unknown). Without a CSV every
 attribute is unknown (-1), so the SB loss ignores it.
 
-Images come back as RGB uint8 whatever their file format (OpenCV's BGR is
+For evaluation, a sub-folder named `_distractors` holds faces of people no
+probe shows (`SOURCE.evaluation_faces`). Images come back as RGB uint8 whatever their file format (OpenCV's BGR is
 converted; AdaFace's official loader, by contrast, feeds BGR).
 """
 
+import dataclasses
 import os
 import pathlib
 
 import numpy as np
 
 from catface_keras.data.attribute_csv import read_attribute_csv
-from catface_keras.data.face_files import FaceFiles
+from catface_keras.data.decoding import SkippedImages
+from catface_keras.data.face_arrays import EvaluationFaces
+from catface_keras.data.face_files import FaceFiles, load_face_arrays
+from catface_keras.data.pairs_file import read_pair_faces
 from catface_keras.soft_biometrics import MISSING_LABEL
 from catface_keras.soft_biometrics import PAPER_ATTRIBUTES
 
@@ -118,3 +123,61 @@ def _attributes_from_csv(path, keys, attribute_names, root):
             )
         attributes[row] = by_key[key][1]
     return attributes
+
+
+DISTRACTOR_FOLDER = "_distractors"
+
+
+def _subset(files, rows):
+    return dataclasses.replace(
+        files,
+        paths=tuple(path for path, keep in zip(files.paths, rows) if keep),
+        identities=files.identities[rows],
+        attributes=files.attributes[rows],
+    )
+
+
+class ImageFolderSource:
+    """The image-folder face source (`catface_keras.data.registry`)."""
+
+    def training_faces(self, data, attribute_names):
+        return read_image_folder(data.path, data.attributes_csv, attribute_names), None
+
+    def default_attributes(self, path):
+        return PAPER_ATTRIBUTES
+
+    def conversion_sets(self, path, attributes_csv, attribute_names):
+        return [("", read_image_folder(path, attributes_csv, attribute_names))]
+
+    def evaluation_faces(self, path, image_size, attributes_csv=None, pairs_file=None):
+        """The identities of the folder, or with `pairs_file` the images it pairs.
+
+        Images are decoded to RGB, centre-cropped square and resized to
+        `image_size`; undecodable ones are skipped and counted
+        (`info["skipped_images"]`). `_distractors` images become
+        `distractors`; attributes only when `attributes_csv` is given.
+        """
+        if pairs_file is not None:
+            return read_pair_faces(path, pairs_file, image_size)
+        files = read_image_folder(path, attributes_csv)
+        skipped = SkippedImages()
+        in_distractors = np.array(
+            [pathlib.Path(p).parent.name == DISTRACTOR_FOLDER for p in files.paths], bool
+        )
+        faces = load_face_arrays(_subset(files, ~in_distractors), image_size, skipped,
+                                 description="identities")
+        distractors = None
+        if in_distractors.any():
+            distractors = load_face_arrays(_subset(files, in_distractors), image_size, skipped,
+                                           description="distractors").images
+        return EvaluationFaces(
+            images=faces.images,
+            identities=faces.identities,
+            attributes=faces.attributes if attributes_csv is not None else None,
+            attribute_names=faces.attribute_names,
+            distractors=distractors,
+            info={"skipped_images": skipped.count, "skipped_examples": list(skipped.names)},
+        )
+
+
+SOURCE = ImageFolderSource()

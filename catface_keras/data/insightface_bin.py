@@ -36,6 +36,7 @@ import pickle
 import numpy as np
 
 from catface_keras.data.decoding import ImageDecodeError, decode_image, image_dimensions
+from catface_keras.data.face_arrays import EvaluationFaces, FacePairs
 from catface_keras.progress import track
 
 try:  # numpy >= 2
@@ -245,3 +246,24 @@ def read_verification_bin(path):
     if images is None:
         images = np.zeros((0, 112, 112, 3), np.uint8)
     return images, issame
+
+
+class VerificationBinSource:
+    """The insightface `.bin` face source (`catface_keras.data.registry`): evaluation only."""
+
+    def evaluation_faces(self, path, image_size, attributes_csv=None, pairs_file=None):
+        """Pair `k` is images `2k` and `2k + 1`, kept at the file's size (no image is
+        skipped: `read_verification_bin` stops at one that does not decode)."""
+        images, issame = read_verification_bin(str(path))
+        issame = np.asarray(issame, bool)
+        info = {"num_images": int(len(images)), "num_pairs": int(len(issame))}
+        if len(images) != 2 * len(issame):
+            raise ValueError(
+                f"A verification .bin must hold two images per pair. Received: {len(images)} "
+                f"images for {len(issame)} pairs in {path}"
+            )
+        pairs = FacePairs(np.arange(0, len(images), 2), np.arange(1, len(images), 2), issame)
+        return EvaluationFaces(images=np.asarray(images, np.uint8), pairs=pairs, info=info)
+
+
+SOURCE = VerificationBinSource()

@@ -349,3 +349,23 @@ class InsightFaceRecords:
                 f"the {self.num_classes} classes"
             )
         return f"{self.reader.rec_path}#{key}", encoded, identity, self.class_attributes[identity]
+
+
+# MS1MV2 and the other insightface sets: the paper uses gender only (PAPER.md section 7).
+RECORDIO_ATTRIBUTES = ("Male",)
+
+
+class RecordIOSource:
+    """The insightface RecordIO face source (`catface_keras.data.registry`)."""
+
+    def training_faces(self, data, attribute_names):
+        return InsightFaceRecords(data.path, data.attributes_csv, attribute_names), None
+
+    def default_attributes(self, path):
+        return RECORDIO_ATTRIBUTES
+
+    def conversion_sets(self, path, attributes_csv, attribute_names):
+        return [("", InsightFaceRecords(path, attributes_csv, attribute_names))]
+
+
+SOURCE = RecordIOSource()

@@ -5,13 +5,11 @@ heldout)`: `train` knows its `num_examples` and `num_classes` and builds the
 paired HQ/LQ dataset (`paired_dataset(...)`); `heldout` is a `FaceArrays` of
 identities not seen in training, or None when the source has none.
 
-| `data.source` | `data.path` | held-out faces | epoch order |
-| --- | --- | --- | --- |
-| synthetic | - | drawn test identities | stateless permutation |
-| celeba | CelebA root | test partition | stateless permutation |
-| image_folder | folder of identity folders | `data.heldout_path` | stateless permutation |
-| recordio | insightface `train.rec` | `data.heldout_path` | stateless permutation |
-| tfrecord | `catface data convert` output | `<path>/heldout`, `data.heldout_path` | seeded |
+`data.source` names a source of `catface_keras.data.registry`, whose
+`training_faces` gives either faces in memory (the synthetic faces), a
+random-access source (the file readers: read in a stateless permutation) or a
+ready stream (TFRecord shards: seeded), and optionally held-out faces
+(CelebA's test partition, the shards' `heldout/`).
 
 Every order is a function of `(seed, epoch)`, so a run resumed at epoch e
 sees exactly the batches an uninterrupted run would have seen (for
@@ -39,8 +37,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from catface_keras.choices import DATA_SOURCES
-from catface_keras.data.celeba import celeba_splits
 from catface_keras.data.decoding import (
     ImageDecodeError,
     SkippedImages,
@@ -49,21 +45,12 @@ from catface_keras.data.decoding import (
     decode_image,
     set_max_image_pixels,
 )
-from catface_keras.data.face_files import load_face_arrays, whole_identities
+from catface_keras.data.face_arrays import FaceArrays
+from catface_keras.data.face_files import load_face_arrays
 from catface_keras.data.image_folder import read_image_folder
 from catface_keras.data.pairs import paired_dataset, paired_stream
-from catface_keras.data.recordio import InsightFaceRecords
-from catface_keras.data.face_arrays import FaceArrays
-from catface_keras.data.synthetic import synthetic_splits
-from catface_keras.data.tfrecord import (
-    METADATA_FILE,
-    read_metadata,
-    tfrecord_elements,
-    validate_shards,
-)
+from catface_keras.data.registry import SOURCES, TRAIN, face_source, source_names
 
-SOURCES = DATA_SOURCES
-HELDOUT_DIRECTORY = "heldout"
 # Training is refused when fewer than this fraction of the images decode: every epoch is
 # topped up from its own start to its full step count, which needs at least half of them.
 MIN_USABLE_FRACTION = 0.5
@@ -263,64 +250,32 @@ def _require_path(data):
     return path
 
 
-def _random_access(source, data):
+def _training_view(faces, data):
+    """A source's training faces as `InMemoryFaces` or `StreamingFaces`."""
+    if isinstance(faces, (InMemoryFaces, StreamingFaces)):
+        return faces
+    if isinstance(faces, FaceArrays):
+        return InMemoryFaces(faces)
     return StreamingFaces(
-        epoch_elements=lambda epoch_seed: random_access_elements(source, epoch_seed),
-        num_examples=len(source),
-        num_classes=int(source.num_classes),
-        attribute_names=tuple(source.attribute_names),
+        epoch_elements=lambda epoch_seed: random_access_elements(faces, epoch_seed),
+        num_examples=len(faces),
+        num_classes=int(faces.num_classes),
+        attribute_names=tuple(faces.attribute_names),
         image_size=data.image_size,
         skipped=SkippedImages(),
     )
 
 
-def _heldout_arrays(files, data, skipped):
-    return load_face_arrays(
-        files, data.image_size, skipped, data.max_heldout_images, data.seed, "held-out faces"
-    )
-
-
-def _tfrecord(data, path, attribute_names):
-    metadata = validate_shards(path, read_metadata(path))
-    if tuple(metadata["attribute_names"]) != tuple(attribute_names):
-        raise ValueError(
-            f"{path / METADATA_FILE} holds attributes {metadata['attribute_names']}, but the "
-            f"model predicts {list(attribute_names)}: set model.attribute_names to match"
-        )
-    return StreamingFaces(
-        epoch_elements=lambda epoch_seed: tfrecord_elements(
-            path, epoch_seed=epoch_seed, shuffle_buffer=data.shuffle_buffer, metadata=metadata
-        ),
-        num_examples=int(metadata["num_examples"]),
-        num_classes=int(metadata["num_classes"]),
-        attribute_names=tuple(attribute_names),
-        image_size=data.image_size,
-        skipped=SkippedImages(),
-        # File order: the shuffled order would read a whole shuffle block first.
-        sample_elements=lambda: tfrecord_elements(path, metadata=metadata),
-    )
-
-
-def _tfrecord_heldout(path, data, attribute_names):
-    """Held-out faces converted next to TFRecord training shards, as arrays."""
-    dataset = decode_elements(tfrecord_elements(path), data.image_size, SkippedImages())
-    images, identities, attributes = [], [], []
-    for image, identity, attribute in dataset.batch(256):
-        images.append(image.numpy())
-        identities.append(identity.numpy())
-        attributes.append(attribute.numpy())
-    identities = np.concatenate(identities)
-    kept = whole_identities(identities, data.max_heldout_images, data.seed)
-    return FaceArrays(
-        np.concatenate(images)[kept],
-        identities[kept],
-        np.concatenate(attributes)[kept],
-        tuple(attribute_names),
-    )
+def _heldout_arrays(files, data):
+    """Held-out `FaceFiles` decoded into a `FaceArrays` (arrays are kept as they are)."""
+    if files is None or isinstance(files, FaceArrays):
+        return files
+    return load_face_arrays(files, data.image_size, SkippedImages(), data.max_heldout_images,
+                            data.seed, "held-out faces")
 
 
 def load_training_data(data, attribute_names):
-    """`(train, heldout)` for a `DataConfig`.
+    """`(train, heldout)` for a `DataConfig`, from the source `catface_keras.data.registry` names.
 
     Args:
         data: a `DataConfig`.
@@ -335,38 +290,17 @@ def load_training_data(data, attribute_names):
             error (the file and line named).
     """
     set_max_image_pixels(getattr(data, "max_image_pixels", None))
-    if data.source == "synthetic":
-        train, test = synthetic_splits(
-            data.num_train_identities,
-            data.num_test_identities,
-            data.images_per_identity,
-            image_size=data.image_size,
-            seed=data.seed,
-            test_images_per_identity=data.test_images_per_identity,
-        )
-        # The drawn faces carry the paper's five attributes; the model may predict fewer.
-        return (InMemoryFaces(train.select_attributes(attribute_names)),
-                test.select_attributes(attribute_names))
-    if data.source not in SOURCES:
+    names = source_names(TRAIN)
+    if data.source not in names:
         raise ValueError(
-            f"`data.source` must be one of {SOURCES}. Received: data.source={data.source!r}"
+            f"`data.source` must be one of {names}. Received: data.source={data.source!r}"
         )
-    path = _require_path(data)
-    heldout = None
-    if data.source == "celeba":
-        files, heldout_files = celeba_splits(path, attribute_names)
-        train = _random_access(files, data)
-        heldout = _heldout_arrays(heldout_files, data, SkippedImages())
-    elif data.source == "image_folder":
-        train = _random_access(read_image_folder(path, data.attributes_csv, attribute_names), data)
-    elif data.source == "recordio":
-        train = _random_access(InsightFaceRecords(path, data.attributes_csv, attribute_names), data)
-    else:
-        train = _tfrecord(data, path, attribute_names)
-        if (path / HELDOUT_DIRECTORY / METADATA_FILE).exists() and not data.heldout_path:
-            heldout = _tfrecord_heldout(path / HELDOUT_DIRECTORY, data, attribute_names)
+    if SOURCES[data.source].path is not None:
+        _require_path(data)
+    train, heldout = face_source(data.source).training_faces(data, attribute_names)
     if data.heldout_path:
-        files = read_image_folder(data.heldout_path, data.heldout_attributes_csv, attribute_names)
-        heldout = _heldout_arrays(files, data, SkippedImages())
+        heldout = read_image_folder(data.heldout_path, data.heldout_attributes_csv, attribute_names)
+    train = _training_view(train, data)
+    heldout = _heldout_arrays(heldout, data)
     train.check_usable()
     return train, heldout

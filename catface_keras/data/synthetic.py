@@ -1137,3 +1137,24 @@ def synthetic_splits(
     test_ids = range(num_train_identities, num_train_identities + num_test_identities)
     test = make_synthetic_faces(test_ids, test_images_per_identity, image_size, seed)
     return train, test
+
+
+class SyntheticSource:
+    """The built-in faces as a face source (`catface_keras.data.registry`): the
+    `data.num_*` keys size them. `catface evaluate --data synthetic` draws its own
+    (`catface_keras.evaluation.protocol_data.synthetic_evaluation_data`)."""
+
+    def training_faces(self, data, attribute_names):
+        train, test = synthetic_splits(
+            data.num_train_identities,
+            data.num_test_identities,
+            data.images_per_identity,
+            image_size=data.image_size,
+            seed=data.seed,
+            test_images_per_identity=data.test_images_per_identity,
+        )
+        # The drawn faces carry the paper's five attributes; the model may predict fewer.
+        return train.select_attributes(attribute_names), test.select_attributes(attribute_names)
+
+
+SOURCE = SyntheticSource()

@@ -42,11 +42,16 @@ from catface_keras.data.decoding import (
     decode_image,
     square_resize,
 )
+from catface_keras.data.face_arrays import FaceArrays
+from catface_keras.data.face_files import whole_identities
+from catface_keras.data.sources import StreamingFaces
 
 METADATA_FILE = "dataset.json"
 FORMAT = "catface-tfrecord"
 FORMAT_VERSION = 1
 SHARD_SUFFIX = ".tfrecord"
+# Held-out identities converted with the training set live in this sub-folder of the shards.
+HELDOUT_DIRECTORY = "heldout"
 # The default shard count: about this many images per shard (~40 MB at 112 px JPEG).
 IMAGES_PER_SHARD = 5000
 _WRITE_BATCH = 256
@@ -481,3 +486,55 @@ def read_tfrecord_dataset(directory, image_size=None, worker_index=0, num_worker
     elements = tfrecord_elements(directory, worker_index, num_workers, metadata=metadata)
     skipped = skipped if skipped is not None else SkippedImages()
     return decode_elements(elements, image_size, skipped)
+
+
+def _heldout_faces(path, data, attribute_names):
+    """Held-out faces converted next to training shards, as arrays."""
+    dataset = decode_elements(tfrecord_elements(path), data.image_size, SkippedImages())
+    images, identities, attributes = [], [], []
+    for image, identity, attribute in dataset.batch(256):
+        images.append(image.numpy())
+        identities.append(identity.numpy())
+        attributes.append(attribute.numpy())
+    identities = np.concatenate(identities)
+    kept = whole_identities(identities, data.max_heldout_images, data.seed)
+    return FaceArrays(
+        np.concatenate(images)[kept],
+        identities[kept],
+        np.concatenate(attributes)[kept],
+        tuple(attribute_names),
+    )
+
+
+class TFRecordSource:
+    """The TFRecord shard face source (`catface_keras.data.registry`): what
+    `catface data convert` writes; `<path>/heldout` holds held-out identities."""
+
+    def training_faces(self, data, attribute_names):
+        path = pathlib.Path(data.path)
+        metadata = validate_shards(path, read_metadata(path))
+        if tuple(metadata["attribute_names"]) != tuple(attribute_names):
+            raise ValueError(
+                f"{path / METADATA_FILE} holds attributes {metadata['attribute_names']}, but the "
+                f"model predicts {list(attribute_names)}: set model.attribute_names to match"
+            )
+        train = StreamingFaces(
+            epoch_elements=lambda epoch_seed: tfrecord_elements(
+                path, epoch_seed=epoch_seed, shuffle_buffer=data.shuffle_buffer, metadata=metadata
+            ),
+            num_examples=int(metadata["num_examples"]),
+            num_classes=int(metadata["num_classes"]),
+            attribute_names=tuple(attribute_names),
+            image_size=data.image_size,
+            skipped=SkippedImages(),
+            # File order: the shuffled order would read a whole shuffle block first.
+            sample_elements=lambda: tfrecord_elements(path, metadata=metadata),
+        )
+        heldout = None
+        # Decoded here, so only when data.heldout_path does not replace them.
+        if (path / HELDOUT_DIRECTORY / METADATA_FILE).exists() and not data.heldout_path:
+            heldout = _heldout_faces(path / HELDOUT_DIRECTORY, data, attribute_names)
+        return train, heldout
+
+
+SOURCE = TFRecordSource()

@@ -6,16 +6,12 @@ arrays into it, so that every image is embedded once per model and condition
 
 - `synthetic_evaluation_data`: the built-in procedural faces of identities no
   demo or config-sized training run uses (10,000 and up);
-- `verification_bin_data`: an insightface `.bin` file (verification only);
-- `identity_folder_data`: one folder per identity, optionally a `_distractors`
-  folder and an attribute CSV;
-- `pairs_file_data`: a folder of images and a pair list (LFW `pairs.txt` or
-  `path1 path2 label [fold]`), verification only;
+- `evaluation_data`: the faces a face source of `catface_keras.data.registry`
+  read from files (this package never reads them itself);
 - `face_arrays_data`: a `FaceArrays` in memory (the trainer's held-out faces).
 """
 
 import dataclasses
-import pathlib
 
 import numpy as np
 
@@ -336,71 +332,6 @@ def synthetic_evaluation_data(num_identities=200, images_per_identity=8, num_dis
     )
 
 
-def verification_bin_data(path):
-    """An insightface verification `.bin`: pair `k` is images `2k` and `2k + 1`.
-
-    Read by `catface_keras.data.insightface_bin.read_verification_bin`, which
-    stops at an image that does not decode (no image is skipped).
-    """
-    from catface_keras.data.insightface_bin import read_verification_bin
-
-    images, issame = read_verification_bin(str(path))
-    issame = np.asarray(issame, bool)
-    info = {"num_images": int(len(images)), "num_pairs": int(len(issame))}
-    if len(images) != 2 * len(issame):
-        raise ValueError(
-            f"A verification .bin must hold two images per pair. Received: {len(images)} "
-            f"images for {len(issame)} pairs in {path}"
-        )
-    pairs = PairList(np.arange(0, len(images), 2), np.arange(1, len(images), 2), issame)
-    return EvaluationData(source=str(path), images=np.asarray(images, np.uint8),
-                          verification=pairs, info=info)
-
-
-def identity_folder_data(path, image_size, attributes_csv=None, num_pairs=3000, seed=1):
-    """An image folder, one sub-folder per identity (`catface_keras.data.image_folder`).
-
-    Images are decoded to RGB, centre-cropped square and resized to
-    `image_size` by `load_face_arrays`; undecodable ones are skipped and
-    counted (`info["skipped_images"]`). A sub-folder named `_distractors`
-    holds faces of people no probe shows: they join the identification
-    gallery and are left out of the other protocols. Protocols as in
-    `protocols_from_identities`; attributes when `attributes_csv`
-    (`path,attr1,...`, paths relative to `path`) is given.
-    """
-    from catface_keras.data.decoding import SkippedImages
-    from catface_keras.data.face_files import load_face_arrays
-    from catface_keras.data.image_folder import read_image_folder
-
-    files = read_image_folder(path, attributes_csv)
-    skipped = SkippedImages()
-    in_distractors = np.array([pathlib.Path(p).parent.name == "_distractors" for p in files.paths])
-    distractor_label = np.unique(files.identities[in_distractors])
-    people = dataclasses.replace(
-        files,
-        paths=tuple(p for p, d in zip(files.paths, in_distractors) if not d),
-        identities=files.identities[~in_distractors],
-        attributes=files.attributes[~in_distractors],
-    )
-    faces = load_face_arrays(people, image_size, skipped, description="identities")
-    distractors = None
-    if len(distractor_label):
-        others = dataclasses.replace(
-            files,
-            paths=tuple(p for p, d in zip(files.paths, in_distractors) if d),
-            identities=files.identities[in_distractors],
-            attributes=files.attributes[in_distractors],
-        )
-        distractors = load_face_arrays(others, image_size, skipped, description="distractors")
-        distractors = distractors.images
-    attributes = faces.attributes if attributes_csv is not None else None
-    return protocols_from_identities(
-        faces.images, faces.identities, attributes, faces.attribute_names, distractors,
-        num_pairs, seed, source=str(path),
-        info={"skipped_images": skipped.count, "skipped_examples": list(skipped.names)},
-    )
-
-
 def face_arrays_data(faces, num_pairs=3000, seed=1, source="held-out faces"):
     """`protocols_from_identities` on a `FaceArrays` (images, identities, attributes)."""
     return protocols_from_identities(
@@ -409,46 +340,28 @@ def face_arrays_data(faces, num_pairs=3000, seed=1, source="held-out faces"):
     )
 
 
-def pairs_file_data(root, pairs_file, image_size):
-    """The images a pair list names (`pairs_file.read_pairs_file`), verification only.
+def evaluation_data(faces, num_pairs=3000, seed=1, source=None):
+    """The protocols on the faces a face source read (`catface_keras.data.registry`).
 
-    Each distinct image is decoded once (RGB, centre-cropped square, resized
-    to `image_size`); a pair with an undecodable image is left out and
-    counted (`info["skipped_images"]`, `info["skipped_pairs"]`).
+    With a pair list (`faces.pairs`, e.g. an insightface `.bin`) only verification, on those pairs; otherwise `protocols_from_identities`,
+    with attributes when the source labelled them.
+
+    Args:
+        faces: an `EvaluationFaces`.
+        num_pairs, seed: as `protocols_from_identities`.
+        source: what the data is (a path), for the results.
     """
-    from catface_keras.data.decoding import ImageDecodeError, SkippedImages, decode_image
-    from catface_keras.evaluation.pairs_file import read_pairs_file
-
-    pairs = read_pairs_file(pairs_file, root)
-    paths = sorted(set(pairs.first) | set(pairs.second))
-    row = {path: index for index, path in enumerate(paths)}
-    images = np.zeros((len(paths), image_size, image_size, 3), np.uint8)
-    decoded = np.zeros(len(paths), bool)
-    skipped = SkippedImages()
-    for index, path in track(enumerate(paths), len(paths), "decoding pair images"):
-        try:
-            images[index] = decode_image(pathlib.Path(path).read_bytes(), image_size)
-            decoded[index] = True
-        except ImageDecodeError as error:
-            skipped.add(path, error)
-    first = np.array([row[path] for path in pairs.first])
-    second = np.array([row[path] for path in pairs.second])
-    kept = decoded[first] & decoded[second]
-    # Rows renumbered over the decoded images only.
-    new_row = np.cumsum(decoded) - 1
-    folds = None if pairs.folds is None else pairs.folds[kept]
-    verification = PairList(new_row[first[kept]], new_row[second[kept]], pairs.same[kept], folds)
-    info = {
-        "num_images": int(decoded.sum()),
-        "num_pairs": int(kept.sum()),
-        "pairs_file": str(pairs_file),
-        "folds": "from the pairs file" if folds is not None else "10 contiguous folds",
-        "skipped_images": skipped.count,
-        "skipped_examples": list(skipped.names),
-        "skipped_pairs": int((~kept).sum()),
-    }
-    return EvaluationData(source=str(root), images=images[decoded], verification=verification,
-                          info=info)
+    if faces.pairs is not None:
+        pairs = faces.pairs
+        return EvaluationData(
+            source=source, images=np.asarray(faces.images, np.uint8),
+            verification=PairList(pairs.first, pairs.second, pairs.same, pairs.folds),
+            info=faces.info,
+        )
+    return protocols_from_identities(
+        faces.images, faces.identities, faces.attributes, faces.attribute_names,
+        faces.distractors, num_pairs, seed, source=source, info=faces.info,
+    )
 
 
 def resize_images(images, size):

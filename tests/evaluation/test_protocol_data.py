@@ -1,9 +1,12 @@
 import numpy as np
-import pytest
 
 from catface_keras.evaluation.identification import DISTRACTOR_LABEL
-from catface_keras.evaluation.pairs_file import read_pairs_file
-from catface_keras.evaluation.protocol_data import protocols_from_identities, resize_images
+from catface_keras.data.face_arrays import EvaluationFaces, FacePairs
+from catface_keras.evaluation.protocol_data import (
+    evaluation_data,
+    protocols_from_identities,
+    resize_images,
+)
 
 
 def test_protocols_from_identities_hand_case():
@@ -48,50 +51,23 @@ def test_resize_images_keeps_matching_sizes():
     assert resize_images(images, 32).shape == (2, 32, 32, 3)
 
 
-def _touch(root, *names):
-    for name in names:
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"")
+def test_evaluation_data_from_a_pair_list_is_verification_only():
+    images = np.zeros((4, 2, 2, 3), np.uint8)
+    pairs = FacePairs(np.array([0, 2]), np.array([1, 3]), np.array([True, False]), np.array([0, 1]))
+    data = evaluation_data(EvaluationFaces(images, pairs=pairs, info={"num_pairs": 2}),
+                           source="lfw.bin")
+    assert data.protocols() == ("verification",) and data.source == "lfw.bin"
+    assert data.verification.first.tolist() == [0, 2] and data.verification.folds.tolist() == [0, 1]
+    assert data.info == {"num_pairs": 2}
 
 
-def test_lfw_pairs_txt_both_line_forms_and_folds(tmp_path):
-    _touch(tmp_path, "Ann_Lee/Ann_Lee_0001.jpg", "Ann_Lee/Ann_Lee_0002.jpg",
-           "Bo/Bo_0001.png", "Bo/Bo_0003.jpg")
-    (tmp_path / "pairs.txt").write_text(
-        "2\t1\n"
-        "Ann_Lee\t1\t2\n"
-        "Ann_Lee\t2\tBo\t1\n"
-        "Bo\t1\t3\n"
-        "Bo   3   Ann_Lee   1\n"
-    )
-    pairs = read_pairs_file(tmp_path / "pairs.txt", tmp_path)
-    assert pairs.first == tuple(str(tmp_path / p) for p in (
-        "Ann_Lee/Ann_Lee_0001.jpg", "Ann_Lee/Ann_Lee_0002.jpg", "Bo/Bo_0001.png",
-        "Bo/Bo_0003.jpg"))
-    assert pairs.second[1] == str(tmp_path / "Bo/Bo_0001.png")
-    assert pairs.same.tolist() == [True, False, True, False]
-    assert pairs.folds.tolist() == [0, 0, 1, 1]
-    # A header that does not match the pairs is an error naming the file.
-    (tmp_path / "bad.txt").write_text("10\t300\nAnn_Lee\t1\t2\n")
-    with pytest.raises(ValueError, match="bad.txt: the header says 10 folds"):
-        read_pairs_file(tmp_path / "bad.txt", tmp_path)
-    (tmp_path / "missing.txt").write_text("Ann_Lee\t1\t9\n")
-    with pytest.raises(ValueError, match=r"missing.txt, line 1: no image .*Ann_Lee_0009"):
-        read_pairs_file(tmp_path / "missing.txt", tmp_path)
-
-
-def test_plain_pair_list_with_and_without_folds(tmp_path):
-    _touch(tmp_path, "a/1.jpg", "a/2.jpg", "b/1.jpg")
-    (tmp_path / "list.txt").write_text("# comment\na/1.jpg a/2.jpg 1 0\n\na/1.jpg b/1.jpg 0 1\n")
-    pairs = read_pairs_file(tmp_path / "list.txt", tmp_path)
-    assert pairs.same.tolist() == [True, False] and pairs.folds.tolist() == [0, 1]
-    assert pairs.second == (str(tmp_path / "a/2.jpg"), str(tmp_path / "b/1.jpg"))
-    (tmp_path / "nofold.txt").write_text("a/1.jpg a/2.jpg 1\na/1.jpg b/1.jpg 0\n")
-    assert read_pairs_file(tmp_path / "nofold.txt", tmp_path).folds is None
-    (tmp_path / "label.txt").write_text("a/1.jpg a/2.jpg yes\n")
-    with pytest.raises(ValueError, match="label.txt, line 1: expected 'path1 path2 label"):
-        read_pairs_file(tmp_path / "label.txt", tmp_path)
-    (tmp_path / "some.txt").write_text("a/1.jpg a/2.jpg 1 0\na/1.jpg b/1.jpg 0\n")
-    with pytest.raises(ValueError, match="a fold on every line or on none"):
-        read_pairs_file(tmp_path / "some.txt", tmp_path)
+def test_evaluation_data_from_identities_matches_protocols_from_identities():
+    images = np.arange(8, dtype=np.uint8)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
+    identities = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    faces = EvaluationFaces(images, identities, info={"skipped_images": 1})
+    data = evaluation_data(faces, num_pairs=4, seed=3, source="faces")
+    expected = protocols_from_identities(images, identities, num_pairs=4, seed=3, source="faces",
+                                         info={"skipped_images": 1})
+    assert data.protocols() == expected.protocols() and data.attributes is None
+    np.testing.assert_array_equal(data.verification.first, expected.verification.first)
+    assert data.info == expected.info and data.info["skipped_images"] == 1

@@ -13,6 +13,7 @@ sets; a one-number header is skipped. A plain list has one pair per line,
 `path1 path2 label` with label 1 (same) or 0 (different) and paths relative to
 the root, optionally a fourth column with the pair's fold (an int). Blank lines
 and lines starting with `#` are skipped; columns are split on whitespace.
+`read_pair_faces` decodes the images a list names for `catface evaluate`.
 """
 
 import dataclasses
@@ -21,6 +22,9 @@ import pathlib
 import numpy as np
 
 from catface_keras.choices import IMAGE_SUFFIXES
+from catface_keras.data.decoding import ImageDecodeError, SkippedImages, decode_image
+from catface_keras.data.face_arrays import EvaluationFaces, FacePairs
+from catface_keras.progress import track
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,3 +125,44 @@ def read_pairs_file(path, root):
         if folds is None:
             folds = np.repeat(np.arange(num_folds), 2 * per_fold)
     return PairsFile(tuple(first), tuple(second), np.array(same, bool), folds)
+
+
+def read_pair_faces(root, pairs_file, image_size):
+    """The images a pair list names (`read_pairs_file`), for verification only.
+
+    Each distinct image is decoded once (RGB, centre-cropped square, resized
+    to `image_size`); a pair with an undecodable image is left out and
+    counted (`info["skipped_images"]`, `info["skipped_pairs"]`).
+
+    Returns:
+        An `EvaluationFaces` with `pairs` over the decoded images.
+    """
+    pairs = read_pairs_file(pairs_file, root)
+    paths = sorted(set(pairs.first) | set(pairs.second))
+    row = {path: index for index, path in enumerate(paths)}
+    images = np.zeros((len(paths), image_size, image_size, 3), np.uint8)
+    decoded = np.zeros(len(paths), bool)
+    skipped = SkippedImages()
+    for index, path in track(enumerate(paths), len(paths), "decoding pair images"):
+        try:
+            images[index] = decode_image(pathlib.Path(path).read_bytes(), image_size)
+            decoded[index] = True
+        except ImageDecodeError as error:
+            skipped.add(path, error)
+    first = np.array([row[path] for path in pairs.first])
+    second = np.array([row[path] for path in pairs.second])
+    kept = decoded[first] & decoded[second]
+    # Rows renumbered over the decoded images only.
+    new_row = np.cumsum(decoded) - 1
+    folds = None if pairs.folds is None else pairs.folds[kept]
+    info = {
+        "num_images": int(decoded.sum()),
+        "num_pairs": int(kept.sum()),
+        "pairs_file": str(pairs_file),
+        "folds": "from the pairs file" if folds is not None else "10 contiguous folds",
+        "skipped_images": skipped.count,
+        "skipped_examples": list(skipped.names),
+        "skipped_pairs": int((~kept).sum()),
+    }
+    pair_rows = FacePairs(new_row[first[kept]], new_row[second[kept]], pairs.same[kept], folds)
+    return EvaluationFaces(images=images[decoded], pairs=pair_rows, info=info)
