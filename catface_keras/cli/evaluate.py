@@ -137,10 +137,11 @@ def _check_arguments(args):
 
 
 def load_models(paths):
-    """`catface_keras.models.loading.load_model` for each path."""
-    from catface_keras.models.loading import load_model
+    """`(models, class_centres)`: `load_model_and_class_centres` for each path."""
+    from catface_keras.models.loading import load_model_and_class_centres
 
-    return [load_model(path) for path in paths]
+    loaded = [load_model_and_class_centres(path) for path in paths]
+    return [model for model, _ in loaded], [centres for _, centres in loaded]
 
 
 def load_data(args, image_size):
@@ -179,7 +180,7 @@ def run(args):
     if args.experiment is not None:
         set_max_image_pixels(args.experiment.data.max_image_pixels)
     try:
-        models = load_models(args.model)
+        models, class_centres = load_models(args.model)
         data = load_data(args, int(models[0].image_size))
         available = data.protocols()
         if args.protocol == "all":
@@ -195,6 +196,7 @@ def run(args):
             args.overwrite, data_description=args.data,
             degradation=_degradation(args.experiment), conditions=args.conditions,
             threshold_search=args.threshold_search, flip=args.flip,
+            class_centres=class_centres,
         )
     except ValueError as error:
         print(f"{program}: error: {error}", file=sys.stderr)

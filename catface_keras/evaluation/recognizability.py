@@ -131,28 +131,29 @@ UNRECOGNIZABLE_FRACTION = 1 / 28
 UNRECOGNIZABLE_BLUR = 2.0
 
 
-def model_quality_erc(model, clean_images, probe_images, first, second, same, batch_size=64,
-                      fmr=1e-2, seed=0, max_center_images=512):
+def model_quality_erc(model, class_centres, clean_images, probe_images, first, second, same,
+                      batch_size=64, fmr=1e-2, seed=0, max_center_images=512):
     """ERCs of RI, the feature norm and a random order for `model` on verification pairs.
 
     The centre comes from heavily degraded copies of up to `max_center_images` of
-    `clean_images`; the prototypes are the model's AdaFace class centres (the probes'
-    identities are unknown, so RI uses the nearest and second-nearest of them).
+    `clean_images`; the prototypes are the AdaFace class centres of the model's training
+    (the probes' identities are unknown, so RI uses the nearest and second-nearest of them).
 
     Args:
-        model: a CATFace model with an `adaface` head (stage 1 or stage 2).
+        model: a CATFace model (stage 1 or stage 2).
+        class_centres: `(C, D)` class centres of its margin head (a training file's, see
+            `models.loading.load_model_and_class_centres`), or None.
         clean_images: `(N, S, S, 3)` at the model's input size.
         probe_images: `(N, S, S, 3)`: the images whose pairs are scored (e.g. degraded).
         first, second, same: the pairs (`(P,)` indices and bools).
 
     Returns:
-        As `quality_erc`, or None when the model has no AdaFace head.
+        As `quality_erc`, or None without class centres.
     """
     from catface_keras.degrade.askd import askd_low_resolution
     from catface_keras.evaluation.features import extract_features
 
-    head = getattr(model, "adaface", None)
-    if head is None:
+    if class_centres is None:
         return None
     subset = np.asarray(clean_images[:max_center_images], "float32")
     unrecognizable = np.asarray(askd_low_resolution(
@@ -162,5 +163,6 @@ def model_quality_erc(model, clean_images, probe_images, first, second, same, ba
         extract_features(model, unrecognizable, batch_size, flip=False)[0]
     )
     embeddings = extract_features(model, probe_images, batch_size, flip=False, normalize=False)[0]
-    prototypes = np.asarray(head.kernel).T
-    return quality_erc(embeddings, first, second, same, center, prototypes, fmr, seed)
+    return quality_erc(
+        embeddings, first, second, same, center, np.asarray(class_centres), fmr, seed
+    )

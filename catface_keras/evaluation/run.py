@@ -136,8 +136,8 @@ def _calibrate(labels, paths, scores, source, overwrite, flip):
     return files, notes
 
 
-def _quality_curves(models, labels, data, protocols, conditions, degradation, seed, batch_size,
-                    cache):
+def _quality_curves(models, class_centres, labels, data, protocols, conditions, degradation,
+                    seed, batch_size, cache):
     """Error-versus-reject curves of each model's verification pairs (degraded when that
     condition is evaluated, else clean): recognizability index vs feature norm vs random.
 
@@ -152,17 +152,19 @@ def _quality_curves(models, labels, data, protocols, conditions, degradation, se
         return quality, notes
     side = "degraded" if "degraded" in conditions else "clean"
     pairs = data.verification
-    for label, model in zip(labels, models):
+    for label, model, centres in zip(labels, models, class_centres):
+        if centres is None:
+            notes.append(f"{label}: an inference file has no AdaFace class centres, so no "
+                         "recognizability index (give a training checkpoint for it)")
+            continue
         images = condition_images(data.images, model.image_size, sorted({"clean", side}),
                                   degradation, seed, cache)
         try:
-            curves = model_quality_erc(model, images["clean"], images[side], pairs.first,
-                                       pairs.second, pairs.same, batch_size, seed=seed)
+            curves = model_quality_erc(model, centres, images["clean"], images[side],
+                                       pairs.first, pairs.second, pairs.same, batch_size,
+                                       seed=seed)
         except ValueError as error:  # e.g. no impostor pairs to fix the threshold
             notes.append(f"{label}: no error-versus-reject curves ({error})")
-            continue
-        if curves is None:
-            notes.append(f"{label}: no AdaFace head, so no recognizability index")
             continue
         quality[label] = {"condition": side, "curves": curves}
     return quality, notes
@@ -170,7 +172,8 @@ def _quality_curves(models, labels, data, protocols, conditions, degradation, se
 
 def evaluate_models(models, paths, data, protocols, out, seed=1, batch_size=64,
                     overwrite=False, data_description=None, degradation=None,
-                    conditions=None, threshold_search="insightface", flip=True):
+                    conditions=None, threshold_search="insightface", flip=True,
+                    class_centres=None):
     """Evaluates each model on `data` (`protocols.evaluate`) and writes the results folder.
 
     Args:
@@ -185,6 +188,9 @@ def evaluate_models(models, paths, data, protocols, out, seed=1, batch_size=64,
         degradation: the `DegradationConfig` of the degraded copy.
         conditions: names from `CONDITIONS` (default: all).
         threshold_search: of the 10-fold accuracy, `"insightface"` or `"exact"`.
+        class_centres: per model, the `(C, D)` class centres of its training head or
+            None (`load_model_and_class_centres`); error-versus-reject curves of the
+            recognizability index need them.
 
     Returns:
         The dict written to `results.json`.
@@ -218,8 +224,9 @@ def evaluate_models(models, paths, data, protocols, out, seed=1, batch_size=64,
         _write_atomically(out / name, lambda path: plot_score_histograms(
             by_model, path, f"Cosine scores, {title}"))
         plots.append(name)
-    quality, quality_notes = _quality_curves(models, labels, data, protocols, conditions,
-                                             degradation, seed, batch_size, cache)
+    class_centres = [None] * len(models) if class_centres is None else class_centres
+    quality, quality_notes = _quality_curves(models, class_centres, labels, data, protocols,
+                                             conditions, degradation, seed, batch_size, cache)
     for index, (label, curves) in enumerate(quality.items()):
         name = "erc_verification.png" if len(models) == 1 else f"erc_verification_{index + 1}.png"
         _write_atomically(out / name, lambda path: plot_erc(curves["curves"], path))

@@ -15,6 +15,7 @@ the head.
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -137,6 +138,12 @@ class PairedTraining(keras.Model):
             self.loss_trackers[term].update_state(value)
         self.feature_norm_tracker.update_state(ops.norm(features["embedding"], axis=-1))
         return {metric.name: metric.result() for metric in self.metrics}
+
+    def class_centres(self):
+        """`(num_classes, D)` numpy: the margin head's class centres, rows in class order."""
+        if isinstance(self.adaface, PartialFC):
+            return self.adaface.all_centres()
+        return np.asarray(self.adaface.kernel.numpy()).T
 
     def sharded_heads(self):
         """The trainable `PartialFC` heads (their centres are not trainable variables)."""

@@ -21,11 +21,14 @@ def run_evaluate(argv):
 
 @pytest.fixture(scope="module")
 def tiny_model_path(tmp_path_factory):
+    """A training file (a checkpoint): the network and the AdaFace class centres that the
+    recognizability index needs."""
     from catface_keras.models.multibranch import MultiBranchModel
+    from catface_keras.models.stage1_training import MultiBranchTraining
 
-    model = MultiBranchModel(backbone="ir_tiny", image_size=32, embedding_dim=16)
+    network = MultiBranchModel(backbone="ir_tiny", image_size=32, embedding_dim=16)
     path = tmp_path_factory.mktemp("model") / "m.keras"
-    model.save(path)
+    MultiBranchTraining(network, num_classes=8).save(path)
     return path
 
 
@@ -96,6 +99,20 @@ def test_evaluate_synthetic_all_protocols_two_models(tiny_model_path, tmp_path, 
         assert curve["fnmr"][0] == quality["curves"]["random"]["fnmr"][0]
         assert all(o <= f + 1e-12 for o, f in zip(curve["oracle_fnmr"], curve["fnmr"]))
     assert "wrote" in capsys.readouterr().out
+
+
+def test_an_inference_file_has_no_recognizability_index(tiny_model_path, tmp_path):
+    from catface_keras.models.loading import load_model
+
+    network = tmp_path / "stage1.keras"
+    load_model(tiny_model_path).save(network)
+    out = tmp_path / "eval"
+    argv = ["--model", network, "--out", out, "--protocol", "verification", *SMALL_SYNTHETIC]
+    assert run_evaluate(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["quality"] == {} and not (out / "erc_verification.png").exists()
+    assert any("no AdaFace class centres, so no recognizability index" in note
+               for note in results["notes"])
 
 
 def test_evaluate_refuses_to_overwrite(tiny_model_path, tmp_path, capsys):
