@@ -6,7 +6,8 @@ import pytest
 
 from catface_keras.cli.main import main
 from catface_keras.config import ExperimentConfig, config_from_dict
-from catface_keras.trainer import OutputDirectoryError, TrainingDivergedError, run_stage1
+from catface_keras.run_directory import OutputDirectoryError
+from catface_keras.trainer import TrainingDivergedError, run_stage1
 from tiny_experiment import TINY
 
 
