@@ -324,9 +324,13 @@ def worker_run_directory(config, out_dir, overwrite, layout, write_dir):
 def lock_path(out_dir):
     """`.NAME.lock` beside `out_dir`; it guards the directory and its `.NAME.partial` sibling.
 
-    The path is resolved first, so that two spellings of one directory share one lock.
+    The path is resolved first, so that two spellings of one directory share
+    one lock. An existing directory in a parent this user cannot write (made
+    for the run by someone else) holds its lock inside, as `.run.lock`.
     """
     path = pathlib.Path(out_dir).resolve()
+    if path.is_dir() and not os.access(path.parent, os.W_OK):
+        return path / ".run.lock"
     return path.with_name(f".{path.name}.lock")
 
 
@@ -420,8 +424,8 @@ def owned_directory(out_dir):
     try:
         if previous:
             logger.warning(
-                "%s was owned by a run that ended without letting go of it (%s; killed?): "
-                "taking it over.", out_dir, _describe_owner(previous),
+                "Taking over %s from a training run that ended without releasing it (%s; "
+                "killed?).", out_dir, _describe_owner(previous),
             )
         owner = {
             "pid": os.getpid(),

@@ -74,6 +74,18 @@ def test_lock_sits_beside_the_directory_and_names_the_owner(tmp_path):
     assert not lock_path(out).exists()
 
 
+def test_a_directory_in_a_parent_it_cannot_write_holds_its_lock_inside(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    out.mkdir()
+    writable = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: path != tmp_path.resolve()
+                        and writable(path, mode))
+    assert lock_path(out) == out.resolve() / ".run.lock"
+    with owned_directory(out):
+        assert lock_path(out).exists()
+    assert sorted(out.iterdir()) == []
+
+
 def test_a_second_run_is_refused_while_the_first_is_alive(tmp_path):
     out = tmp_path / "run"
     holder = start_holder(out)
@@ -117,7 +129,7 @@ def test_a_killed_run_is_taken_over_and_said_so(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger=run_directory.__name__):
         with owned_directory(out):
             assert json.loads(lock_path(out).read_text())["pid"] == os.getpid()
-    assert f"pid {killed.pid} " in caplog.text and "taking it over" in caplog.text
+    assert f"pid {killed.pid} " in caplog.text and f"Taking over {out} " in caplog.text
     assert not lock_path(out).exists()
 
 
