@@ -415,12 +415,18 @@ def owned_directory(out_dir):
     Raises:
         RunDirectoryBusyError: another live run owns `out_dir` (the message
             names its pid, host and start time).
+        OutputDirectoryError: the lock file cannot be written.
     """
     out_dir = pathlib.Path(out_dir)
     _require_directory(out_dir)
     path = lock_path(out_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, previous = _lock(out_dir, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, previous = _lock(out_dir, path)
+    except OSError as error:
+        raise OutputDirectoryError(
+            f"Cannot claim {out_dir} for this run: {describe_write_error(error, path)}."
+        ) from None
     try:
         if previous:
             logger.warning(

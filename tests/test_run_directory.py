@@ -18,6 +18,7 @@ from catface_keras.cli.main import main
 from catface_keras.config import config_from_dict
 from catface_keras.run_directory import (
     STAGE2,
+    OutputDirectoryError,
     RunDirectoryBusyError,
     lock_path,
     owned_directory,
@@ -84,6 +85,14 @@ def test_a_directory_in_a_parent_it_cannot_write_holds_its_lock_inside(tmp_path,
     with owned_directory(out):
         assert lock_path(out).exists()
     assert sorted(out.iterdir()) == []
+
+
+def test_a_lock_file_it_cannot_open_is_an_error_naming_it(tmp_path):
+    out = tmp_path / "run"
+    lock_path(out).mkdir()  # as unopenable as another user's file, also for root
+    with pytest.raises(OutputDirectoryError, match=f"Cannot claim {out} .*{lock_path(out)}"):
+        with owned_directory(out):
+            pass
 
 
 def test_a_second_run_is_refused_while_the_first_is_alive(tmp_path):
