@@ -24,7 +24,7 @@ import tensorflow as tf  # noqa: E402
 from catface_keras.config import OptimizerConfig  # noqa: E402
 from catface_keras.models.multibranch import MultiBranchModel  # noqa: E402
 from catface_keras.models.stage1_training import MultiBranchTraining  # noqa: E402
-from catface_keras.trainer import make_optimizer  # noqa: E402
+from catface_keras.models.builders import make_optimizer  # noqa: E402
 
 
 def paired_batch(pairs, image_size, classes, seed=0):

@@ -18,10 +18,10 @@ LAYERS = [
      "precision"},
     {"data", "degrade", "distribution"},
     {"config", "layers", "losses"},
-    {"backbones"},
+    {"backbones", "weights"},
     {"models"},
-    {"weights", "evaluation", "alignment", "export", "visualization"},
-    {"trainer", "ablation"},
+    {"evaluation", "alignment", "export", "visualization"},
+    {"run_directory", "callbacks", "trainer", "ablation"},
     {"cli"},
 ]
 

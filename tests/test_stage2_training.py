@@ -9,12 +9,9 @@ import yaml
 
 from catface_keras.cli.main import main
 from catface_keras.config import config_from_dict
-from catface_keras.trainer import (
-    MissingStage1Error,
-    OutputDirectoryError,
-    run_stage1,
-    run_stage2,
-)
+from catface_keras.models.builders import MissingStage1Error
+from catface_keras.run_directory import OutputDirectoryError
+from catface_keras.trainer import run_stage1, run_stage2
 from test_trainer import TINY
 
 TINY_STAGE2 = {**TINY, "train": {**TINY["train"], "epochs": 1},

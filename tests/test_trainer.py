@@ -6,7 +6,8 @@ import pytest
 
 from catface_keras.cli.main import main
 from catface_keras.config import ExperimentConfig, config_from_dict
-from catface_keras.trainer import OutputDirectoryError, TrainingDivergedError, run_stage1
+from catface_keras.run_directory import OutputDirectoryError, lock_path
+from catface_keras.trainer import TrainingDivergedError, run_stage1
 from tiny_experiment import TINY
 
 
@@ -63,6 +64,7 @@ def test_cli_train_writes_model_metrics_and_logs(tmp_path, capsys):
         accuracy = metrics["stage1"]["attributes"][condition]["accuracy"]
         assert set(accuracy) == set(ExperimentConfig().model.attribute_names)
     assert (out / "stage1.keras").exists() and any((out / "logs").iterdir())
+    assert not lock_path(out).exists()  # the run let go of its directory
     printed = capsys.readouterr().out
     assert "mixed" in printed and "stage1 degraded" in printed and "Narrow_Eyes" in printed
     # Started again on the finished run: refused with a message, exit code 2.

@@ -23,6 +23,7 @@ import keras
 from catface_keras.ablation.budgets import apply_budget, apply_changes
 from catface_keras.ablation.metrics import row_metrics
 from catface_keras.ablation.tables import TABLES
+from catface_keras.run_directory import STAGE1, STAGE2
 
 
 def _write_json_atomically(value, path):
@@ -100,7 +101,7 @@ class TableRunner:
             config = config.replace("loss", teacher=str(teacher_path))
         key = {"changes": changes, "teacher": teacher_changes}
         run_dir = self.out / kind / _variant_name(key if teacher_changes else changes) / f"seed{seed}"
-        layout = self.trainer.STAGE1
+        layout = STAGE1
         metrics, seconds = self._trained(
             run_dir, "stage1", kind, prefix, config.train.epochs,
             lambda callbacks: self.trainer.run_stage1(
@@ -127,7 +128,7 @@ class TableRunner:
         A run that finished before is read back, not trained again; otherwise
         `train(callbacks)` runs it (returning the trainer's `(model, metrics)`).
         """
-        layout = self.trainer.STAGE1 if stage == "stage1" else self.trainer.STAGE2
+        layout = STAGE1 if stage == "stage1" else STAGE2
         metrics = _finished_metrics(run_dir, stage, layout.model_file, layout.backup_dir)
         if metrics is not None:
             return metrics, 0.0

@@ -99,16 +99,9 @@ def train_and_report(config, out, overwrite, program, stages=(1,), init=None):
     # Imported here so that argument and config errors come back without
     # waiting for TensorFlow to load.
     from catface_keras.evaluation.report import format_stage_table
-    from catface_keras.trainer import (
-        STAGE1,
-        STAGE2,
-        DatasetError,
-        MissingStage1Error,
-        OutputDirectoryError,
-        TrainingDivergedError,
-        plan_stages,
-        run_stages,
-    )
+    from catface_keras.models.builders import MissingStage1Error
+    from catface_keras.run_directory import STAGE1, STAGE2, OutputDirectoryError, plan_stages
+    from catface_keras.trainer import DatasetError, TrainingDivergedError, run_stages
     from catface_keras.weights.pretrained import PretrainedBackboneError
 
     started = time.monotonic()

@@ -10,7 +10,7 @@ from catface_keras.models.multibranch import MultiBranchModel
 from catface_keras.models.stage1_training import MultiBranchTraining
 from catface_keras.models.stage2_training import FusionTraining
 from catface_keras.precision import choose_dtype_policy, cpu_flags, dtype_policy
-from catface_keras.trainer import make_optimizer
+from catface_keras.models.builders import make_optimizer
 
 SIZE, PAIRS, CLASSES = 16, 4, 6
 

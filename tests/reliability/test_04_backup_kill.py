@@ -13,7 +13,9 @@ import pytest
 
 from catface_keras.atomic_files import check_keras_archive
 from catface_keras.config import config_from_dict
-from catface_keras.trainer import BackupError, EpochBackup, EpochCheckpoint, run_stage1
+from catface_keras.callbacks import EpochBackup, EpochCheckpoint
+from catface_keras.run_directory import BackupError
+from catface_keras.trainer import run_stage1
 
 from reliability.helpers import leftovers
 from tiny_experiment import TINY
@@ -26,11 +28,11 @@ REPOSITORY = pathlib.Path(__file__).resolve().parents[2]
 KILLED_RUN = textwrap.dedent("""
     import json, os, signal, sys
     import keras
-    from catface_keras import trainer
+    from catface_keras import callbacks, trainer
     from catface_keras.config import config_from_dict
 
     point = sys.argv[3]
-    original_save, original_commit = keras.Model.save_weights, trainer.write_text_atomically
+    original_save, original_commit = keras.Model.save_weights, callbacks.write_text_atomically
     calls = []
 
     def save_weights(self, filepath, *args, **kwargs):
@@ -48,7 +50,7 @@ KILLED_RUN = textwrap.dedent("""
         return original_commit(text, path)
 
     keras.Model.save_weights = save_weights
-    trainer.write_text_atomically = commit
+    callbacks.write_text_atomically = commit
     config = config_from_dict(json.loads(sys.argv[2]))
     trainer.run_stage1(config, sys.argv[1], verbose=0)
 """)

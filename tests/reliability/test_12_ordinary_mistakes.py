@@ -11,7 +11,8 @@ from catface_keras.cli.main import main
 from catface_keras.config import config_from_dict
 from catface_keras.data.insightface_bin import read_verification_bin
 from catface_keras.export import saved_model
-from catface_keras.trainer import OutputWriteError, run_stage1
+from catface_keras.run_directory import OutputWriteError
+from catface_keras.trainer import run_stage1
 
 from reliability.helpers import fake_finished_run, leftovers, snapshot
 from tiny_experiment import TINY

@@ -9,7 +9,7 @@ from catface_keras.backbones.iresnet import IRESNET_PRESETS, IResNetEmbedder
 from catface_keras.cli.main import main
 from catface_keras.config import config_from_dict, load_config
 from catface_keras.models.multibranch import MultiBranchModel
-from catface_keras.trainer import build_stage1_model
+from catface_keras.models.builders import build_stage1_model
 from catface_keras.weights.pretrained import (
     PretrainedBackboneError,
     initialize_from_pretrained,
