@@ -103,8 +103,9 @@ def run(args):
         return pathlib.Path(path).relative_to(args.folder).as_posix()
 
     write_npz_atomically(args.out, {
-        "embeddings": result.embeddings,
-        "norms": result.norms,
+        # float32 in the file; computed in float64 as `catface evaluate` computes them.
+        "embeddings": result.embeddings.astype(np.float32),
+        "norms": result.norms.astype(np.float32),
         "files": np.asarray([relative(path) for path in result.files], dtype=str),
         "face_index": result.face_index,
         "boxes": result.boxes,

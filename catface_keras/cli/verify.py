@@ -12,6 +12,8 @@ from the model's calibration file (`stage2.calibration.json`, written by
 import pathlib
 import sys
 
+from catface_keras.evaluation.verification import cosine_scores
+
 
 def register(subparsers):
     parser = subparsers.add_parser(
@@ -66,7 +68,7 @@ def run(args):
             raise ValueError(f"--model {args.model} is not a file")
         threshold, origin = _threshold(args)
         from catface_keras.alignment import detection
-        from catface_keras.alignment.embedding import cosine_score, embed_photos
+        from catface_keras.alignment.embedding import embed_photos
         from catface_keras.models.loading import load_model
 
         detector = None if args.aligned else detection.default_detector(args.min_face_size)
@@ -77,7 +79,7 @@ def run(args):
     except (ValueError, ImportError) as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         return 2
-    score = cosine_score(result.embeddings[0], result.embeddings[1])
+    score = float(cosine_scores(result.embeddings[:1], result.embeddings[1:])[0])
     decision = "same person" if score >= threshold else "different people"
     print(f"{program}: score {score:.4f} (cosine), threshold {threshold:.4f} {origin}: "
           f"{decision}")

@@ -40,8 +40,8 @@ from catface_keras.data.decoding import (
     SkippedImages,
     decode_elements,
     decode_image,
-    square_resize,
 )
+from catface_keras.data.resizing import square_resize
 
 METADATA_FILE = "dataset.json"
 FORMAT = "catface-tfrecord"

@@ -25,6 +25,7 @@ fixed seed (`degraded_copies`), so models are compared on the same images.
 import numpy as np
 
 from catface_keras.choices import EVALUATION_CONDITIONS as CONDITIONS
+from catface_keras.data.resizing import resize_faces
 from catface_keras.evaluation.attributes import attribute_accuracy
 from catface_keras.evaluation.features import extract_features
 from catface_keras.evaluation.identification import (
@@ -34,7 +35,6 @@ from catface_keras.evaluation.identification import (
     match_ranks,
     rank_accuracies,
 )
-from catface_keras.evaluation.protocol_data import resize_images
 from catface_keras.evaluation.roc import FAR_DECADES
 from catface_keras.evaluation.templates import template_verification
 from catface_keras.evaluation.verification import verification_summary
@@ -97,7 +97,7 @@ def condition_images(images, image_size, sides, degradation, seed, cache=None):
     cache = {} if cache is None else cache
     entry = cache.setdefault((int(image_size), int(seed), degradation), {})
     if "clean" not in entry:
-        entry["clean"] = resize_images(images, int(image_size))
+        entry["clean"] = resize_faces(images, int(image_size), f"resizing to {int(image_size)} px")
     if "degraded" in sides and "degraded" not in entry:
         entry["degraded"] = degraded_copies(entry["clean"], seed, degradation)
     return {side: entry[side] for side in sides}
@@ -116,9 +116,9 @@ def embed_images(model, images, batch_size=64, flip=True, description="embedding
     with progress(len(images), description) as bar:
         for start in range(0, len(images), chunk):
             part = extract_features(model, images[start : start + chunk], batch_size, flip)
-            embeddings.append(part[0])
-            logits.append(part[1])
-            bar.update(len(part[0]))
+            embeddings.append(part.embeddings)
+            logits.append(part.attribute_logits)
+            bar.update(len(part.embeddings))
     return np.concatenate(embeddings), np.concatenate(logits)
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from catface_keras.cli import evaluate
 from catface_keras.cli.main import SUBCOMMANDS
+from catface_keras.data.resizing import resize_faces
 
 SMALL_SYNTHETIC = ["--data", "synthetic", "--identities", "6", "--images-per-identity", "4",
                    "--distractors", "3", "--pairs", "20"]
@@ -17,16 +18,6 @@ def run_evaluate(argv):
     evaluate.register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["evaluate", *map(str, argv)])
     return args.run(args)
-
-
-@pytest.fixture(scope="module")
-def tiny_model_path(tmp_path_factory):
-    from catface_keras.models.multibranch import MultiBranchModel
-
-    model = MultiBranchModel(num_classes=8, backbone="ir_tiny", image_size=32, embedding_dim=16)
-    path = tmp_path_factory.mktemp("model") / "m.keras"
-    model.save(path)
-    return path
 
 
 def test_evaluate_is_a_catface_subcommand():
@@ -144,10 +135,9 @@ def test_evaluate_verification_bin(tiny_model_path, tmp_path, monkeypatch):
     assert "the 40 px images are resized to its input, 32 px" in results["notes"][0]
     # Degraded at the model's input size: resize the .bin's images first, then degrade.
     from catface_keras.degrade import DegradationConfig
-    from catface_keras.evaluation.protocol_data import resize_images
     from catface_keras.evaluation.protocols import degraded_copies
 
-    resized = resize_images(images, 32)
+    resized = resize_faces(images, 32)
     lq = degraded_copies(resized, 1, DegradationConfig())
     assert lq.shape == (24, 32, 32, 3) and not np.array_equal(lq, resized)
     assert run_evaluate(["--model", tiny_model_path, "--data", data, "--out", tmp_path / "t",
