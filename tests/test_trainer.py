@@ -1,20 +1,13 @@
 import json
 
-import keras
 import numpy as np
 import pytest
 
 from catface_keras.cli.main import main
 from catface_keras.config import ExperimentConfig, config_from_dict
 from catface_keras.trainer import OutputDirectoryError, TrainingDivergedError, run_stage1
-from tiny_experiment import TINY
+from tiny_models import TINY_EXPERIMENT as TINY, StopAfterFirstEpoch
 
-
-
-class StopAfterFirstEpoch(keras.callbacks.Callback):
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == 0:
-            raise KeyboardInterrupt("simulated kill after epoch 1")
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path):

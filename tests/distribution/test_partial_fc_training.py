@@ -15,8 +15,8 @@ from catface_keras.config import ConfigError, config_from_dict
 from catface_keras.layers.partial_fc import PartialFC
 from catface_keras.models.loading import load_model
 from catface_keras.trainer import run_stages
-from tiny_experiment import TINY
-from tiny_stage1 import paired_batch, tiny_model
+from tiny_models import TINY_EXPERIMENT as TINY
+from tiny_models import StopAfterFirstEpoch, paired_batch, tiny_model
 
 # 9 classes on 2 replicas: shards of 5 columns, the second with one padding column.
 CLASSES = 9
@@ -109,12 +109,6 @@ def test_saved_centres_load_on_one_or_two_replicas(two_cpu_strategy, tmp_path):
     np.testing.assert_array_equal(
         again.adaface.centres.value.values[1].numpy()[:4], expected[5:]
     )
-
-
-class StopAfterFirstEpoch(keras.callbacks.Callback):
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == 0:
-            raise KeyboardInterrupt("simulated kill after epoch 1")
 
 
 def test_training_with_partial_fc_resumes_and_runs_stage2(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 
 from catface_keras.degrade.askd import askd_low_resolution
 
-from tiny_stage1 import paired_batch, tiny_model
+from tiny_models import paired_batch, tiny_model
 
 
 def test_cbam_model_exposes_two_maps_per_block_per_branch():

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from catface_keras.models.multibranch import STAGE1_LOSS_TERMS
-from tiny_stage1 import SIZE, paired_batch, tiny_model
+from tiny_models import SIZE, paired_batch, tiny_model
 
 
 def test_outputs_and_feature_network_shapes():

@@ -16,7 +16,7 @@ from catface_keras.config import config_from_dict
 from catface_keras.trainer import BackupError, EpochBackup, EpochCheckpoint, run_stage1
 
 from reliability.helpers import leftovers
-from tiny_experiment import TINY
+from tiny_models import TINY_EXPERIMENT as TINY
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[2]
 

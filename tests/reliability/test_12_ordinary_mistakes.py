@@ -14,7 +14,7 @@ from catface_keras.export import saved_model
 from catface_keras.trainer import OutputWriteError, run_stage1
 
 from reliability.helpers import fake_finished_run, leftovers, snapshot
-from tiny_experiment import TINY
+from tiny_models import TINY_EXPERIMENT as TINY
 
 
 def disk_full(*args, **kwargs):
