@@ -14,7 +14,6 @@ half-way resumes from its last epoch (the trainer's backups).
 
 import hashlib
 import json
-import os
 import pathlib
 import time
 
@@ -23,17 +22,7 @@ import keras
 from catface_keras.ablation.budgets import apply_budget, apply_changes
 from catface_keras.ablation.metrics import row_metrics
 from catface_keras.ablation.tables import TABLES
-
-
-def _write_json_atomically(value, path):
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".partial")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+from catface_keras.atomic_files import write_text_atomically
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -165,7 +154,8 @@ class TableRunner:
             "train_seconds": spent,
             "wall_seconds": time.monotonic() - started,
         }
-        _write_json_atomically(record, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(json.dumps(record, indent=2, sort_keys=True) + "\n", path)
         self.progress(
             f"{prefix} finished in {record['wall_seconds']:.0f} s; LQ-LQ TAR@FAR=1e-2 "
             f"{record['metrics']['degraded/tar_at_far_1e-2']:.3f}"

@@ -15,6 +15,7 @@ import pathlib
 
 import numpy as np
 
+from catface_keras.atomic_files import write_atomically, write_text_atomically
 from catface_keras.choices import EVALUATION_CONDITIONS as CONDITIONS
 from catface_keras.evaluation.erc import plot_erc
 from catface_keras.evaluation.plots import plot_roc_curves, plot_score_histograms
@@ -58,16 +59,6 @@ def model_labels(paths):
         if seen[label] > 1:
             labels[index] = f"{label} ({seen[label]})"
     return labels
-
-
-def _write_atomically(path, write):
-    """Calls `write(temporary_path)`, syncs it to disk, renames it to `path`."""
-    path = pathlib.Path(path)
-    temporary = path.with_name(f".{path.stem}.partial{path.suffix}")
-    write(temporary)
-    with open(temporary, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def _json_safe(value):
@@ -212,17 +203,17 @@ def evaluate_models(models, paths, data, protocols, out, seed=1, batch_size=64,
             continue
         by_model = {label: scores[label][protocol] for label in labels}
         name = f"roc_{protocol}.png"
-        _write_atomically(out / name, lambda path: plot_roc_curves(by_model, path, f"ROC, {title}"))
+        write_atomically(out / name, lambda path: plot_roc_curves(by_model, path, f"ROC, {title}"))
         plots.append(name)
         name = f"scores_{protocol}.png"
-        _write_atomically(out / name, lambda path: plot_score_histograms(
+        write_atomically(out / name, lambda path: plot_score_histograms(
             by_model, path, f"Cosine scores, {title}"))
         plots.append(name)
     quality, quality_notes = _quality_curves(models, labels, data, protocols, conditions,
                                              degradation, seed, batch_size, cache)
     for index, (label, curves) in enumerate(quality.items()):
         name = "erc_verification.png" if len(models) == 1 else f"erc_verification_{index + 1}.png"
-        _write_atomically(out / name, lambda path: plot_erc(curves["curves"], path))
+        write_atomically(out / name, lambda path: plot_erc(curves["curves"], path))
         plots.append(name)
     calibration, calibration_notes = _calibrate(labels, paths, scores, data_description or
                                                 data.source, overwrite, flip)
@@ -253,8 +244,6 @@ def evaluate_models(models, paths, data, protocols, out, seed=1, batch_size=64,
         for label, model in zip(labels, models) if int(model.image_size) != size
     ] + calibration_notes + quality_notes + _collect_notes(results)
     report = _json_safe(report)
-    _write_atomically(out / REPORT_FILE, lambda path: pathlib.Path(path).write_text(
-        format_evaluation_report(report), encoding="utf-8"))
-    _write_atomically(out / RESULTS_FILE, lambda path: pathlib.Path(path).write_text(
-        json.dumps(report, indent=2) + "\n", encoding="utf-8"))
+    write_text_atomically(format_evaluation_report(report), out / REPORT_FILE)
+    write_text_atomically(json.dumps(report, indent=2) + "\n", out / RESULTS_FILE)
     return report

@@ -131,7 +131,7 @@ def test_evaluate_verification_bin(tiny_model_path, tmp_path, monkeypatch):
     results = json.loads((out / "results.json").read_text())
     assert results["protocols"] == ["verification"]
     assert results["data"] == {"source": str(data), "num_images": 24, "num_pairs": 12}
-    assert results["results"]["m"]["verification"]["clean"]["num_genuine"] == 6
+    assert results["results"]["stage1"]["verification"]["clean"]["num_genuine"] == 6
     assert "the 40 px images are resized to its input, 32 px" in results["notes"][0]
     # Degraded at the model's input size: resize the .bin's images first, then degrade.
     from catface_keras.degrade import DegradationConfig
@@ -162,7 +162,7 @@ def test_evaluate_identity_folder_with_distractors(tiny_model_path, tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["data"]["skipped_images"] == 1
     assert results["data"]["num_identities"] == 3 and results["data"]["num_distractor_images"] == 2
-    tinyface = results["results"]["m"]["identification"]["clean"]["tinyface_style"]
+    tinyface = results["results"]["stage1"]["identification"]["clean"]["tinyface_style"]
     # Gallery: one image per person plus the two distractors; probes: the rest.
     assert tinyface["num_gallery_images"] == 5 and tinyface["num_probes"] == 5
 
@@ -217,7 +217,7 @@ def test_evaluate_pairs_file_folds_and_exact_thresholds(tiny_model_path, tmp_pat
     results = json.loads((out / "results.json").read_text())
     assert results["protocols"] == ["verification"]
     assert results["data"]["skipped_images"] == 1 and results["data"]["skipped_pairs"] == 1
-    clean = results["results"]["m"]["verification"]["clean"]
+    clean = results["results"]["stage1"]["verification"]["clean"]
     assert clean["num_pairs"] == 5 and clean["threshold_search"] == "exact"
     # The header's three folds (pairs 0-1, 2-3, 4-5 less the skipped one), not 10 folds.
     assert len(clean["fold_accuracies"]) == 3
