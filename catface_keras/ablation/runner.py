@@ -19,8 +19,10 @@ import time
 
 import keras
 
+from catface_keras import trainer
 from catface_keras.ablation.budgets import apply_budget, apply_changes
 from catface_keras.ablation.metrics import row_metrics
+from catface_keras.ablation.report import write_report
 from catface_keras.ablation.tables import TABLES
 from catface_keras.atomic_files import write_text_atomically
 
@@ -61,8 +63,6 @@ class TableRunner:
     """Runs one table; see `run_table`."""
 
     def __init__(self, table, config, seeds, out_dir, budget, progress, seed_offset=0):
-        from catface_keras import trainer
-
         if table not in TABLES:
             raise ValueError(f"`table` must be one of {sorted(TABLES)}. Received: table={table!r}")
         if not isinstance(seeds, int) or seeds < 1:
@@ -200,7 +200,6 @@ def run_table(
     Returns:
         The summary written to `results.json`.
     """
-    from catface_keras.ablation.report import write_report
 
     runner = TableRunner(table, config, seeds, out_dir, budget, progress, seed_offset)
     records = runner.run(train)

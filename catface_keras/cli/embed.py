@@ -13,6 +13,11 @@ and `landmarks` (N, 5, 2) (NaN without --align); `skipped_files` and
 import pathlib
 import sys
 
+import numpy as np
+
+from catface_keras.alignment import detection
+from catface_keras.atomic_files import write_atomically
+
 
 def register(subparsers):
     parser = subparsers.add_parser(
@@ -58,9 +63,6 @@ def _check_arguments(args):
 
 def write_npz_atomically(path, arrays):
     """`np.savez` to a temporary file beside `path`, fsync, rename into place."""
-    import numpy as np
-
-    from catface_keras.atomic_files import write_atomically
 
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,9 +86,7 @@ def run(args):
     except ValueError as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         return 2
-    import numpy as np
 
-    from catface_keras.alignment import detection
     from catface_keras.alignment.embedding import embed_photos
     from catface_keras.models.loading import load_model
 

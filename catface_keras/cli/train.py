@@ -7,6 +7,7 @@ import time
 
 from catface_keras.cli.arguments import output_directory
 from catface_keras.config import FUSION_KINDS, ConfigError, check_data_files, load_config
+from catface_keras.evaluation.report import format_stage_table
 
 STAGES = {"1": (1,), "2": (2,), "all": (1, 2)}
 
@@ -98,7 +99,6 @@ def train_and_report(config, out, overwrite, program, stages=(1,), init=None):
     """Runs the stages into `out`, prints the metrics table; returns the exit code."""
     # Imported here so that argument and config errors come back without
     # waiting for TensorFlow to load.
-    from catface_keras.evaluation.report import format_stage_table
     from catface_keras.trainer import (
         STAGE1,
         STAGE2,

@@ -23,9 +23,12 @@ fixed seed (`degraded_copies`), so models are compared on the same images.
 """
 
 import numpy as np
+import tensorflow as tf
 
 from catface_keras.choices import EVALUATION_CONDITIONS as CONDITIONS
 from catface_keras.data.resizing import resize_faces
+from catface_keras.degradation_config import DegradationConfig
+from catface_keras.degrade import degrade, element_seed
 from catface_keras.evaluation.attributes import attribute_accuracy
 from catface_keras.evaluation.features import extract_features
 from catface_keras.evaluation.identification import (
@@ -61,9 +64,6 @@ def degraded_copies(images, seed, degradation=None, batch_size=DEGRADE_BATCH):
     Batch `start` is degraded with seed `element_seed([seed, 1], start)` and
     the `DegradationConfig` `degradation` (default: `DegradationConfig()`).
     """
-    import tensorflow as tf
-
-    from catface_keras.degrade import degrade, element_seed
 
     batches = []
     with progress(len(images), "degrading") as bar:
@@ -197,7 +197,6 @@ def evaluate(model, data, protocols=None, conditions=CONDITIONS, degradation=Non
         metrics; `pair_scores[protocol][condition]` is `(scores, same)` for
         the pair protocols (for the ROC and score-histogram plots).
     """
-    from catface_keras.degradation_config import DegradationConfig
 
     protocols = tuple(data.protocols() if protocols is None else protocols)
     missing = [name for name in protocols if name not in data.protocols()]

@@ -28,6 +28,7 @@ the second nearest. Prototypes are the normalised mean embedding per identity
 
 import numpy as np
 
+from catface_keras.evaluation.erc import erc_comparison, pair_quality
 from catface_keras.unit_vectors import l2_normalize
 
 
@@ -109,7 +110,6 @@ def quality_erc(embeddings, first, second, same, center, prototypes, fmr=1e-2, s
         dict name -> `erc.error_versus_reject` result for `"recognizability"`,
         `"feature_norm"` and `"random"`.
     """
-    from catface_keras.evaluation.erc import erc_comparison, pair_quality
 
     z = l2_normalize(embeddings)
     scores = np.sum(z[first] * z[second], axis=-1)

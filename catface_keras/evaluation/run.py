@@ -17,8 +17,15 @@ import numpy as np
 
 from catface_keras.atomic_files import write_atomically, write_text_atomically
 from catface_keras.choices import EVALUATION_CONDITIONS as CONDITIONS
+from catface_keras.degradation_config import DegradationConfig
+from catface_keras.evaluation.calibration import (
+    calibration_path,
+    save_calibration,
+    thresholds_at_fars,
+)
 from catface_keras.evaluation.erc import plot_erc
 from catface_keras.evaluation.plots import plot_roc_curves, plot_score_histograms
+from catface_keras.evaluation.recognizability import model_quality_erc
 from catface_keras.evaluation.report import format_evaluation_report
 
 RESULTS_FILE = "results.json"
@@ -100,12 +107,6 @@ def _calibrate(labels, paths, scores, source, overwrite, flip):
     Returns:
         `(files, notes)`: dict label -> the file written (None if none) and notes.
     """
-    from catface_keras.evaluation.calibration import (
-        calibration_path,
-        save_calibration,
-        thresholds_at_fars,
-    )
-
     files, notes = {}, []
     for label, path in zip(labels, paths):
         files[label] = None
@@ -136,7 +137,6 @@ def _quality_curves(models, labels, data, protocols, conditions, degradation, se
         `(quality, notes)`: dict label -> `{"condition", "curves"}`, and notes.
     """
     from catface_keras.evaluation.protocols import condition_images
-    from catface_keras.evaluation.recognizability import model_quality_erc
 
     quality, notes = {}, []
     if "verification" not in protocols:
@@ -182,7 +182,6 @@ def evaluate_models(models, paths, data, protocols, out, seed=1, batch_size=64,
     """
     # Imported here, not at module level: it loads TensorFlow, and the CLI
     # checks its output folder through this module before loading anything.
-    from catface_keras.degradation_config import DegradationConfig
     from catface_keras.evaluation.protocols import degradation_record, evaluate
 
     degradation = DegradationConfig() if degradation is None else degradation
