@@ -17,6 +17,8 @@ from catface_keras.trainer import (
 )
 from tiny_models import TINY_EXPERIMENT as TINY, StopAfterFirstEpoch
 
+pytestmark = pytest.mark.slow  # every test trains (stage 1 once, stage 2 per test)
+
 TINY_STAGE2 = {**TINY, "train": {**TINY["train"], "epochs": 1},
                "stage2": {"epochs": 2, "num_heads": 2, "expansion": 2}}
 

@@ -10,6 +10,7 @@ from tiny_models import TINY_EXPERIMENT as TINY, StopAfterFirstEpoch
 
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     """Tolerance: 1e-5 absolute; both runs execute the same float32 ops in order."""
     config = config_from_dict(TINY)
@@ -30,6 +31,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     assert set(metrics["stage1"]["verification"]) == {"clean", "degraded", "mixed"}
 
 
+@pytest.mark.slow
 def test_finished_run_is_not_overwritten_silently(tmp_path):
     config = config_from_dict({**TINY, "train": {**TINY["train"], "epochs": 1}})
     run_stage1(config, tmp_path, verbose=0)
@@ -41,6 +43,7 @@ def test_finished_run_is_not_overwritten_silently(tmp_path):
     assert (tmp_path / "stage1.keras").stat().st_mtime_ns != stamp
 
 
+@pytest.mark.slow
 def test_cli_train_writes_model_metrics_and_logs(tmp_path, capsys):
     import yaml
 
@@ -71,6 +74,7 @@ def test_cli_train_rejects_bad_config_before_training(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_diverging_run_stops_with_a_message_and_keeps_no_model(tmp_path):
     config = config_from_dict(
         {

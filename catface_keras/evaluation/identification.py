@@ -1,6 +1,6 @@
 """1:N identification: rank-k accuracy (CMC) of probes against a gallery.
 
-TinyFace style (PAPER.md section 8): the gallery holds the probes' mates plus
+TinyFace style (docs/PAPER.md section 8): the gallery holds the probes' mates plus
 distractors, faces of people no probe shows; a probe is correct at rank k when
 its mate is among the k best-scoring gallery identities. SCFace style: probes
 are grouped (by camera distance) and rank-1 is reported per group against a

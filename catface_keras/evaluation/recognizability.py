@@ -1,4 +1,4 @@
-"""Recognizability index (Chai et al., CVPR 2023; PAPER.md section 9), in NumPy.
+"""Recognizability index (Chai et al., CVPR 2023; docs/PAPER.md section 9), in NumPy.
 
 Embeddings of unrecognisable faces gather around one point of the
 hypersphere, whatever made them unrecognisable; the recognizability index

@@ -1,4 +1,4 @@
-"""1:1 template verification (IJB-B / IJB-C style, PAPER.md section 8).
+"""1:1 template verification (IJB-B / IJB-C style, docs/PAPER.md section 8).
 
 A template is a set of images of one person. Its feature is the mean of its
 images' L2-normalised (flip-fused) features, normalised again; pairs of

@@ -1,6 +1,6 @@
 """AdaFace: quality-adaptive margin softmax (Kim, Jain, Liu, CVPR 2022).
 
-Implements PAPER.md section 4 as the official code computes it: the feature
+Implements docs/PAPER.md section 4 as the official code computes it: the feature
 norm is the image-quality proxy; a running mean/std of the norms turns it
 into a margin scaler g in [-1, 1] that moves the margin between angular
 (ArcFace-like) and additive (CosFace-like) for the target class.

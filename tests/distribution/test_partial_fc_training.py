@@ -111,6 +111,7 @@ def test_saved_centres_load_on_one_or_two_replicas(two_cpu_strategy, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_training_with_partial_fc_resumes_and_runs_stage2(tmp_path):
     """`loss.partial_fc_sample_rate` through the trainer: a killed run resumes
     to the uninterrupted run's centres and momentum (they live outside the

@@ -225,6 +225,7 @@ def test_evaluate_pairs_file_folds_and_exact_thresholds(tiny_model_path, tmp_pat
                          tmp_path / "o", "--pairs-file", root / "pairs.txt"]) == 2
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_report_the_same_verification_numbers(tmp_path):
     """`catface train`'s held-out metrics = `catface evaluate` on those faces, same config."""
     import cv2

@@ -60,6 +60,7 @@ def uninterrupted(tmp_path_factory):
     return model.get_weights()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["inside-weights-write", "before-commit"])
 def test_killed_backup_write_resumes_to_the_same_weights(point, uninterrupted, tmp_path):
     """Tolerance 1e-5 absolute, as for an in-process interruption (same float32 ops)."""

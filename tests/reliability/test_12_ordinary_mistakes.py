@@ -21,6 +21,7 @@ def disk_full(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
+@pytest.mark.slow
 def test_disk_full_at_the_end_of_training_keeps_the_old_run(tmp_path, monkeypatch):
     out = fake_finished_run(tmp_path / "run")
     before = snapshot(out)
