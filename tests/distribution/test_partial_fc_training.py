@@ -49,6 +49,7 @@ def batches(steps=3, pairs=8):
         yield inputs, targets
 
 
+@pytest.mark.slow
 def test_sample_rate_one_trains_as_the_dense_head(two_cpu_strategy):
     """Three steps, same global batches; tolerance 1e-4 relative (the softmax
     assembled from two replicas' partial sums, then SGD on it)."""
@@ -74,6 +75,7 @@ def test_sample_rate_one_trains_as_the_dense_head(two_cpu_strategy):
     assert float(head.norm_mean.numpy()) == pytest.approx(float(dense.adaface.norm_mean.numpy()))
 
 
+@pytest.mark.slow
 def test_sampled_shards_update_only_scored_centres(two_cpu_strategy):
     keras.utils.set_random_seed(1)
     with two_cpu_strategy.scope():
@@ -90,6 +92,7 @@ def test_sampled_shards_update_only_scored_centres(two_cpu_strategy):
     assert 4 <= changed.sum() <= 16
 
 
+@pytest.mark.slow
 def test_saved_centres_load_on_one_or_two_replicas(two_cpu_strategy, tmp_path):
     model = build(two_cpu_strategy, 1.0)
     inputs, targets = next(batches(1))

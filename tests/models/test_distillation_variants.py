@@ -32,6 +32,7 @@ def test_feature_distillation_compares_the_configured_stage():
     assert len(per_branch.distill_keys["sb"]) == 1
 
 
+@pytest.mark.slow
 def test_askd_student_learns_towards_a_frozen_teacher(tmp_path):
     keras.utils.set_random_seed(0)
     teacher = tiny_model(block_attention="cbam", distillation="askd", train_on="hq")

@@ -25,6 +25,7 @@ def _snapshot(variables):
     return {v.path: np.array(v.numpy()) for v in variables}
 
 
+@pytest.mark.slow
 def test_frozen_stage1_is_unchanged_by_a_stage2_step():
     stage1 = _stage1()
     model = FusionModel(stage1, fusion="catf")
@@ -40,6 +41,7 @@ def test_frozen_stage1_is_unchanged_by_a_stage2_step():
     assert moved, "the fusion module did not learn"
 
 
+@pytest.mark.slow
 def test_fine_tuning_scales_stage1_steps_by_the_multiplier():
     deltas = {}
     for multiplier in (1.0, 0.25):

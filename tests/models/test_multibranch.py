@@ -97,6 +97,7 @@ def _train_one_step(strategy, initial_weights, batch):
     return {k: v[0] for k, v in history.history.items()}, model.get_weights()
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_matches_one_device(two_cpu_strategy):
     """One step on two logical CPUs equals one step on one device.
 
