@@ -49,7 +49,7 @@ def main(argv=None):
     images = rng.integers(0, 256, size=(args.images, args.size, args.size, 3), dtype=np.uint8)
     extract_features(model, images[: args.batch_size], args.batch_size)
     started, cpu_started = time.perf_counter(), time.process_time()
-    embeddings, _ = extract_features(model, images, args.batch_size)
+    embeddings = extract_features(model, images, args.batch_size).embeddings
     seconds = time.perf_counter() - started
     cpu_seconds = time.process_time() - cpu_started
     rate = len(embeddings) / seconds

@@ -52,9 +52,13 @@ def fsync_tree(path):
 
 
 def temporary_name(path, tag="partial"):
-    """A hidden name next to `path` for writing it: `dir/.NAME.partial-PID`."""
+    """A hidden name next to `path` for writing it: `dir/.NAME.partial-PID.SUFFIX`.
+
+    It ends in `path`'s suffix, so writers that pick the format from the name
+    (`cv2.imwrite`, `savefig`, `model.save`) write the right one.
+    """
     path = pathlib.Path(path)
-    return path.with_name(f".{path.name}.{tag}-{os.getpid()}")
+    return path.with_name(f".{path.name}.{tag}-{os.getpid()}{path.suffix}")
 
 
 def write_atomically(path, write):
@@ -90,23 +94,8 @@ def write_text_atomically(text, path):
 
 
 def save_model_atomically(model, path):
-    """`model.save(path)` through a temporary file (Keras needs the `.keras` suffix)."""
-    path = pathlib.Path(path)
-    scratch = temporary_name(path)
-
-    def write(temporary):
-        temporary.mkdir()
-        model.save(temporary / path.name)
-
-    remove_path(scratch)
-    try:
-        write(scratch)
-        fsync_tree(scratch)
-        os.replace(scratch / path.name, path)
-    finally:
-        remove_path(scratch)
-    fsync_directory(path.parent)
-    return path
+    """`model.save(path)` through a temporary `.keras` file beside it."""
+    return write_atomically(path, model.save)
 
 
 def remove_path(path):

@@ -81,7 +81,7 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
-    """Stage-1 loss weights (PAPER.md section 3) and AdaFace (section 4)."""
+    """Stage-1 loss weights (docs/PAPER.md section 3) and AdaFace (section 4)."""
 
     fr_weight: float = 3.0
     sb_weight: float = 1.0
@@ -149,7 +149,7 @@ class EvaluationConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Stage2Config:
-    """Stage 2 (PAPER.md section 5): the fusion module and its schedule.
+    """Stage 2 (docs/PAPER.md section 5): the fusion module and its schedule.
 
     `fusion` is one of FUSION_KINDS; the next eight keys are the fusion
     options (each kind reads the ones that apply). Stage 2 keeps the

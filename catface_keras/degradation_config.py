@@ -1,4 +1,4 @@
-"""`DegradationConfig`: every knob of the LQ synthesis (paper Section 6), validated once.
+"""`DegradationConfig`: every knob of the LQ synthesis (docs/PAPER.md section 6), validated once.
 
 Free of TensorFlow (it lives outside `catface_keras.degrade`, whose package imports
 TensorFlow) so that `catface_keras.config` can read the `degrade:` section of a YAML

@@ -9,6 +9,8 @@ once per `step` share of the work and once at the end.
 import sys
 import time
 
+from tqdm.auto import tqdm
+
 
 class ProgressLog:
     """Counts work done and prints a line each time another `step` share is reached."""
@@ -60,8 +62,6 @@ def progress(total, description, unit="image", stream=None):
     """
     stream = stream if stream is not None else sys.stdout
     if total and stream.isatty():
-        from tqdm.auto import tqdm
-
         return tqdm(total=total, desc=description, unit=unit)
     return ProgressLog(total, description, unit, stream=stream)
 

@@ -1,4 +1,4 @@
-"""The soft-biometric attributes CATFace uses (PAPER.md section 1), in label order.
+"""The soft-biometric attributes CATFace uses (docs/PAPER.md section 1), in label order.
 
 Kept free of TensorFlow so that configuration and data code can name them
 without loading it.

@@ -269,8 +269,11 @@ def test_allowed_values_match_the_implementations():
     presets = next(value for name, value in vars(iresnet).items()
                    if isinstance(value, dict) and "ir_50" in value)
     assert set(choices.BACKBONES) == set(presets)
-    assert fusion.FUSION_KINDS is choices.FUSION_KINDS
-    assert distillation.DISTILLATION_KINDS is choices.DISTILLATION_KINDS
+    # Every value the config accepts has an implementation behind it.
+    for kind in choices.FUSION_KINDS:
+        assert fusion.fusion_layer(kind).name == "fusion"
+    distances = {kind: distillation.distance_of_kind(kind) for kind in choices.DISTILLATION_KINDS}
+    assert set(distances.values()) == set(distillation.DISTANCES)
 
 
 def test_missing_label_lives_with_the_attributes_and_losses_still_export_it():

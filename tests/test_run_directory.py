@@ -25,7 +25,7 @@ from catface_keras.run_directory import (
     worker_run_directory,
 )
 from catface_keras.trainer import run_stage1
-from tiny_experiment import TINY
+from tiny_models import TINY_EXPERIMENT as TINY
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
 

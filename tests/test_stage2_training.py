@@ -12,7 +12,9 @@ from catface_keras.config import config_from_dict
 from catface_keras.models.builders import MissingStage1Error
 from catface_keras.run_directory import OutputDirectoryError
 from catface_keras.trainer import run_stage1, run_stage2
-from test_trainer import TINY
+from tiny_models import TINY_EXPERIMENT as TINY, StopAfterFirstEpoch
+
+pytestmark = pytest.mark.slow  # every test trains (stage 1 once, stage 2 per test)
 
 TINY_STAGE2 = {**TINY, "train": {**TINY["train"], "epochs": 1},
                "stage2": {"epochs": 2, "num_heads": 2, "expansion": 2}}
@@ -23,12 +25,6 @@ def stage1_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("stage1")
     run_stage1(config_from_dict(TINY_STAGE2), out, verbose=0)
     return out
-
-
-class StopAfterFirstEpoch(keras.callbacks.Callback):
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == 0:
-            raise KeyboardInterrupt("simulated kill after epoch 1")
 
 
 def test_stage2_from_init_reports_both_stages_and_resumes(stage1_dir, tmp_path):

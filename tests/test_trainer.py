@@ -1,6 +1,5 @@
 import json
 
-import keras
 import numpy as np
 import pytest
 
@@ -8,16 +7,11 @@ from catface_keras.cli.main import main
 from catface_keras.config import ExperimentConfig, config_from_dict
 from catface_keras.run_directory import OutputDirectoryError, lock_path
 from catface_keras.trainer import TrainingDivergedError, run_stage1
-from tiny_experiment import TINY
+from tiny_models import TINY_EXPERIMENT as TINY, StopAfterFirstEpoch
 
 
 
-class StopAfterFirstEpoch(keras.callbacks.Callback):
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == 0:
-            raise KeyboardInterrupt("simulated kill after epoch 1")
-
-
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     """Tolerance: 1e-5 absolute; both runs execute the same float32 ops in order."""
     config = config_from_dict(TINY)
@@ -38,6 +32,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     assert set(metrics["stage1"]["verification"]) == {"clean", "degraded", "mixed"}
 
 
+@pytest.mark.slow
 def test_finished_run_is_not_overwritten_silently(tmp_path):
     config = config_from_dict({**TINY, "train": {**TINY["train"], "epochs": 1}})
     run_stage1(config, tmp_path, verbose=0)
@@ -49,6 +44,7 @@ def test_finished_run_is_not_overwritten_silently(tmp_path):
     assert (tmp_path / "stage1.keras").stat().st_mtime_ns != stamp
 
 
+@pytest.mark.slow
 def test_cli_train_writes_model_metrics_and_logs(tmp_path, capsys):
     import yaml
 
@@ -80,6 +76,7 @@ def test_cli_train_rejects_bad_config_before_training(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_diverging_run_stops_with_a_message_and_keeps_no_model(tmp_path):
     config = config_from_dict(
         {

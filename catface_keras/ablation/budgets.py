@@ -6,6 +6,8 @@ that a whole table fits a CPU (`tiny`: minutes on 2 cores, a smoke run;
 source's sizes only; other sources keep their data and get the schedule.
 """
 
+from catface_keras.config import config_from_dict, config_to_dict
+
 BUDGETS = {
     "full": {},
     "small": {
@@ -32,8 +34,6 @@ SYNTHETIC_ONLY = {"num_train_identities", "num_test_identities", "images_per_ide
 def apply_changes(config, changes):
     """`config` with `{section: {key: value}}` applied, validated once as a whole file
     (so that checks across sections see every change together)."""
-    from catface_keras.config import config_from_dict, config_to_dict
-
     if not changes:
         return config
     raw = config_to_dict(config)

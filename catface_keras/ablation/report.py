@@ -4,23 +4,13 @@ import csv
 import io
 import json
 import math
-import os
 import pathlib
 
 from catface_keras.ablation.metrics import CONDITION_LABELS, CONDITIONS, DEFAULT_METRICS
 from catface_keras.ablation.stats import paired_interval, summarize
+from catface_keras.atomic_files import write_atomically, write_text_atomically
 
 PRIMARY = "tar_at_far_1e-2"
-
-
-def _write_atomically(path, text):
-    path = pathlib.Path(path)
-    temporary = path.with_name(path.name + ".partial")
-    with open(temporary, "w", encoding="utf-8", newline="") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def summarize_table(table, records):
@@ -143,10 +133,8 @@ def _plot(summary, path):
         axis.set_xticks(list(positions))
         axis.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
     figure.tight_layout()
-    temporary = pathlib.Path(path).with_name("plot.partial.png")
-    figure.savefig(temporary, dpi=100)
+    write_atomically(path, lambda temporary: figure.savefig(temporary, dpi=100))
     plt.close(figure)
-    os.replace(temporary, path)
 
 
 def write_report(table, records, out_dir):
@@ -155,9 +143,9 @@ def write_report(table, records, out_dir):
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarize_table(table, records)
     summary["records"] = records
-    _write_atomically(out_dir / "results.json",
-                      json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
-    _write_atomically(out_dir / "table.md", _markdown(summary))
-    _write_atomically(out_dir / "table.csv", _csv(summary))
+    write_text_atomically(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n",
+                          out_dir / "results.json")
+    write_text_atomically(_markdown(summary), out_dir / "table.md")
+    write_text_atomically(_csv(summary), out_dir / "table.csv")
     _plot(summary, out_dir / "plot.png")
     return summary

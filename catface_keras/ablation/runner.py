@@ -14,27 +14,18 @@ half-way resumes from its last epoch (the trainer's backups).
 
 import hashlib
 import json
-import os
 import pathlib
 import time
 
 import keras
 
+from catface_keras import trainer
 from catface_keras.ablation.budgets import apply_budget, apply_changes
 from catface_keras.ablation.metrics import row_metrics
+from catface_keras.ablation.report import write_report
 from catface_keras.ablation.tables import TABLES
+from catface_keras.atomic_files import write_text_atomically
 from catface_keras.run_directory import STAGE1, STAGE2
-
-
-def _write_json_atomically(value, path):
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".partial")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -73,8 +64,6 @@ class TableRunner:
     """Runs one table; see `run_table`."""
 
     def __init__(self, table, config, seeds, out_dir, budget, progress, seed_offset=0):
-        from catface_keras import trainer
-
         if table not in TABLES:
             raise ValueError(f"`table` must be one of {sorted(TABLES)}. Received: table={table!r}")
         if not isinstance(seeds, int) or seeds < 1:
@@ -166,7 +155,8 @@ class TableRunner:
             "train_seconds": spent,
             "wall_seconds": time.monotonic() - started,
         }
-        _write_json_atomically(record, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(json.dumps(record, indent=2, sort_keys=True) + "\n", path)
         self.progress(
             f"{prefix} finished in {record['wall_seconds']:.0f} s; LQ-LQ TAR@FAR=1e-2 "
             f"{record['metrics']['degraded/tar_at_far_1e-2']:.3f}"
@@ -211,7 +201,6 @@ def run_table(
     Returns:
         The summary written to `results.json`.
     """
-    from catface_keras.ablation.report import write_report
 
     runner = TableRunner(table, config, seeds, out_dir, budget, progress, seed_offset)
     records = runner.run(train)

@@ -1,4 +1,4 @@
-"""The rows of each ablation table (PAPER.md sections 3, 5 and 9; the paper's Tables II, VIII).
+"""The rows of each ablation table (docs/PAPER.md sections 3, 5 and 9; the paper's Tables II, VIII).
 
 A row is a variant of the user's config: `stage1` holds the config changes of
 its stage-1 run (`{section: {key: value}}`), `stage2` those of its stage-2 run

@@ -1,9 +1,10 @@
 """Embeddings of aligned faces, computed as `catface evaluate` computes them.
 
-The embedding is the flip-fused one of the evaluation protocol (the model's
-embedding of the face plus that of its mirror image, L2-normalised), so that
-a threshold calibrated by `catface evaluate` applies to its cosine scores.
-The quality score is the AdaFace feature norm: the norm of the model's
+The embedding is the flip-fused one of the evaluation protocol, computed by the
+same function (`evaluation.features.extract_features`): the model's embedding
+of the face plus that of its mirror image, added in float64 and L2-normalised,
+so that a threshold calibrated by `catface evaluate` applies to its cosine
+scores. The quality score is the AdaFace feature norm: the norm of the model's
 unnormalised embedding of the face itself (as the serving signature's
 `embedding_norm`).
 """
@@ -13,68 +14,38 @@ import dataclasses
 import numpy as np
 
 from catface_keras.alignment.photos import align_photo, read_photo
-from catface_keras.data.decoding import ImageDecodeError, square_resize
+from catface_keras.data.decoding import ImageDecodeError
+from catface_keras.data.resizing import resize_faces, square_resize
+from catface_keras.evaluation.features import extract_features
 
 # Faces decoded and aligned ahead of the model: memory stays bounded on large folders.
 _FACES_IN_MEMORY = 1024
-
-
-def _model_input(faces, image_size):
-    faces = np.asarray(faces)
-    if faces.ndim != 4 or faces.shape[-1] != 3 or faces.shape[1] != faces.shape[2]:
-        raise ValueError(
-            f"`faces` must be (N, S, S, 3) RGB. Received: faces.shape={faces.shape}"
-        )
-    if len(faces) == 0:
-        return np.zeros((0, image_size, image_size, 3), np.uint8)
-    if faces.shape[1] != image_size:
-        # As `catface evaluate` reads an image folder (`decode_image(data, image_size)`).
-        faces = np.stack([square_resize(face, image_size) for face in faces])
-    return faces
 
 
 def embed_faces(model, faces, batch_size=64):
     """Flip-fused unit embeddings and AdaFace feature norms of aligned faces.
 
     Args:
-        model: a CATFace model (stage 1 or 2): called on float RGB in [0, 255]
-            `(batch, S, S, 3)`, S = `model.image_size`, it returns a dict with
-            `embedding` `(batch, D)`.
+        model: a CATFace model (stage 1 or 2) or an imported iResNet: called on
+            float RGB in [0, 255] `(batch, S, S, 3)`, S = `model.image_size`, it
+            returns a dict with `embedding` `(batch, D)`.
         faces: `(N, size, size, 3)` uint8 RGB aligned faces; resized to S when
-            `size != S`.
-        batch_size: faces per model call (each with its mirror image).
+            `size != S` (`data.resizing`, as `catface evaluate` resizes).
+        batch_size: faces per model call.
 
     Returns:
-        `(embeddings, norms)`: `(N, D)` float32 unit rows and `(N,)` float32.
+        `(embeddings, norms)`: `(N, D)` float64 unit rows and `(N,)` float64.
     """
-    images = _model_input(faces, int(model.image_size))
-    if len(images) == 0:
-        probe = np.zeros((1, *images.shape[1:]), np.float32)
-        dim = model(probe, training=False)["embedding"].shape[-1]
-        return np.zeros((0, dim), np.float32), np.zeros((0,), np.float32)
-    raw, flipped = [], []
-    for start in range(0, len(images), batch_size):
-        chunk = images[start : start + batch_size].astype(np.float32)
-        both = np.concatenate([chunk, chunk[:, :, ::-1]])
-        if len(images) <= batch_size:
-            # A single call runs eagerly: `predict` would first trace a function (seconds).
-            outputs = model(both, training=False)["embedding"]
-        else:
-            outputs = model.predict_on_batch(both)["embedding"]
-        outputs = np.asarray(outputs, np.float32)
-        raw.append(outputs[: len(chunk)])
-        flipped.append(outputs[len(chunk) :])
-    raw, flipped = np.concatenate(raw), np.concatenate(flipped)
-    fused = raw + flipped
-    fused /= np.maximum(np.linalg.norm(fused, axis=1, keepdims=True), 1e-12)
-    return fused, np.linalg.norm(raw, axis=1)
-
-
-def cosine_score(first, second):
-    """Cosine similarity of two embedding vectors."""
-    first, second = np.asarray(first, np.float64), np.asarray(second, np.float64)
-    denominator = max(np.linalg.norm(first) * np.linalg.norm(second), 1e-12)
-    return float(first @ second / denominator)
+    faces = np.asarray(faces)
+    if faces.ndim != 4 or faces.shape[-1] != 3 or faces.shape[1] != faces.shape[2]:
+        raise ValueError(
+            f"`faces` must be (N, S, S, 3) RGB. Received: faces.shape={faces.shape}"
+        )
+    image_size = int(model.image_size)
+    if len(faces) == 0:
+        faces = np.zeros((0, image_size, image_size, 3), np.uint8)
+    features = extract_features(model, resize_faces(faces, image_size), batch_size)
+    return features.embeddings, features.norms
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,8 +53,8 @@ class PhotoEmbeddings:
     """Embeddings of the faces in a list of photos, one row per face.
 
     Attributes:
-        embeddings: `(N, D)` float32 unit rows (flip-fused).
-        norms: `(N,)` float32 AdaFace feature norms (quality).
+        embeddings: `(N, D)` float64 unit rows (flip-fused).
+        norms: `(N,)` float64 AdaFace feature norms (quality).
         files: `N` photo paths, as given.
         face_index: `(N,)` int32: which face of its photo (0: the largest).
         boxes: `(N, 4)` float32 `(x1, y1, x2, y2)` in photo pixels; NaN for a

@@ -7,6 +7,8 @@
 import pathlib
 import sys
 
+from catface_keras.alignment import detection
+
 
 def register(subparsers):
     parser = subparsers.add_parser(
@@ -34,7 +36,6 @@ def register(subparsers):
 
 def run(args):
     program = "catface align"
-    from catface_keras.alignment import detection
     from catface_keras.alignment.folder import align_folder, check_folders
 
     try:

@@ -12,6 +12,8 @@ Example:
 import pathlib
 import sys
 
+import numpy as np
+
 from catface_keras.cli.arguments import output_image
 from catface_keras.config import ConfigError, load_config
 from catface_keras.data.image_files import MIN_SIZE, face_image_files, load_face_image
@@ -58,7 +60,6 @@ def run(args):
         if args.config is not None:
             config = load_config(args.config).degrade
         # TensorFlow is imported here, not at module level, to keep `catface --help` fast.
-        import numpy as np
 
         from catface_keras.visualization.degradation_grid import degradation_grid
         from catface_keras.visualization.grids import write_png

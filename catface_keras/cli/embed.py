@@ -13,6 +13,11 @@ and `landmarks` (N, 5, 2) (NaN without --align); `skipped_files` and
 import pathlib
 import sys
 
+import numpy as np
+
+from catface_keras.alignment import detection
+from catface_keras.atomic_files import write_atomically
+
 
 def register(subparsers):
     parser = subparsers.add_parser(
@@ -58,9 +63,6 @@ def _check_arguments(args):
 
 def write_npz_atomically(path, arrays):
     """`np.savez` to a temporary file beside `path`, fsync, rename into place."""
-    import numpy as np
-
-    from catface_keras.atomic_files import write_atomically
 
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,9 +86,7 @@ def run(args):
     except ValueError as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         return 2
-    import numpy as np
 
-    from catface_keras.alignment import detection
     from catface_keras.alignment.embedding import embed_photos
     from catface_keras.models.loading import load_model
 
@@ -103,8 +103,9 @@ def run(args):
         return pathlib.Path(path).relative_to(args.folder).as_posix()
 
     write_npz_atomically(args.out, {
-        "embeddings": result.embeddings,
-        "norms": result.norms,
+        # float32 in the file; computed in float64 as `catface evaluate` computes them.
+        "embeddings": result.embeddings.astype(np.float32),
+        "norms": result.norms.astype(np.float32),
         "files": np.asarray([relative(path) for path in result.files], dtype=str),
         "face_index": result.face_index,
         "boxes": result.boxes,

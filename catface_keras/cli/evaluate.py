@@ -6,12 +6,17 @@ import sys
 from catface_keras.choices import EVALUATION_CONDITIONS as CONDITIONS
 from catface_keras.choices import EVALUATION_PROTOCOLS as PROTOCOLS
 from catface_keras.choices import THRESHOLD_SEARCHES
+from catface_keras.cli.errors import report_os_error
+from catface_keras.config import load_config
 from catface_keras.data.registry import (
     SYNTHETIC_DATA,
     describe_evaluation_data,
     evaluation_source,
     face_source,
 )
+from catface_keras.degradation_config import DegradationConfig
+from catface_keras.evaluation import protocol_data
+from catface_keras.evaluation.run import check_output_folder, evaluate_models
 
 PROTOCOL_CHOICES = (*PROTOCOLS, "all")
 
@@ -82,8 +87,6 @@ def _settings(args):
     """Seed, pairs, batch size and degradation config from --config and the flags."""
     seed, pairs, batch_size, flip, experiment = 1, 3000, 64, True, None
     if args.config is not None:
-        from catface_keras.config import load_config
-
         experiment = load_config(args.config)
         evaluation = experiment.evaluation
         seed, pairs, batch_size, flip = (evaluation.seed, evaluation.num_pairs,
@@ -96,8 +99,6 @@ def _settings(args):
 
 
 def _check_arguments(args):
-    from catface_keras.evaluation.run import check_output_folder
-
     for path in args.model:
         if not path.is_file():
             raise ValueError(f"--model {path} is not a file")
@@ -147,7 +148,6 @@ def load_models(paths):
 def load_data(args, image_size):
     """The `EvaluationData` that `--data` (and `--pairs-file`) name: the built-in faces, or
     what the face source `catface_keras.data.registry` finds for the path reads."""
-    from catface_keras.evaluation import protocol_data
 
     if args.data == SYNTHETIC_DATA:
         return protocol_data.synthetic_evaluation_data(
@@ -162,8 +162,6 @@ def load_data(args, image_size):
 
 
 def _degradation(experiment):
-    from catface_keras.degradation_config import DegradationConfig
-
     return experiment.degrade if experiment is not None else DegradationConfig()
 
 
@@ -175,7 +173,6 @@ def run(args):
         print(f"{program}: error: {error}", file=sys.stderr)
         return 2
     from catface_keras.data.decoding import set_max_image_pixels
-    from catface_keras.evaluation.run import evaluate_models
 
     if args.experiment is not None:
         set_max_image_pixels(args.experiment.data.max_image_pixels)
@@ -202,17 +199,8 @@ def run(args):
         print(f"{program}: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # a full disk while writing, or a file that cannot be read
-        import errno
-
-        from catface_keras.atomic_files import describe_write_error
-
-        if error.errno in (errno.ENOSPC, errno.EDQUOT):
-            message = (f"{describe_write_error(error, error.filename or args.out)}; earlier "
-                       f"results in {args.out} are unchanged")
-        else:
-            message = str(error)
-        print(f"{program}: error: {message}", file=sys.stderr)
-        return 2
+        return report_os_error(program, error, args.out,
+                               f"earlier results in {args.out} are unchanged")
     print(f"{program}: {', '.join(protocols)} on {args.data}: wrote "
           f"{args.out / 'results.json'}, {args.out / 'report.md'} and "
           f"{len(report['plots'])} figures")

@@ -12,6 +12,8 @@ warm-up file `assets.extra/tf_serving_warmup_requests`; see `catface_keras.expor
 import pathlib
 import sys
 
+from catface_keras.cli.errors import report_os_error
+
 
 def register(subparsers):
     parser = subparsers.add_parser(
@@ -73,13 +75,9 @@ def run(args):
         print(f"catface export: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:
-        from catface_keras.atomic_files import describe_write_error
-
-        print(
-            f"catface export: error: {describe_write_error(error, error.filename or args.out)}; "
+        return report_os_error(
+            "catface export", error, args.out,
             f"no version was written and the existing versions in {args.out} are unchanged",
-            file=sys.stderr,
         )
-        return 2
     print(f"catface export: wrote {path} (signatures serving_default, serving_bytes)")
     return 0

@@ -14,6 +14,8 @@ import pathlib
 import sys
 import time
 
+from catface_keras.weights.names import ARCHS, SOURCES
+
 
 def register(subparsers):
     parser = subparsers.add_parser(
@@ -25,7 +27,6 @@ def register(subparsers):
         "(model.init). The checkpoint is read without PyTorch; a pickle that calls anything "
         "but a tensor rebuild is refused.",
     )
-    from catface_keras.weights.names import ARCHS, SOURCES
 
     parser.add_argument("--from", dest="source", required=True, choices=SOURCES,
                         help="who published the checkpoint (its layout and colour order)")

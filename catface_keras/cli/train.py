@@ -7,6 +7,7 @@ import time
 
 from catface_keras.cli.arguments import output_directory
 from catface_keras.config import FUSION_KINDS, ConfigError, check_data_files, load_config
+from catface_keras.evaluation.report import format_stage_table
 
 STAGES = {"1": (1,), "2": (2,), "all": (1, 2)}
 

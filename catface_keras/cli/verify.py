@@ -9,8 +9,13 @@ from the model's calibration file (`stage2.calibration.json`, written by
 `catface evaluate`), unless `--threshold` gives one.
 """
 
+import math
 import pathlib
 import sys
+
+from catface_keras.alignment import detection
+from catface_keras.evaluation.calibration import calibration_path, far_text, load_threshold
+from catface_keras.evaluation.verification import cosine_scores
 
 
 def register(subparsers):
@@ -41,14 +46,12 @@ def register(subparsers):
 
 def _threshold(args):
     """`(threshold, where it comes from)`, before anything heavy is loaded."""
-    import math
 
     if args.threshold is not None:
         if not math.isfinite(args.threshold) or not -1 <= args.threshold <= 1:
             raise ValueError(f"--threshold must be a cosine score in [-1, 1], got "
                              f"{args.threshold}")
         return args.threshold, "given by --threshold"
-    from catface_keras.evaluation.calibration import calibration_path, far_text, load_threshold
 
     if not 0 < args.far < 1:
         raise ValueError(f"--far must be in (0, 1), got {args.far}")
@@ -65,8 +68,7 @@ def run(args):
         if not args.model.is_file():
             raise ValueError(f"--model {args.model} is not a file")
         threshold, origin = _threshold(args)
-        from catface_keras.alignment import detection
-        from catface_keras.alignment.embedding import cosine_score, embed_photos
+        from catface_keras.alignment.embedding import embed_photos
         from catface_keras.models.loading import load_model
 
         detector = None if args.aligned else detection.default_detector(args.min_face_size)
@@ -77,7 +79,7 @@ def run(args):
     except (ValueError, ImportError) as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         return 2
-    score = cosine_score(result.embeddings[0], result.embeddings[1])
+    score = float(cosine_scores(result.embeddings[:1], result.embeddings[1:])[0])
     decision = "same person" if score >= threshold else "different people"
     print(f"{program}: score {score:.4f} (cosine), threshold {threshold:.4f} {origin}: "
           f"{decision}")

@@ -10,7 +10,7 @@ either side by side (torchvision's layout) or in the official download's
 
 CelebA's -1 means "no", so attributes become the project's {0, 1} labels
 (1 -> 1, -1 -> 0); the project's -1 (`MISSING_LABEL`, unknown) never comes
-from CelebA. The paper's protocol (PAPER.md section 8) is identity-disjoint:
+from CelebA. The paper's protocol (docs/PAPER.md section 8) is identity-disjoint:
 `celeba_splits` trains on the train partition, relabelled to classes
 0..K-1, and holds out the test partition's identities for verification
 pairs. Example:

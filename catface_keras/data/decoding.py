@@ -22,6 +22,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from catface_keras.data.resizing import square_resize
+
 logger = logging.getLogger(__name__)
 
 _JPEG_START = b"\xff\xd8"
@@ -210,18 +212,6 @@ def decode_image(data, image_size=None, max_pixels=None):
     if image_size is not None:
         image = square_resize(image, image_size)
     return image
-
-
-def square_resize(image, image_size):
-    """`(H, W, 3)` -> `(image_size, image_size, 3)`: centre crop to a square, then resize."""
-    height, width = image.shape[:2]
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    image = image[top : top + side, left : left + side]
-    if side == image_size:
-        return np.ascontiguousarray(image)
-    interpolation = cv2.INTER_AREA if side > image_size else cv2.INTER_LINEAR
-    return cv2.resize(image, (image_size, image_size), interpolation=interpolation)
 
 
 class SkippedImages:

@@ -8,9 +8,8 @@ bad images rather than stop.
 
 import pathlib
 
-import cv2
-
 from catface_keras.choices import IMAGE_SUFFIXES
+from catface_keras.data.resizing import square_resize
 
 MIN_SIZE = 16
 
@@ -34,12 +33,7 @@ def load_face_image(path, size):
         image = decode_image(path.read_bytes())
     except ImageDecodeError as error:
         raise ValueError(f"cannot read image {path}: {error}") from None
-    height, width = image.shape[:2]
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    image = image[top : top + side, left : left + side]
-    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
-    return cv2.resize(image, (size, size), interpolation=interpolation)
+    return square_resize(image, size)
 
 
 def face_image_files(path, max_images=1):

@@ -40,11 +40,11 @@ from catface_keras.data.decoding import (
     SkippedImages,
     decode_elements,
     decode_image,
-    square_resize,
 )
 from catface_keras.data.face_arrays import FaceArrays
 from catface_keras.data.face_files import whole_identities
 from catface_keras.data.sources import StreamingFaces
+from catface_keras.data.resizing import square_resize
 
 METADATA_FILE = "dataset.json"
 FORMAT = "catface-tfrecord"

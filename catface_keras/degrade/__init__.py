@@ -1,4 +1,4 @@
-"""Low-quality face synthesis (paper Section 6): turbulence and camera-style degradations.
+"""Low-quality face synthesis (docs/PAPER.md section 6): turbulence and camera-style degradations.
 
     from catface_keras import degrade
     lq = degrade.degrade(hq_batch, seed=[0, 1])          # the mix, per-image parameters

@@ -1,4 +1,4 @@
-"""A-SKD's low-resolution copies (Shin et al. 2022; PAPER.md section 9)."""
+"""A-SKD's low-resolution copies (Shin et al. 2022; docs/PAPER.md section 9)."""
 
 import math
 

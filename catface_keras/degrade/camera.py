@@ -1,7 +1,7 @@
 """Unconstrained-camera degradations: exposure, motion blur, low resolution, noise, JPEG.
 
-Paper Section 6 uses a GAN trained on WiderFace for this family; here each artefact is an
-explicit, parameterised model, batched over images with per-image parameters:
+The paper (docs/PAPER.md section 6) uses a GAN trained on WiderFace for this family; here each
+artefact is an explicit, parameterised model, batched over images with per-image parameters:
 
 - `exposure`: an exposure change of `stops` EV in linear light. With a power-law display gamma
   (2.2) this is a gain of 2^(stops / 2.2) on pixel values, saturating at 255 as a sensor does.

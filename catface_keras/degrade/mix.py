@@ -1,7 +1,7 @@
 """`degrade`: the one entry point of LQ synthesis, mixing turbulence and camera styles.
 
-Paper Section 6: in each batch about half of the LQ images come from atmospheric turbulence and
-half from unconstrained-camera styles. `degrade` splits every batch at random by
+docs/PAPER.md section 6: in each batch about half of the LQ images come from atmospheric
+turbulence and half from unconstrained-camera styles. `degrade` splits every batch at random by
 `DegradationConfig.turbulence_fraction` and degrades each part by its family, with parameters
 drawn per image.
 

@@ -1,9 +1,9 @@
 """Atmospheric turbulence: a Kolmogorov tilt warp plus spatially varying short-exposure blur.
 
-Paper Section 6 degrades half of the LQ training faces with the learned phase-to-space (P2S)
-simulator of Mao, Chimitt and Chan (ICCV 2021), strength D/r0 drawn from [0.25, 2]. This module
-is an analytic, dependency-free stand-in that keeps the two effects P2S models and their
-scaling with D/r0 (D: aperture diameter, r0: Fried parameter of the path).
+The paper (docs/PAPER.md section 6) degrades half of the LQ training faces with the learned
+phase-to-space (P2S) simulator of Mao, Chimitt and Chan (ICCV 2021), strength D/r0 drawn from
+[0.25, 2]. This module is an analytic, dependency-free stand-in that keeps the two effects P2S
+models and their scaling with D/r0 (D: aperture diameter, r0: Fried parameter of the path).
 
 The physics it approximates
 ---------------------------

@@ -2,8 +2,8 @@
 
 `catface evaluate` measures cosine scores of genuine and impostor pairs; the
 threshold at a FAR is the lowest score threshold whose false accept rate on
-the impostor pairs is at most that FAR (a pair is accepted when its score is
->= the threshold, as in `roc.roc_curve`). The thresholds are kept in a
+the impostor pairs is at most that FAR (`roc.threshold_at_far`: a pair is
+accepted when its score is >= the threshold, ties decided together). The thresholds are kept in a
 sidecar JSON file next to the model, `stage2.keras` -> `stage2.calibration.json`:
 
     {"format": "catface-calibration", "version": 1,
@@ -20,7 +20,8 @@ import pathlib
 import numpy as np
 
 from catface_keras.atomic_files import write_text_atomically
-from catface_keras.evaluation.roc import FAR_DECADES, roc_curve
+from catface_keras.evaluation import roc
+from catface_keras.evaluation.roc import FAR_DECADES
 
 FORMAT = "catface-calibration"
 VERSION = 1
@@ -47,10 +48,7 @@ def _check_far(far):
 
 
 def threshold_at_far(scores, same, far):
-    """The lowest threshold whose false accept rate on the impostor pairs is <= `far`.
-
-    A pair is accepted when `score >= threshold`. Ties are accepted together,
-    so the returned threshold is one of the scores.
+    """`roc.threshold_at_far` (ties decided together), refused where the FAR cannot be measured.
 
     Args:
         scores: `(P,)` pair scores (cosine similarities), higher meaning more alike.
@@ -64,7 +62,6 @@ def threshold_at_far(scores, same, far):
         ValueError: fewer than `1 / far` impostor pairs (the FAR cannot be measured).
     """
     far = _check_far(far)
-    rates, _, thresholds = roc_curve(scores, same)
     num_impostor = int((~np.asarray(same, bool)).sum())
     # The tolerance keeps 1e-3 * 1000 from rounding below one pair.
     if far * num_impostor < 1 - 1e-9:
@@ -72,7 +69,7 @@ def threshold_at_far(scores, same, far):
             f"A threshold at FAR {far_text(far)} needs at least {math.ceil(1 / far - 1e-9)} "
             f"impostor pairs. Received: {num_impostor}"
         )
-    return float(np.min(thresholds[rates <= far + 1e-12]))
+    return roc.threshold_at_far(scores, same, far)
 
 
 def thresholds_at_fars(scores, same, fars=FAR_DECADES):

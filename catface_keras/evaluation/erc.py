@@ -2,7 +2,8 @@
 
 For verification pairs with scores, labels and a per-pair quality (the lower
 of the two images' qualities), the decision threshold is fixed once, on all
-pairs, at a target false match rate (FMR). Then the genuine pairs of lowest
+pairs, at a target false match rate (FMR), by `roc.threshold_at_far` (the
+calibration's rule: accepted when score >= threshold, ties decided together). Then the genuine pairs of lowest
 quality are rejected, a fraction r at a time, and the false non-match rate
 (FNMR) of the remaining genuine pairs at that threshold is the curve
 FNMR(r). A good quality score makes the curve fall fast; the oracle, which
@@ -13,21 +14,14 @@ rejected; a random order keeps FNMR(r) about flat.
 
 import numpy as np
 
+from catface_keras.evaluation.roc import threshold_at_far
+
 DEFAULT_REJECT_RATES = tuple(np.round(np.linspace(0.0, 0.5, 11), 3))
 
 
 def pair_quality(first_quality, second_quality):
     """A pair is as good as its worse image: elementwise minimum."""
     return np.minimum(np.asarray(first_quality, "float64"), np.asarray(second_quality, "float64"))
-
-
-def threshold_at_fmr(scores, same, fmr):
-    """The smallest score threshold whose FMR (impostor scores above it) is <= `fmr`."""
-    impostor = np.sort(np.asarray(scores, "float64")[~np.asarray(same, bool)])
-    if len(impostor) == 0:
-        raise ValueError("ERC needs impostor pairs to fix the threshold. Received: none")
-    allowed = int(np.floor(fmr * len(impostor)))
-    return impostor[len(impostor) - allowed - 1]
 
 
 def error_versus_reject(scores, same, quality, fmr=1e-2, reject_rates=DEFAULT_REJECT_RATES):
@@ -51,12 +45,13 @@ def error_versus_reject(scores, same, quality, fmr=1e-2, reject_rates=DEFAULT_RE
             "`scores`, `same` and `quality` must be 1-D and equally long. Received shapes: "
             f"{scores.shape}, {same.shape}, {quality.shape}"
         )
-    threshold = threshold_at_fmr(scores, same, fmr)
+    if same.all() or not same.any():
+        raise ValueError("ERC needs genuine and impostor pairs. "
+                         f"Received: {int(same.sum())} genuine, {int((~same).sum())} impostor")
+    threshold = threshold_at_far(scores, same, fmr)
     genuine = np.flatnonzero(same)
-    if len(genuine) == 0:
-        raise ValueError("ERC needs genuine pairs. Received: none")
     order = genuine[np.argsort(quality[genuine], kind="stable")]  # worst first
-    errors = scores[order] <= threshold
+    errors = scores[order] < threshold  # accepted: score >= threshold
     total = len(order)
     fnmr, oracle = [], []
     for rate in reject_rates:

@@ -1,6 +1,6 @@
 """1:N identification: rank-k accuracy (CMC) of probes against a gallery.
 
-TinyFace style (PAPER.md section 8): the gallery holds the probes' mates plus
+TinyFace style (docs/PAPER.md section 8): the gallery holds the probes' mates plus
 distractors, faces of people no probe shows; a probe is correct at rank k when
 its mate is among the k best-scoring gallery identities. SCFace style: probes
 are grouped (by camera distance) and rank-1 is reported per group against a
@@ -9,7 +9,7 @@ gallery of mugshots.
 
 import numpy as np
 
-from catface_keras.evaluation.verification import l2_normalise
+from catface_keras.unit_vectors import l2_normalize
 
 RANKS = (1, 5, 10, 20)
 
@@ -48,7 +48,7 @@ def match_ranks(probe_features, probe_labels, gallery_features, gallery_labels):
             "Every probe identity must be in the gallery (closed-set identification). "
             f"Received: probe identities {missing[:5].tolist()} without a gallery image"
         )
-    scores = l2_normalise(probe_features) @ l2_normalise(gallery_features).T  # (Q, G)
+    scores = l2_normalize(probe_features) @ l2_normalize(gallery_features).T  # (Q, G)
     is_distractor = gallery_labels == DISTRACTOR_LABEL
     identities = np.unique(gallery_labels[~is_distractor])
     column = np.searchsorted(identities, gallery_labels[~is_distractor])

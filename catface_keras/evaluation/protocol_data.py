@@ -362,21 +362,3 @@ def evaluation_data(faces, num_pairs=3000, seed=1, source=None):
         faces.images, faces.identities, faces.attributes, faces.attribute_names,
         faces.distractors, num_pairs, seed, source=source, info=faces.info,
     )
-
-
-def resize_images(images, size):
-    """`(N, S, S, 3)` uint8 -> `(N, size, size, 3)`: OpenCV area interpolation
-    when shrinking, bilinear when enlarging (as the data readers' decoding);
-    images already `size` are kept."""
-    import cv2
-
-    images = np.asarray(images)
-    if images.shape[1:3] == (size, size):
-        return images
-    interpolation = cv2.INTER_AREA if images.shape[1] > size else cv2.INTER_LINEAR
-    resized = np.empty((len(images), size, size, 3), np.uint8)
-    with progress(len(images), f"resizing to {size} px") as bar:
-        for index, image in enumerate(images):
-            resized[index] = cv2.resize(image, (size, size), interpolation=interpolation)
-            bar.update(1)
-    return resized

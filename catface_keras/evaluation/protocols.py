@@ -23,8 +23,12 @@ fixed seed (`degraded_copies`), so models are compared on the same images.
 """
 
 import numpy as np
+import tensorflow as tf
 
 from catface_keras.choices import EVALUATION_CONDITIONS as CONDITIONS
+from catface_keras.data.resizing import resize_faces
+from catface_keras.degradation_config import DegradationConfig
+from catface_keras.degrade import degrade, element_seed
 from catface_keras.evaluation.attributes import attribute_accuracy
 from catface_keras.evaluation.features import extract_features
 from catface_keras.evaluation.identification import (
@@ -34,7 +38,6 @@ from catface_keras.evaluation.identification import (
     match_ranks,
     rank_accuracies,
 )
-from catface_keras.evaluation.protocol_data import resize_images
 from catface_keras.evaluation.roc import FAR_DECADES
 from catface_keras.evaluation.templates import template_verification
 from catface_keras.evaluation.verification import verification_summary
@@ -61,9 +64,6 @@ def degraded_copies(images, seed, degradation=None, batch_size=DEGRADE_BATCH):
     Batch `start` is degraded with seed `element_seed([seed, 1], start)` and
     the `DegradationConfig` `degradation` (default: `DegradationConfig()`).
     """
-    import tensorflow as tf
-
-    from catface_keras.degrade import degrade, element_seed
 
     batches = []
     with progress(len(images), "degrading") as bar:
@@ -97,7 +97,7 @@ def condition_images(images, image_size, sides, degradation, seed, cache=None):
     cache = {} if cache is None else cache
     entry = cache.setdefault((int(image_size), int(seed), degradation), {})
     if "clean" not in entry:
-        entry["clean"] = resize_images(images, int(image_size))
+        entry["clean"] = resize_faces(images, int(image_size), f"resizing to {int(image_size)} px")
     if "degraded" in sides and "degraded" not in entry:
         entry["degraded"] = degraded_copies(entry["clean"], seed, degradation)
     return {side: entry[side] for side in sides}
@@ -116,9 +116,9 @@ def embed_images(model, images, batch_size=64, flip=True, description="embedding
     with progress(len(images), description) as bar:
         for start in range(0, len(images), chunk):
             part = extract_features(model, images[start : start + chunk], batch_size, flip)
-            embeddings.append(part[0])
-            logits.append(part[1])
-            bar.update(len(part[0]))
+            embeddings.append(part.embeddings)
+            logits.append(part.attribute_logits)
+            bar.update(len(part.embeddings))
     return np.concatenate(embeddings), np.concatenate(logits)
 
 
@@ -197,7 +197,6 @@ def evaluate(model, data, protocols=None, conditions=CONDITIONS, degradation=Non
         metrics; `pair_scores[protocol][condition]` is `(scores, same)` for
         the pair protocols (for the ROC and score-histogram plots).
     """
-    from catface_keras.degradation_config import DegradationConfig
 
     protocols = tuple(data.protocols() if protocols is None else protocols)
     missing = [name for name in protocols if name not in data.protocols()]

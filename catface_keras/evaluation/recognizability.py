@@ -1,4 +1,4 @@
-"""Recognizability index (Chai et al., CVPR 2023; PAPER.md section 9), in NumPy.
+"""Recognizability index (Chai et al., CVPR 2023; docs/PAPER.md section 9), in NumPy.
 
 Embeddings of unrecognisable faces gather around one point of the
 hypersphere, whatever made them unrecognisable; the recognizability index
@@ -28,10 +28,8 @@ the second nearest. Prototypes are the normalised mean embedding per identity
 
 import numpy as np
 
-
-def _normalize(x):
-    x = np.asarray(x, "float64")
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+from catface_keras.evaluation.erc import erc_comparison, pair_quality
+from catface_keras.unit_vectors import l2_normalize
 
 
 def unrecognizable_center(degraded_embeddings):
@@ -42,15 +40,15 @@ def unrecognizable_center(degraded_embeddings):
             "`degraded_embeddings` must be a non-empty (N, D) array. "
             f"Received: shape={embeddings.shape}"
         )
-    return _normalize(embeddings).mean(axis=0)
+    return l2_normalize(embeddings).mean(axis=0)
 
 
 def class_prototypes(embeddings, labels):
     """`(classes, prototypes)`: the sorted labels and their normalised mean embeddings `(K, D)`."""
-    embeddings, labels = _normalize(embeddings), np.asarray(labels)
+    embeddings, labels = l2_normalize(embeddings), np.asarray(labels)
     classes = np.unique(labels)
     prototypes = np.stack([embeddings[labels == k].mean(axis=0) for k in classes])
-    return classes, _normalize(prototypes)
+    return classes, l2_normalize(prototypes)
 
 
 def recognizability_distances(embeddings, center, prototypes, labels=None, classes=None):
@@ -64,13 +62,13 @@ def recognizability_distances(embeddings, center, prototypes, labels=None, class
             where `classes[i] == label` (`classes` defaults to `arange(K)`).
             Without labels, own = nearest prototype, other = second nearest.
     """
-    z = _normalize(embeddings)
-    prototypes = _normalize(prototypes)
+    z = l2_normalize(embeddings)
+    prototypes = l2_normalize(prototypes)
     if prototypes.ndim != 2 or len(prototypes) < 2:
         raise ValueError(
             f"`prototypes` must be (K, D) with K >= 2. Received: shape={prototypes.shape}"
         )
-    d_ui = 1.0 - z @ _normalize(center)
+    d_ui = 1.0 - z @ l2_normalize(center)
     distances = 1.0 - z @ prototypes.T  # (N, K)
     if labels is None:
         nearest = np.sort(distances, axis=1)
@@ -112,9 +110,8 @@ def quality_erc(embeddings, first, second, same, center, prototypes, fmr=1e-2, s
         dict name -> `erc.error_versus_reject` result for `"recognizability"`,
         `"feature_norm"` and `"random"`.
     """
-    from catface_keras.evaluation.erc import erc_comparison, pair_quality
 
-    z = _normalize(embeddings)
+    z = l2_normalize(embeddings)
     scores = np.sum(z[first] * z[second], axis=-1)
     ri = recognizability_index(embeddings, center, prototypes)
     norm = np.linalg.norm(np.asarray(embeddings, "float64"), axis=-1)
@@ -160,9 +157,11 @@ def model_quality_erc(model, class_centres, clean_images, probe_images, first, s
         subset, seed, fractions=(UNRECOGNIZABLE_FRACTION,), blur_sigma=UNRECOGNIZABLE_BLUR
     ))
     center = unrecognizable_center(
-        extract_features(model, unrecognizable, batch_size, flip=False)[0]
+        extract_features(model, unrecognizable, batch_size, flip=False).embeddings
     )
-    embeddings = extract_features(model, probe_images, batch_size, flip=False, normalize=False)[0]
+    embeddings = extract_features(
+        model, probe_images, batch_size, flip=False, normalize=False
+    ).embeddings
     return quality_erc(
         embeddings, first, second, same, center, np.asarray(class_centres), fmr, seed
     )

@@ -75,6 +75,31 @@ def equal_error_rate(scores, same):
     return float(far[index - 1] + step * (far[index] - far[index - 1]))
 
 
+def threshold_at_far(scores, same, far):
+    """The lowest score threshold whose false accept rate is at most `far`.
+
+    Tie rule, *ties decided together*: a pair is accepted when
+    `score >= threshold`, so pairs of equal score are all accepted or all
+    rejected, and a tie that would take the FAR above `far` is rejected whole
+    (genuine pairs in it too). The threshold is therefore one of the scores (the
+    lowest accepted one), or `inf` when the impostors at the highest score
+    already exceed `far`. `tar_at_fars` reports the TAR at this threshold.
+
+    Args:
+        scores: `(P,)` pair scores, higher meaning more alike.
+        same: `(P,)` bools, True for genuine pairs; both kinds must occur.
+        far: target false accept rate in (0, 1].
+
+    Returns:
+        float threshold.
+    """
+    if isinstance(far, bool) or not isinstance(far, (int, float)) or not 0 < far <= 1:
+        raise ValueError(f"`far` must be a number in (0, 1]. Received: far={far!r}")
+    rates, _, thresholds = roc_curve(scores, same)
+    # The tolerance keeps a FAR of exactly k / num_impostor from rounding above `far`.
+    return float(np.min(thresholds[rates <= far + 1e-12]))
+
+
 def tar_at_fars(scores, same, fars=FAR_DECADES):
     """TAR at each target FAR: the largest TAR of an ROC point whose FAR <= target.
 

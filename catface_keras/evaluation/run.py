@@ -15,9 +15,17 @@ import pathlib
 
 import numpy as np
 
+from catface_keras.atomic_files import write_atomically, write_text_atomically
 from catface_keras.choices import EVALUATION_CONDITIONS as CONDITIONS
+from catface_keras.degradation_config import DegradationConfig
+from catface_keras.evaluation.calibration import (
+    calibration_path,
+    save_calibration,
+    thresholds_at_fars,
+)
 from catface_keras.evaluation.erc import plot_erc
 from catface_keras.evaluation.plots import plot_roc_curves, plot_score_histograms
+from catface_keras.evaluation.recognizability import model_quality_erc
 from catface_keras.evaluation.report import format_evaluation_report
 
 RESULTS_FILE = "results.json"
@@ -60,16 +68,6 @@ def model_labels(paths):
     return labels
 
 
-def _write_atomically(path, write):
-    """Calls `write(temporary_path)`, syncs it to disk, renames it to `path`."""
-    path = pathlib.Path(path)
-    temporary = path.with_name(f".{path.stem}.partial{path.suffix}")
-    write(temporary)
-    with open(temporary, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
 def _json_safe(value):
     if isinstance(value, dict):
         return {str(key): _json_safe(item) for key, item in value.items()}
@@ -109,12 +107,6 @@ def _calibrate(labels, paths, scores, source, overwrite, flip):
     Returns:
         `(files, notes)`: dict label -> the file written (None if none) and notes.
     """
-    from catface_keras.evaluation.calibration import (
-        calibration_path,
-        save_calibration,
-        thresholds_at_fars,
-    )
-
     files, notes = {}, []
     for label, path in zip(labels, paths):
         files[label] = None
@@ -145,7 +137,6 @@ def _quality_curves(models, class_centres, labels, data, protocols, conditions, 
         `(quality, notes)`: dict label -> `{"condition", "curves"}`, and notes.
     """
     from catface_keras.evaluation.protocols import condition_images
-    from catface_keras.evaluation.recognizability import model_quality_erc
 
     quality, notes = {}, []
     if "verification" not in protocols:
@@ -197,7 +188,6 @@ def evaluate_models(models, paths, data, protocols, out, seed=1, batch_size=64,
     """
     # Imported here, not at module level: it loads TensorFlow, and the CLI
     # checks its output folder through this module before loading anything.
-    from catface_keras.degradation_config import DegradationConfig
     from catface_keras.evaluation.protocols import degradation_record, evaluate
 
     degradation = DegradationConfig() if degradation is None else degradation
@@ -218,10 +208,10 @@ def evaluate_models(models, paths, data, protocols, out, seed=1, batch_size=64,
             continue
         by_model = {label: scores[label][protocol] for label in labels}
         name = f"roc_{protocol}.png"
-        _write_atomically(out / name, lambda path: plot_roc_curves(by_model, path, f"ROC, {title}"))
+        write_atomically(out / name, lambda path: plot_roc_curves(by_model, path, f"ROC, {title}"))
         plots.append(name)
         name = f"scores_{protocol}.png"
-        _write_atomically(out / name, lambda path: plot_score_histograms(
+        write_atomically(out / name, lambda path: plot_score_histograms(
             by_model, path, f"Cosine scores, {title}"))
         plots.append(name)
     class_centres = [None] * len(models) if class_centres is None else class_centres
@@ -229,7 +219,7 @@ def evaluate_models(models, paths, data, protocols, out, seed=1, batch_size=64,
                                              conditions, degradation, seed, batch_size, cache)
     for index, (label, curves) in enumerate(quality.items()):
         name = "erc_verification.png" if len(models) == 1 else f"erc_verification_{index + 1}.png"
-        _write_atomically(out / name, lambda path: plot_erc(curves["curves"], path))
+        write_atomically(out / name, lambda path: plot_erc(curves["curves"], path))
         plots.append(name)
     calibration, calibration_notes = _calibrate(labels, paths, scores, data_description or
                                                 data.source, overwrite, flip)
@@ -260,8 +250,6 @@ def evaluate_models(models, paths, data, protocols, out, seed=1, batch_size=64,
         for label, model in zip(labels, models) if int(model.image_size) != size
     ] + calibration_notes + quality_notes + _collect_notes(results)
     report = _json_safe(report)
-    _write_atomically(out / REPORT_FILE, lambda path: pathlib.Path(path).write_text(
-        format_evaluation_report(report), encoding="utf-8"))
-    _write_atomically(out / RESULTS_FILE, lambda path: pathlib.Path(path).write_text(
-        json.dumps(report, indent=2) + "\n", encoding="utf-8"))
+    write_text_atomically(format_evaluation_report(report), out / REPORT_FILE)
+    write_text_atomically(json.dumps(report, indent=2) + "\n", out / RESULTS_FILE)
     return report

@@ -1,4 +1,4 @@
-"""1:1 template verification (IJB-B / IJB-C style, PAPER.md section 8).
+"""1:1 template verification (IJB-B / IJB-C style, docs/PAPER.md section 8).
 
 A template is a set of images of one person. Its feature is the mean of its
 images' L2-normalised (flip-fused) features, normalised again; pairs of
@@ -10,7 +10,8 @@ step is left out here, every image counts once.
 import numpy as np
 
 from catface_keras.evaluation.roc import FAR_DECADES
-from catface_keras.evaluation.verification import l2_normalise, verification_summary
+from catface_keras.evaluation.verification import verification_summary
+from catface_keras.unit_vectors import l2_normalize
 
 
 def template_features(embeddings, template_ids):
@@ -34,8 +35,8 @@ def template_features(embeddings, template_ids):
         )
     templates, position = np.unique(template_ids, return_inverse=True)
     sums = np.zeros((len(templates), embeddings.shape[1]))
-    np.add.at(sums, position, l2_normalise(embeddings))
-    return templates, l2_normalise(sums)
+    np.add.at(sums, position, l2_normalize(embeddings))
+    return templates, l2_normalize(sums)
 
 
 def template_pairs(template_identities, max_pairs=2_000_000, seed=0):

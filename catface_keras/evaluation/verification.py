@@ -28,6 +28,7 @@ from catface_keras.evaluation.roc import (
     roc_auc,
     tar_at_fars,
 )
+from catface_keras.unit_vectors import l2_normalize
 
 # insightface's grid of squared-L2 thresholds (exactly this float sequence).
 INSIGHTFACE_THRESHOLDS = np.arange(0, 4, 0.01)
@@ -71,15 +72,9 @@ def sample_verification_pairs(identities, num_pairs, seed=0):
     return pairs[:, 0], pairs[:, 1], same
 
 
-def l2_normalise(features):
-    """`(N, D)` -> float64 rows of unit L2 norm (zero rows stay zero)."""
-    features = np.asarray(features, np.float64)
-    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-
-
 def cosine_scores(first, second):
     """Row-wise cosine similarity of two `(P, D)` embedding arrays -> `(P,)` float64."""
-    return np.sum(l2_normalise(first) * l2_normalise(second), axis=1)
+    return np.sum(l2_normalize(first) * l2_normalize(second), axis=1)
 
 
 def _unit_rows(features):
@@ -87,7 +82,7 @@ def _unit_rows(features):
     # can move a distance by an ulp, and across one of insightface's thresholds.
     features = np.asarray(features, np.float64)
     norms = np.linalg.norm(features, axis=1)
-    return features if np.all(np.abs(norms - 1) < 1e-9) else l2_normalise(features)
+    return features if np.all(np.abs(norms - 1) < 1e-9) else l2_normalize(features)
 
 
 def pair_distances(first, second):

@@ -1,6 +1,6 @@
 """AdaFace: quality-adaptive margin softmax (Kim, Jain, Liu, CVPR 2022).
 
-Implements PAPER.md section 4 as the official code computes it: the feature
+Implements docs/PAPER.md section 4 as the official code computes it: the feature
 norm is the image-quality proxy; a running mean/std of the norms turns it
 into a margin scaler g in [-1, 1] that moves the margin between angular
 (ArcFace-like) and additive (CosFace-like) for the target class.
@@ -12,6 +12,7 @@ import keras
 from keras import ops
 
 from catface_keras.distribution import cross_replica_sum
+from catface_keras.unit_vectors import l2_normalize_ops
 
 NORM_CLIP_MIN = 0.001
 NORM_CLIP_MAX = 100.0
@@ -46,9 +47,8 @@ def clamped_cosine(embeddings, centres, eps, centres_axis=1):
     """Cosines of `(batch, D)` embeddings with centres `(D, k)` (`centres_axis=1`)
     or `(k, D)` (`centres_axis=0`), clamped to [-1 + eps, 1 - eps]: `(batch, k)`."""
     embeddings = ops.cast(embeddings, "float32")
-    normalized = embeddings / ops.maximum(ops.norm(embeddings, axis=-1, keepdims=True), 1e-12)
-    norm_axis = 0 if centres_axis == 1 else 1
-    centres = centres / ops.maximum(ops.norm(centres, axis=norm_axis, keepdims=True), 1e-12)
+    normalized = l2_normalize_ops(embeddings)
+    centres = l2_normalize_ops(centres, axis=0 if centres_axis == 1 else 1)
     if centres_axis == 0:
         centres = ops.transpose(centres)
     return ops.clip(ops.matmul(normalized, centres), -1.0 + eps, 1.0 - eps)

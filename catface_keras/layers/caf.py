@@ -1,4 +1,4 @@
-"""CAF: grouped attention across channel tokens (PAPER.md section 5, step 3)."""
+"""CAF: grouped attention across channel tokens (docs/PAPER.md section 5, step 3)."""
 
 import math
 
@@ -25,7 +25,7 @@ class CAF(keras.layers.Layer):
     Args:
         groups: number of channel groups G (must divide C).
         use_bias: biases in the Q/K/V projections.
-        residual: return `inputs + out` (PAPER.md leaves this open).
+        residual: return `inputs + out` (docs/PAPER.md leaves this open).
 
     Call arguments:
         inputs: `(batch, H, W, C)`; in CATF, the two MFFNL outputs

@@ -1,4 +1,4 @@
-"""The CATF block: cross-attribute-guided transformer fusion (PAPER.md section 5)."""
+"""The CATF block: cross-attribute-guided transformer fusion (docs/PAPER.md section 5)."""
 
 import keras
 from keras import ops
@@ -20,7 +20,7 @@ class CATF(keras.layers.Layer):
     Table VIII ablation). With `residual=True`, MFFNL and CAF each add
     their input to their output, as the blocks of a transformer do, so that
     a freshly initialised CATF passes the concatenated branch maps through
-    and learns a refinement; PAPER.md leaves this open, and without it the
+    and learns a refinement; docs/PAPER.md leaves this open, and without it the
     fused embedding generalised worse on the synthetic faces.
 
     Args:

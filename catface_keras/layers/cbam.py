@@ -17,7 +17,7 @@ class CBAM(keras.layers.Layer):
 
     The MLP (C -> max(C // reduction, 1) -> C, ReLU between, with biases) is
     shared by the two pooled vectors; the conv has one output channel, "same"
-    padding and no bias. A-SKD (PAPER.md section 9)
+    padding and no bias. A-SKD (docs/PAPER.md section 9)
     distils the two logit maps, which is why they are returned.
 
     Args:

@@ -1,4 +1,4 @@
-"""Cross-attention between the FR and SB feature maps (PAPER.md section 5, step 1)."""
+"""Cross-attention between the FR and SB feature maps (docs/PAPER.md section 5, step 1)."""
 
 import keras
 from keras import ops
@@ -139,7 +139,7 @@ class DualCrossAttention(_AttentionBlock):
 
 @keras.saving.register_keras_serializable(package="catface")
 class CrossAttentionFusion(_AttentionBlock):
-    """The single cross-attention fusion baseline (PAPER.md Table II).
+    """The single cross-attention fusion baseline (docs/PAPER.md section 5, Table II).
 
     The FR half of `DualCrossAttention`: SB queries attend over the FR keys
     and values, `LayerNorm(F_FR + softmax(Q_SB K_FR^T / sqrt(d)) V_FR)`;

@@ -1,4 +1,4 @@
-"""MFFNL: the multi-scale depthwise feed-forward of CATF (PAPER.md section 5, step 2)."""
+"""MFFNL: the multi-scale depthwise feed-forward of CATF (docs/PAPER.md section 5, step 2)."""
 
 import itertools
 
@@ -26,7 +26,7 @@ class MDConv(keras.layers.Layer):
     so the output keeps the input's channel count); each group goes through
     its own depthwise stream and the results are concatenated in order.
     Kernels of size 3 or less are square; larger ones are factorised into a
-    1 x k then a k x 1 depthwise conv (PAPER.md: 3x3; 5x5 as 1x5 then 5x1;
+    1 x k then a k x 1 depthwise conv (docs/PAPER.md section 5: 3x3; 5x5 as 1x5 then 5x1;
     7x7 as 1x7 then 7x1), which has the k x k receptive field for 2k weights.
 
     Args:
@@ -111,9 +111,9 @@ class MFFNL(keras.layers.Layer):
         h = h + BN(GELU(MDConv(h)))
         y = BN(GELU(Conv1x1_{C}(h)))
 
-    GELU and batch normalisation follow each layer, as PAPER.md describes.
+    GELU and batch normalisation follow each layer, as docs/PAPER.md section 5 describes.
     With `residual=True` the layer returns `x + y`, as a transformer's
-    feed-forward does; PAPER.md leaves this open.
+    feed-forward does; docs/PAPER.md leaves this open.
 
     Args:
         expansion: ratio r of the hidden channels to C (4).

@@ -1,4 +1,4 @@
-"""Self-attention over the positions of a conv feature map (PAPER.md section 2)."""
+"""Self-attention over the positions of a conv feature map (docs/PAPER.md section 2)."""
 
 import math
 

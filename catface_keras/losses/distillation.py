@@ -1,4 +1,4 @@
-"""Distillation losses: CATFace's self-attention distillation (PAPER.md section 3)
+"""Distillation losses: CATFace's self-attention distillation (docs/PAPER.md section 3)
 and the comparison methods of section 9 (feature distillation, A-SKD).
 
 The target side (HQ image, or a frozen teacher) is under stop-gradient, so

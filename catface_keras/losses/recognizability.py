@@ -17,10 +17,11 @@ the gradient moves z_i along -c. Zero when every embedding points away from c.
 
 from keras import ops
 
+from catface_keras.unit_vectors import l2_normalize_ops
 
-def _normalize(x, axis=-1):
-    x = ops.cast(x, "float32")
-    return x / ops.maximum(ops.norm(x, axis=axis, keepdims=True), 1e-12)
+
+def _normalize(x):
+    return l2_normalize_ops(ops.cast(x, "float32"))
 
 
 def recognizability_index_ops(embeddings, center, prototypes, labels):

@@ -1,4 +1,5 @@
-"""Activation-based attention maps (Zagoruyko & Komodakis), as the paper's figures (PAPER.md 8).
+"""Activation-based attention maps (Zagoruyko & Komodakis), as the paper's figures draw them
+(docs/PAPER.md section 8).
 
 The attention map of a conv activation F `(H, W, C)` is the sum over channels of its squared
 values, sum_c F[..., c]^2 `(H, W)`, min-max normalised to [0, 1] per image (a constant map

@@ -7,12 +7,13 @@ A grid has a label column on the left and, above every cell, a header line; each
     width  = LABEL_WIDTH + columns * (cell_size + GAP)
 """
 
-import os
 import pathlib
 
 import cv2
 import matplotlib
 import numpy as np
+
+from catface_keras.atomic_files import write_atomically
 
 LABEL_WIDTH = 132
 HEADER_HEIGHT = 16
@@ -104,17 +105,13 @@ def write_png(path, rgb):
     directories; written beside `path` and renamed into place once complete."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
-    try:
-        if not cv2.imwrite(
-            str(partial), cv2.cvtColor(np.asarray(rgb, np.uint8), cv2.COLOR_RGB2BGR)
-        ):
+    bgr = cv2.cvtColor(np.asarray(rgb, np.uint8), cv2.COLOR_RGB2BGR)
+
+    def write(temporary):
+        if not cv2.imwrite(str(temporary), bgr):
             raise ValueError(f"cannot write image {path} (use a .png name)")
-        with open(partial, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+
+    write_atomically(path, write)
 
 
 def _put_text(canvas, text, origin, scale):

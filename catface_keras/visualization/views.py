@@ -89,7 +89,7 @@ def iresnet_block_layers(model):
     Returns:
         dict: `first` the output of the first stage (shared trunk, else the FR branch's),
         `fr_last` and `sb_last` the last block output of each branch: the branch's last conv
-        map F, which feeds its self-attention (PAPER.md section 2).
+        map F, which feeds its self-attention (docs/PAPER.md section 2).
     """
     blocks = collections.defaultdict(list)
     for name in all_layer_names(model):

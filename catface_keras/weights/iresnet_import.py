@@ -29,12 +29,11 @@ reversed, so the imported model takes RGB like every model in the package
 channels and for both sources).
 """
 
-import os
 import pathlib
-import tempfile
 
 import numpy as np
 
+from catface_keras.atomic_files import save_model_atomically
 from catface_keras.backbones.iresnet import (
     IRESNET_PRESETS,
     NUM_STAGES,
@@ -354,15 +353,5 @@ def import_weights(checkpoint, source, arch, out, overwrite=False):
         raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
     model, info = import_iresnet(checkpoint, source, arch)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as scratch:
-        temporary = pathlib.Path(scratch, out.name)
-        model.save(temporary)
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, out)
-    directory = os.open(out.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    save_model_atomically(model, out)
     return info

@@ -143,6 +143,7 @@ MICRO_BUDGET = {
 }
 
 
+@pytest.mark.slow
 def test_real_training_of_a_two_row_table_with_two_seeds(tmp_path, monkeypatch):
     from catface_keras.ablation.tables import Row, Table
     from catface_keras.config import ExperimentConfig

@@ -15,11 +15,6 @@ from catface_keras.evaluation.calibration import save_calibration
 EMBEDDING_DIM = 16
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tiny_model_path):
-    return load_model(tiny_model_path)
-
-
 @pytest.fixture
 def aligned_folder(tmp_path):
     """Three 112x112 faces in two person folders, and a broken file."""
@@ -89,9 +84,9 @@ def test_embed_refuses_an_existing_output(aligned_folder, tmp_path, tiny_model_p
 
 def test_embed_faces_resizes_to_the_model_and_handles_none(tiny_model):
     faces = np.stack([render_face(i, 0, 112) for i in range(2)])
-    embeddings, norms = embed_faces(tiny_model, faces, batch_size=1)  # two predict batches
+    embeddings, norms = embed_faces(tiny_model, faces, batch_size=1)  # two batches
     assert embeddings.shape == (2, EMBEDDING_DIM) and norms.shape == (2,)
-    one_call = embed_faces(tiny_model, faces, batch_size=2)  # one eager call
+    one_call = embed_faces(tiny_model, faces, batch_size=2)  # one batch
     np.testing.assert_allclose(embeddings, one_call[0], atol=1e-5)
     np.testing.assert_allclose(norms, one_call[1], rtol=1e-5)
     empty, empty_norms = embed_faces(tiny_model, np.zeros((0, 112, 112, 3), np.uint8))

@@ -21,6 +21,7 @@ TINY = {
 }
 
 
+@pytest.mark.slow
 def test_catface_train_on_a_celeba_folder(tmp_path, capsys, caplog):
     # Train: 4 identities x 4 images, one of them corrupt. Test partition: 6 x 7, enough
     # genuine and impostor pairs for TAR at FAR 1e-2.

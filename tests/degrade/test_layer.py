@@ -14,11 +14,13 @@ EAGER = DegradationConfig(jit_compile=False)
 
 
 def test_layer_basics():
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     run_layer_test(
         Degradation,
         {"degradation_config": EAGER.to_dict(), "seed": 3, "apply_at_inference": False},
-        input_shape=(2, 32, 32, 3),
+        images,
         expected_output_shape=(2, 32, 32, 3),
+        expected_num_trainable_weights=0,
     )
 
 

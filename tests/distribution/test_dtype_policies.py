@@ -32,6 +32,7 @@ def compiled(model):
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16", "mixed_float16"])
 def test_both_stages_train_with_float32_heads(policy):
     inputs, targets = paired_batch()
@@ -110,6 +111,7 @@ def partial_fc_step(policy, initial_scale=None):
 
 @pytest.mark.parametrize("policy,initial_scale", [("mixed_bfloat16", None),
                                                   ("mixed_float16", 16.0)])
+@pytest.mark.slow
 def test_partial_fc_centres_move_as_under_float32(policy, initial_scale):
     """The Partial FC update happens outside the optimizer, so under
     `mixed_float16` it must undo the loss scale itself. One step from the
@@ -123,6 +125,7 @@ def test_partial_fc_centres_move_as_under_float32(policy, initial_scale):
     np.testing.assert_allclose(end_mixed - start_mixed, move, atol=0.05 * np.abs(move).max())
 
 
+@pytest.mark.slow
 def test_partial_fc_centres_skip_the_steps_the_loss_scale_skips():
     """A loss scale of 2**30 overflows float16 gradients: the optimizer skips
     the step, and the centres stay where they are too."""

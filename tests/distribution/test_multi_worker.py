@@ -91,6 +91,7 @@ def wait_all(processes, timeout):
     return outputs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", ["dense", "partial_fc"])
 def test_two_workers_match_one_process_and_only_the_chief_writes(tmp_path, head):
     """Tolerance: 1e-5 absolute on the weights after 2 SGD steps (float32

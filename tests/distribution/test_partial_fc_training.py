@@ -14,8 +14,8 @@ import tensorflow as tf
 from catface_keras.config import ConfigError, config_from_dict
 from catface_keras.layers.partial_fc import PartialFC
 from catface_keras.trainer import run_stages
-from tiny_experiment import TINY
-from tiny_stage1 import paired_batch, tiny_model
+from tiny_models import TINY_EXPERIMENT as TINY
+from tiny_models import StopAfterFirstEpoch, paired_batch, tiny_model
 
 # 9 classes on 2 replicas: shards of 5 columns, the second with one padding column.
 CLASSES = 9
@@ -48,6 +48,7 @@ def batches(steps=3, pairs=8):
         yield inputs, targets
 
 
+@pytest.mark.slow
 def test_sample_rate_one_trains_as_the_dense_head(two_cpu_strategy):
     """Three steps, same global batches; tolerance 1e-4 relative (the softmax
     assembled from two replicas' partial sums, then SGD on it)."""
@@ -73,6 +74,7 @@ def test_sample_rate_one_trains_as_the_dense_head(two_cpu_strategy):
     assert float(head.norm_mean.numpy()) == pytest.approx(float(dense.adaface.norm_mean.numpy()))
 
 
+@pytest.mark.slow
 def test_sampled_shards_update_only_scored_centres(two_cpu_strategy):
     keras.utils.set_random_seed(1)
     with two_cpu_strategy.scope():
@@ -89,6 +91,7 @@ def test_sampled_shards_update_only_scored_centres(two_cpu_strategy):
     assert 4 <= changed.sum() <= 16
 
 
+@pytest.mark.slow
 def test_saved_centres_load_on_one_or_two_replicas(two_cpu_strategy, tmp_path):
     model = build(two_cpu_strategy, 1.0)
     inputs, targets = next(batches(1))
@@ -110,12 +113,7 @@ def test_saved_centres_load_on_one_or_two_replicas(two_cpu_strategy, tmp_path):
     )
 
 
-class StopAfterFirstEpoch(keras.callbacks.Callback):
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == 0:
-            raise KeyboardInterrupt("simulated kill after epoch 1")
-
-
+@pytest.mark.slow
 def test_training_with_partial_fc_resumes_and_runs_stage2(tmp_path):
     """`loss.partial_fc_sample_rate` through the trainer: a killed run resumes
     to the uninterrupted run's centres and momentum (they live outside the

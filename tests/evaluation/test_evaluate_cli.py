@@ -6,6 +6,7 @@ import pytest
 
 from catface_keras.cli import evaluate
 from catface_keras.cli.main import SUBCOMMANDS
+from catface_keras.data.resizing import resize_faces
 
 SMALL_SYNTHETIC = ["--data", "synthetic", "--identities", "6", "--images-per-identity", "4",
                    "--distractors", "3", "--pairs", "20"]
@@ -19,29 +20,16 @@ def run_evaluate(argv):
     return args.run(args)
 
 
-@pytest.fixture(scope="module")
-def tiny_model_path(tmp_path_factory):
-    """A training file (a checkpoint): the network and the AdaFace class centres that the
-    recognizability index needs."""
-    from catface_keras.models.multibranch import MultiBranchModel
-    from catface_keras.models.stage1_training import MultiBranchTraining
-
-    network = MultiBranchModel(backbone="ir_tiny", image_size=32, embedding_dim=16)
-    path = tmp_path_factory.mktemp("model") / "m.keras"
-    MultiBranchTraining(network, num_classes=8).save(path)
-    return path
-
-
 def test_evaluate_is_a_catface_subcommand():
     assert SUBCOMMANDS["evaluate"] == "catface_keras.cli.evaluate"
 
 
-def test_evaluate_synthetic_all_protocols_two_models(tiny_model_path, tmp_path, capsys):
+def test_evaluate_synthetic_all_protocols_two_models(tiny_training_path, tmp_path, capsys):
     out = tmp_path / "eval"
     # Two copies of one model file, with one file name: labelled by their folders.
     for run in ("run_a", "run_b"):
         (tmp_path / run).mkdir()
-        (tmp_path / run / "m.keras").write_bytes(tiny_model_path.read_bytes())
+        (tmp_path / run / "m.keras").write_bytes(tiny_training_path.read_bytes())
     argv = ["--model", tmp_path / "run_a" / "m.keras", "--model", tmp_path / "run_b" / "m.keras",
             "--out", out, *SMALL_SYNTHETIC]
     assert run_evaluate(argv) == 0
@@ -102,12 +90,8 @@ def test_evaluate_synthetic_all_protocols_two_models(tiny_model_path, tmp_path, 
 
 
 def test_an_inference_file_has_no_recognizability_index(tiny_model_path, tmp_path):
-    from catface_keras.models.loading import load_model
-
-    network = tmp_path / "stage1.keras"
-    load_model(tiny_model_path).save(network)
     out = tmp_path / "eval"
-    argv = ["--model", network, "--out", out, "--protocol", "verification", *SMALL_SYNTHETIC]
+    argv = ["--model", tiny_model_path, "--out", out, "--protocol", "verification", *SMALL_SYNTHETIC]
     assert run_evaluate(argv) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["quality"] == {} and not (out / "erc_verification.png").exists()
@@ -154,14 +138,13 @@ def test_evaluate_verification_bin(tiny_model_path, tmp_path, monkeypatch):
     results = json.loads((out / "results.json").read_text())
     assert results["protocols"] == ["verification"]
     assert results["data"] == {"source": str(data), "num_images": 24, "num_pairs": 12}
-    assert results["results"]["m"]["verification"]["clean"]["num_genuine"] == 6
+    assert results["results"]["stage1"]["verification"]["clean"]["num_genuine"] == 6
     assert "the 40 px images are resized to its input, 32 px" in results["notes"][0]
     # Degraded at the model's input size: resize the .bin's images first, then degrade.
     from catface_keras.degrade import DegradationConfig
-    from catface_keras.evaluation.protocol_data import resize_images
     from catface_keras.evaluation.protocols import degraded_copies
 
-    resized = resize_images(images, 32)
+    resized = resize_faces(images, 32)
     lq = degraded_copies(resized, 1, DegradationConfig())
     assert lq.shape == (24, 32, 32, 3) and not np.array_equal(lq, resized)
     assert run_evaluate(["--model", tiny_model_path, "--data", data, "--out", tmp_path / "t",
@@ -186,7 +169,7 @@ def test_evaluate_identity_folder_with_distractors(tiny_model_path, tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["data"]["skipped_images"] == 1
     assert results["data"]["num_identities"] == 3 and results["data"]["num_distractor_images"] == 2
-    tinyface = results["results"]["m"]["identification"]["clean"]["tinyface_style"]
+    tinyface = results["results"]["stage1"]["identification"]["clean"]["tinyface_style"]
     # Gallery: one image per person plus the two distractors; probes: the rest.
     assert tinyface["num_gallery_images"] == 5 and tinyface["num_probes"] == 5
 
@@ -241,7 +224,7 @@ def test_evaluate_pairs_file_folds_and_exact_thresholds(tiny_model_path, tmp_pat
     results = json.loads((out / "results.json").read_text())
     assert results["protocols"] == ["verification"]
     assert results["data"]["skipped_images"] == 1 and results["data"]["skipped_pairs"] == 1
-    clean = results["results"]["m"]["verification"]["clean"]
+    clean = results["results"]["stage1"]["verification"]["clean"]
     assert clean["num_pairs"] == 5 and clean["threshold_search"] == "exact"
     # The header's three folds (pairs 0-1, 2-3, 4-5 less the skipped one), not 10 folds.
     assert len(clean["fold_accuracies"]) == 3
@@ -249,6 +232,7 @@ def test_evaluate_pairs_file_folds_and_exact_thresholds(tiny_model_path, tmp_pat
                          tmp_path / "o", "--pairs-file", root / "pairs.txt"]) == 2
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_report_the_same_verification_numbers(tmp_path):
     """`catface train`'s held-out metrics = `catface evaluate` on those faces, same config."""
     import cv2

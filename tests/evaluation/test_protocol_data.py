@@ -5,7 +5,6 @@ from catface_keras.data.face_arrays import EvaluationFaces, FacePairs
 from catface_keras.evaluation.protocol_data import (
     evaluation_data,
     protocols_from_identities,
-    resize_images,
 )
 
 
@@ -43,12 +42,6 @@ def test_genuine_pairs_are_shuffled_before_the_folds_are_cut():
     assert len(np.unique(identities[pairs.first[genuine]])) > 10
     again = protocols_from_identities(images, identities, num_pairs=240, seed=3).verification
     np.testing.assert_array_equal(pairs.first, again.first)
-
-
-def test_resize_images_keeps_matching_sizes():
-    images = np.zeros((2, 40, 40, 3), np.uint8)
-    assert resize_images(images, 40) is images
-    assert resize_images(images, 32).shape == (2, 32, 32, 3)
 
 
 def test_evaluation_data_from_a_pair_list_is_verification_only():

@@ -10,6 +10,7 @@ from catface_keras.evaluation.roc import (
     roc_auc,
     roc_curve,
     tar_at_fars,
+    threshold_at_far,
 )
 
 
@@ -74,3 +75,26 @@ def test_roc_argument_errors():
         roc_curve([0.1, 0.2], [True, True])
     with pytest.raises(ValueError, match="1-D and of one length"):
         roc_curve([0.1, 0.2, 0.3], [True, False])
+
+
+def test_threshold_at_far_decides_ties_together_by_hand():
+    # Impostors 0.9, 0.7, 0.7, 0.3, 0.1; genuine 0.8, 0.7, 0.2 (a three-way tie at 0.7).
+    scores = np.array([0.9, 0.7, 0.7, 0.3, 0.1, 0.8, 0.7, 0.2])
+    same = np.array([False] * 5 + [True] * 3)
+    # FAR 0.2 and 0.4 allow 1 and 2 of the 5 impostors. Accepting >= 0.8 lets in the
+    # impostor 0.9 (FAR 1/5); the tie at 0.7 brings two more (FAR 3/5), so it is
+    # rejected whole, its genuine pair with it, even where two would be allowed.
+    assert threshold_at_far(scores, same, 0.2) == 0.8
+    assert threshold_at_far(scores, same, 0.4) == 0.8
+    # FAR 0.6 takes the whole tie (3/5); 0.3 would bring a fourth impostor.
+    assert threshold_at_far(scores, same, 0.6) == 0.7
+    # Below 1/5 only FAR 0 is allowed, and the highest score is an impostor's: nothing passes.
+    assert threshold_at_far(scores, same, 0.1) == np.inf
+    tars, _ = tar_at_fars(scores, same, (0.2, 0.6))
+    assert tars == {0.2: 1 / 3, 0.6: 2 / 3}  # the TARs at those thresholds
+
+
+@pytest.mark.parametrize("far", [0, 1.5, -0.1, "1e-2", True])
+def test_threshold_at_far_refuses_a_far_out_of_range(far):
+    with pytest.raises(ValueError, match="far="):
+        threshold_at_far([0.1, 0.9], [False, True], far)

@@ -1,16 +1,15 @@
 """One tiny stage-1 model, saved and exported once, shared by the export tests.
 
-`MultiBranchModel(ir_tiny, image_size=48)`: 48 is not the serving size, so the in-graph
+`tiny_models.tiny_stage1_model(image_size=48)`: 48 is not the serving size, so the in-graph
 resize is always exercised. The export goes through `catface export`, version 1.
 """
 
-import keras
 import pytest
 import tensorflow as tf
+from tiny_models import tiny_stage1_model
 
-from catface_keras.models.loading import load_model
 from catface_keras.cli.main import main
-from catface_keras.models.multibranch import MultiBranchModel
+from catface_keras.models.loading import load_model
 
 IMAGE_SIZE = 48
 MODEL_NAME = "catface"
@@ -18,11 +17,8 @@ MODEL_NAME = "catface"
 
 @pytest.fixture(scope="package")
 def keras_model_path(tmp_path_factory):
-    keras.utils.set_random_seed(0)
-    model = MultiBranchModel(backbone="ir_tiny", image_size=IMAGE_SIZE,
-                             embedding_dim=16)
     path = tmp_path_factory.mktemp("model") / "stage1.keras"
-    model.save(path)
+    tiny_stage1_model(image_size=IMAGE_SIZE).save(path)
     return path
 
 

@@ -117,6 +117,7 @@ def test_attribute_names_must_not_collide_with_outputs():
         serving.serving_attribute_names(Model())
 
 
+@pytest.mark.slow
 def test_saved_model_cli_lists_both_signatures(exported):
     # The `saved_model_cli` script sits next to the interpreter (venv/bin); the module form
     # works from any environment that has TensorFlow.
@@ -150,6 +151,7 @@ print(json.dumps({"keys": sorted(default), "shape": default["embedding"].shape.a
 """
 
 
+@pytest.mark.slow
 def test_export_loads_and_answers_in_a_fresh_process(exported):
     result = subprocess.run(
         [sys.executable, "-c", FRESH_PROCESS, str(exported)],

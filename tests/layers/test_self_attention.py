@@ -3,16 +3,6 @@ import numpy as np
 import pytest
 
 from catface_keras.layers.self_attention import SelfAttention2D
-from layer_test_utils import run_layer_test
-
-
-def test_basics():
-    run_layer_test(
-        SelfAttention2D,
-        {"key_dim": 4, "use_bias": True},
-        input_shape=(2, 3, 5, 8),
-        expected_output_shape=((2, 3, 5, 8), (2, 15, 15), (2, 15, 8)),
-    )
 
 
 def test_matches_numpy():

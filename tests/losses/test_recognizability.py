@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny_models import tiny_model
 
 from catface_keras.evaluation.recognizability import recognizability_index
 from catface_keras.losses.recognizability import index_diversion_loss, recognizability_index_ops
@@ -32,15 +33,8 @@ def test_index_diversion_pushes_away_from_the_centre_only():
 
 
 def test_model_trains_with_perceptibility_attention_and_index_diversion(tmp_path):
-    from catface_keras.models.multibranch import MultiBranchModel
-    from catface_keras.models.stage1_training import MultiBranchTraining
-
     keras.utils.set_random_seed(0)
-    network = MultiBranchModel(
-        backbone={"stage_blocks": [1, 1, 1, 1], "stage_widths": [8, 8, 16, 16]},
-        image_size=32, embedding_dim=12, perceptibility_attention=True,
-    )
-    model = MultiBranchTraining(network, num_classes=6, index_diversion_weight=1.0)
+    model = tiny_model(perceptibility_attention=True, index_diversion_weight=1.0)
     model.compile(optimizer=keras.optimizers.SGD(0.01))
     rng = np.random.default_rng(0)
     hq = rng.uniform(0, 255, (4, 32, 32, 3)).astype("float32")
@@ -48,7 +42,7 @@ def test_model_trains_with_perceptibility_attention_and_index_diversion(tmp_path
                                 return_dict=True)
     assert logs["index_diversion"] > 0
     assert np.linalg.norm(model.unrecognizable_center.numpy()) > 0
-    assert network.feature_network.output["fr_perceptibility"].shape[1:] == (2, 2, 1)
+    assert model.network.feature_network.output["fr_perceptibility"].shape[1:] == (2, 2, 1)
     model.save(tmp_path / "m.keras")
     restored = keras.saving.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(restored.unrecognizable_center.numpy(),

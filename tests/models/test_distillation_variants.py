@@ -6,7 +6,7 @@ import pytest
 
 from catface_keras.degrade.askd import askd_low_resolution
 
-from tiny_stage1 import paired_batch, tiny_model
+from tiny_models import paired_batch, tiny_model
 
 
 def test_cbam_model_exposes_two_maps_per_block_per_branch():
@@ -32,6 +32,7 @@ def test_feature_distillation_compares_the_configured_stage():
     assert len(per_branch.distill_keys["sb"]) == 1
 
 
+@pytest.mark.slow
 def test_askd_student_learns_towards_a_frozen_teacher(tmp_path):
     keras.utils.set_random_seed(0)
     teacher = tiny_model(block_attention="cbam", distillation="askd", train_on="hq")

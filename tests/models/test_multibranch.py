@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from catface_keras.models.stage1_training import STAGE1_LOSS_TERMS
-from tiny_stage1 import SIZE, paired_batch, tiny_model, tiny_network
+from tiny_models import SIZE, paired_batch, tiny_model, tiny_network
 
 
 def test_outputs_and_feature_network_shapes():
@@ -110,6 +110,7 @@ def _train_one_step(strategy, initial_weights, batch):
     return {k: v[0] for k, v in history.history.items()}, model.get_weights()
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_matches_one_device(two_cpu_strategy):
     """One step on two logical CPUs equals one step on one device.
 

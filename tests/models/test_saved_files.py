@@ -15,7 +15,7 @@ from catface_keras.models import (
     MultiBranchTraining,
     load_model,
 )
-from tiny_stage1 import paired_batch, tiny_model
+from tiny_models import paired_batch, tiny_model
 
 DATA = pathlib.Path(__file__).parent / "data"
 

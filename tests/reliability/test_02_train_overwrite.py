@@ -7,7 +7,7 @@ from catface_keras.config import config_from_dict
 from catface_keras.trainer import DatasetError, run_stage1
 
 from reliability.helpers import fake_finished_run, leftovers, snapshot
-from tiny_experiment import TINY
+from tiny_models import TINY_EXPERIMENT as TINY
 
 
 def test_failing_overwrite_leaves_the_finished_run_untouched(tmp_path):

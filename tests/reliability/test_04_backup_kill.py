@@ -18,7 +18,7 @@ from catface_keras.run_directory import BackupError
 from catface_keras.trainer import run_stage1
 
 from reliability.helpers import leftovers
-from tiny_experiment import TINY
+from tiny_models import TINY_EXPERIMENT as TINY
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[2]
 
@@ -62,6 +62,7 @@ def uninterrupted(tmp_path_factory):
     return model.get_weights()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["inside-weights-write", "before-commit"])
 def test_killed_backup_write_resumes_to_the_same_weights(point, uninterrupted, tmp_path):
     """Tolerance 1e-5 absolute, as for an in-process interruption (same float32 ops)."""

@@ -7,7 +7,7 @@ from catface_keras.config import config_from_dict
 from catface_keras.trainer import DatasetError, run_stage1
 
 from reliability.helpers import snapshot
-from tiny_experiment import TINY
+from tiny_models import TINY_EXPERIMENT as TINY
 
 
 def folder_config(root):

@@ -15,13 +15,14 @@ from catface_keras.run_directory import OutputWriteError
 from catface_keras.trainer import run_stage1
 
 from reliability.helpers import fake_finished_run, leftovers, snapshot
-from tiny_experiment import TINY
+from tiny_models import TINY_EXPERIMENT as TINY
 
 
 def disk_full(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
+@pytest.mark.slow
 def test_disk_full_at_the_end_of_training_keeps_the_old_run(tmp_path, monkeypatch):
     out = fake_finished_run(tmp_path / "run")
     before = snapshot(out)

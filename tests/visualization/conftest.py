@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
-from visualization.tiny_model import SIZE, tiny_stage1_model
+from tiny_models import SIZE
 
 
 @pytest.fixture(scope="module")
-def model():
-    return tiny_stage1_model()
+def model(tiny_model):
+    return tiny_model
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from catface_keras.visualization.attention_maps import activation_attention, attention_maps
-from visualization.tiny_model import SIZE
+from tiny_models import SIZE
 
 
 def test_activation_attention_by_hand():

@@ -10,7 +10,7 @@ from catface_keras.visualization.gradient_maps import (
     embedding_gradient_maps,
     unit_maps,
 )
-from visualization.tiny_model import SIZE
+from tiny_models import SIZE
 
 
 def assert_unit_maps(maps, batch):

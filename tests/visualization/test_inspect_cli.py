@@ -10,7 +10,7 @@ from degrade.face_drawing import drawn_face
 
 from catface_keras.cli import inspect as inspect_cli
 from catface_keras.visualization import grids, inspection
-from visualization.tiny_model import SIZE, tiny_stage1_model
+from tiny_models import SIZE
 
 
 def parse(*argv):
@@ -20,11 +20,8 @@ def parse(*argv):
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    model = tiny_stage1_model()
-    path = tmp_path_factory.mktemp("model") / "stage1.keras"
-    model.save(path)
-    return path
+def model_path(tiny_model_path):
+    return tiny_model_path
 
 
 def write_faces(directory, count):

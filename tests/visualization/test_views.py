@@ -6,7 +6,7 @@ import pytest
 
 from catface_keras.models.multibranch import MultiBranchModel
 from catface_keras.visualization.views import iresnet_block_layers, tap_layers
-from visualization.tiny_model import SIZE
+from tiny_models import SIZE
 
 
 def test_block_layers_are_the_first_stage_and_each_branch_last_block(model):

@@ -47,8 +47,9 @@ CASES = [
     # (arch, source, checkpoint format)
     ("ir_18", "adaface", "zip"),
     ("ir_18", "insightface", "legacy"),
-    ("ir_50", "adaface", "zip"),
-    ("ir_50", "insightface", "zip"),
+    # IR-50 builds and runs the published network in PyTorch too: tens of seconds.
+    pytest.param("ir_50", "adaface", "zip", marks=pytest.mark.slow),
+    pytest.param("ir_50", "insightface", "zip", marks=pytest.mark.slow),
 ]
 
 

@@ -15,7 +15,7 @@ from catface_keras.weights.pretrained import (
     initialize_from_pretrained,
     load_pretrained_backbone,
 )
-from tiny_experiment import TINY as TINY_EXPERIMENT
+from tiny_models import TINY_EXPERIMENT
 
 TINY = {**TINY_EXPERIMENT, "train": {**TINY_EXPERIMENT["train"], "epochs": 1}}
 
