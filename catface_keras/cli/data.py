@@ -14,6 +14,7 @@ partition goes to `--out`, its held-out test identities to `--out/heldout`.
 import pathlib
 import sys
 
+from catface_keras.cli.errors import report_os_error
 from catface_keras.data.registry import CONVERT
 from catface_keras.data.registry import SOURCES as FACE_SOURCES
 from catface_keras.data.registry import face_source, source_names
@@ -105,15 +106,10 @@ def run_convert(args):
         print(f"catface data convert: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:
-        from catface_keras.atomic_files import describe_write_error
-
-        message = describe_write_error(error, error.filename or args.out)
-        print(
-            f"catface data convert: error: {message}; nothing was replaced: {args.out} is as "
-            "it was",
-            file=sys.stderr,
+        return report_os_error(
+            "catface data convert", error, args.out,
+            f"nothing was replaced: {args.out} is as it was",
         )
-        return 2
     for directory, metadata in written:
         skipped = metadata["skipped"]
         print(

@@ -351,7 +351,7 @@ class InsightFaceRecords:
         return f"{self.reader.rec_path}#{key}", encoded, identity, self.class_attributes[identity]
 
 
-# MS1MV2 and the other insightface sets: the paper uses gender only (PAPER.md section 7).
+# MS1MV2 and the other insightface sets: the paper uses gender only (docs/PAPER.md section 7).
 RECORDIO_ATTRIBUTES = ("Male",)
 
 

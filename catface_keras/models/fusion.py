@@ -2,7 +2,7 @@
 
 The stage-1 trunk and branches feed a fusion module (CATF or one of the
 paper's baselines); its output goes through an embedding head, trained with
-AdaFace on HQ and LQ images alike by `FusionTraining` (PAPER.md section 5).
+AdaFace on HQ and LQ images alike by `FusionTraining` (docs/PAPER.md section 5).
 Once stage 2 exists, the fused embedding is the model's embedding.
 """
 

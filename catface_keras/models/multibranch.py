@@ -2,7 +2,7 @@
 
 A shared iResNet trunk feeds two branches, face recognition (FR) and soft
 biometrics (SB), each with its own copy of the last iResNet stage(s) and a
-self-attention layer on its last conv map (PAPER.md section 2). This model
+self-attention layer on its last conv map (docs/PAPER.md section 2). This model
 holds the architecture only; how it is trained (AdaFace head, distillation,
 loss weights) lives in `catface_keras.models.stage1_training`, which
 composes it.
@@ -101,7 +101,7 @@ class MultiBranchModel(keras.Model):
         attention_key_dim: Q/K channels of the branch self-attention
             (default C // 8).
         attention_residual: feed the heads F + gamma * A V (gamma a learned
-            scalar starting at 0, as SAGAN) rather than A V alone. PAPER.md
+            scalar starting at 0, as SAGAN) rather than A V alone. docs/PAPER.md
             leaves the residual unstated; with it the heads keep the conv
             map's spatial detail, and on the synthetic faces FR and SB losses
             fall about twice as fast. False gives the literal A V.

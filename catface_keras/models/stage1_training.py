@@ -3,7 +3,7 @@
 `MultiBranchTraining` composes a `MultiBranchModel` and trains it on paired
 batches: every HQ image comes with a degraded LQ copy; both carry the task
 losses, and the LQ attention maps and values are pulled toward the HQ ones
-(PAPER.md section 3):
+(docs/PAPER.md section 3):
 
     L = lambda_FR * (L_FR + lambda_KD * L_KD^FR) + lambda_SB * (L_SB + lambda_KD * L_KD^SB)
 """
@@ -28,6 +28,7 @@ from catface_keras.models.multibranch import (
     stage_map_key,
 )
 from catface_keras.models.paired import PairedTraining, merge_known, paired_adaface_loss
+from catface_keras.unit_vectors import l2_normalize_ops
 
 DEFAULT_LOSS_WEIGHTS = {"fr": 3.0, "sb": 1.0, "distillation": 1.0}
 STAGE1_LOSS_TERMS = ("loss", "fr_loss", "sb_loss", "fr_distillation", "sb_distillation")
@@ -300,7 +301,7 @@ class MultiBranchTraining(PairedTraining):
             hq, self.unrecognizable_seed_generator, fractions=(1 / 28,), blur_sigma=2.0
         )
         embedding = ops.stop_gradient(self.network(unrecognizable, training=False)["embedding"])
-        embedding = embedding / ops.maximum(ops.norm(embedding, axis=-1, keepdims=True), 1e-12)
+        embedding = l2_normalize_ops(embedding)
         momentum = self.unrecognizable_momentum
         self.unrecognizable_center.assign(
             momentum * self.unrecognizable_center + (1 - momentum) * ops.mean(embedding, axis=0)
