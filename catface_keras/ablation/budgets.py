@@ -6,6 +6,10 @@ that a whole table fits a CPU (`tiny`: minutes on 2 cores, a smoke run;
 source's sizes only; other sources keep their data and get the schedule.
 """
 
+# Seeds per row that `catface ablate` accepts: the paper's tables use 8; each seed trains
+# every row again, so a typo like 1000 would queue weeks of training.
+MAX_SEEDS = 100
+
 BUDGETS = {
     "full": {},
     "small": {

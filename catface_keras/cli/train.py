@@ -5,7 +5,8 @@ import pathlib
 import sys
 import time
 
-from catface_keras.cli.arguments import output_directory
+from catface_keras.atomic_files import check_keras_archive
+from catface_keras.cli.arguments import check_input_file, output_directory
 from catface_keras.config import FUSION_KINDS, ConfigError, check_data_files, load_config
 
 STAGES = {"1": (1,), "2": (2,), "all": (1, 2)}
@@ -83,14 +84,15 @@ def run(args):
     except (ConfigError, ValueError, argparse.ArgumentTypeError) as error:
         print(f"catface train: error: {error}", file=sys.stderr)
         return 2
-    if 1 in stages and config.model.init and not pathlib.Path(config.model.init).is_file():
+    if 1 in stages and config.model.init:
         # Checked before TensorFlow loads and the data is read.
-        print(
-            f"catface train: error: model.init: pretrained backbone {config.model.init} does "
-            "not exist (write one with `catface import-weights`)",
-            file=sys.stderr,
-        )
-        return 2
+        try:
+            check_input_file(config.model.init, "model.init: pretrained backbone")
+            check_keras_archive(config.model.init)
+        except ValueError as error:
+            print(f"catface train: error: {error} (write one with `catface import-weights`)",
+                  file=sys.stderr)
+            return 2
     return train_and_report(config, out, args.overwrite, "catface train", stages, args.init)
 
 
