@@ -417,9 +417,10 @@ def pairs_file_data(root, pairs_file, image_size):
     counted (`info["skipped_images"]`, `info["skipped_pairs"]`).
     """
     from catface_keras.data.decoding import ImageDecodeError, SkippedImages, decode_image
-    from catface_keras.evaluation.pairs_file import read_pairs_file
+    from catface_keras.evaluation.pairs_file import check_folds, read_pairs_file
 
     pairs = read_pairs_file(pairs_file, root)
+    check_folds(pairs.same, pairs.folds, str(pairs_file))  # before decoding anything
     paths = sorted(set(pairs.first) | set(pairs.second))
     row = {path: index for index, path in enumerate(paths)}
     images = np.zeros((len(paths), image_size, image_size, 3), np.uint8)
@@ -437,6 +438,10 @@ def pairs_file_data(root, pairs_file, image_size):
     # Rows renumbered over the decoded images only.
     new_row = np.cumsum(decoded) - 1
     folds = None if pairs.folds is None else pairs.folds[kept]
+    if not kept.all():
+        check_folds(pairs.same[kept], folds,
+                    f"{pairs_file} (after leaving out {int((~kept).sum())} pair(s) with an "
+                    "undecodable image)")
     verification = PairList(new_row[first[kept]], new_row[second[kept]], pairs.same[kept], folds)
     info = {
         "num_images": int(decoded.sum()),
