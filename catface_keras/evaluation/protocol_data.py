@@ -383,6 +383,13 @@ def identity_folder_data(path, image_size, attributes_csv=None, num_pairs=3000, 
         attributes=files.attributes[~in_distractors],
     )
     faces = load_face_arrays(people, image_size, skipped, description="identities")
+    if skipped.count and len(np.unique(faces.identities)) < 2:
+        # Otherwise reported as "0 images, 0 labels", which hides why.
+        raise ValueError(
+            f"{path}: {skipped.count} of its {len(people.paths)} images do not decode (e.g. "
+            f"{'; '.join(skipped.names[:3])}); the {len(faces.images)} that do show "
+            f"{len(np.unique(faces.identities))} person(s), and evaluation needs two"
+        )
     distractors = None
     if len(distractor_label):
         others = dataclasses.replace(
