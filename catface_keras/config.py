@@ -13,6 +13,7 @@ relative to the file's folder.
 """
 
 import dataclasses
+import json
 import math
 import os
 import pathlib
@@ -261,6 +262,9 @@ def _non_negative(value):
     return value >= 0
 
 
+MAX_EPOCHS = 100_000
+MAX_BATCH_SIZE = 1 << 20
+
 # Dotted key -> (what is expected, test); None values (optional keys) are not tested.
 RANGES = {
     "model.dropout": ("in [0, 1)", _half_open_unit),
@@ -281,6 +285,12 @@ RANGES = {
     "data.seed": (">= 0", _non_negative),
     "train.seed": (">= 0", _non_negative),
     "evaluation.seed": (">= 0", _non_negative),
+    # Upper bounds: a typo such as 1e20 epochs must fail here, not after TensorFlow loads.
+    "train.epochs": (f"at most {MAX_EPOCHS}", lambda value: value <= MAX_EPOCHS),
+    "stage2.epochs": (f"at most {MAX_EPOCHS}", lambda value: value <= MAX_EPOCHS),
+    "train.batch_size": (f"at most {MAX_BATCH_SIZE}", lambda value: value <= MAX_BATCH_SIZE),
+    "evaluation.batch_size": (f"at most {MAX_BATCH_SIZE}",
+                              lambda value: value <= MAX_BATCH_SIZE),
 }
 
 
@@ -624,6 +634,40 @@ def check_data_files(config):
             _check_csv_columns(f"data.{key}", getattr(data, key), config.model.attribute_names)
     if data.heldout_path is not None:
         _check_heldout_folder(data)
+    _check_batch_fits(config)
+
+
+def _training_images_at_most(data):
+    """An upper bound on the training images, from listings and headers only (None: unknown)."""
+    path = pathlib.Path(data.path)
+    try:
+        if data.source == "tfrecord":
+            with open(path / "dataset.json", encoding="utf-8") as handle:
+                count = json.load(handle).get("num_examples")
+            return count if isinstance(count, int) else None
+        if data.source == "recordio":
+            with open(path.with_suffix(".idx"), "rb") as handle:  # one line per record
+                return sum(1 for line in handle if line.strip())
+        if data.source == "image_folder":
+            return sum(
+                1
+                for folder in os.scandir(path) if folder.is_dir()
+                for entry in os.scandir(folder.path)
+                if os.path.splitext(entry.name)[1].lower() in choices.IMAGE_SUFFIXES
+            )
+    except (OSError, ValueError, AttributeError):
+        return None  # the reader names what is wrong
+    return None
+
+
+def _check_batch_fits(config):
+    count = _training_images_at_most(config.data)
+    if count is not None and config.train.batch_size > count:
+        raise ConfigError(
+            f"`train.batch_size` is larger than the {count} images {config.data.path} holds; "
+            "an epoch needs one whole batch. Received: "
+            f"train.batch_size={config.train.batch_size}"
+        )
 
 
 def _check_csv_columns(key, path, names):
