@@ -9,11 +9,15 @@ process writes the run's files.
 """
 
 import contextlib
+import hashlib
 import json
 import os
 import pathlib
+import re
 import shutil
+import socket
 import tempfile
+import time
 
 import keras
 import tensorflow as tf
@@ -163,6 +167,133 @@ def tf_config(workers, task_index):
             f"workers. Received: task_index={task_index!r}"
         )
     return {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": task_index}}
+
+
+# How long a worker waits at start-up for the others before it gives up, naming them.
+WORKER_START_TIMEOUT_S = 300
+_HELLO = "catface-worker 1"
+
+
+class ClusterError(RuntimeError):
+    """A multi-worker cluster that cannot start or lost a worker; the message names it."""
+
+
+def _split_address(address):
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _listen(port):
+    if socket.has_dualstack_ipv6():
+        return socket.create_server(("", port), family=socket.AF_INET6, dualstack_ipv6=True)
+    return socket.create_server(("", port))
+
+
+def wait_for_workers(workers, task_index, timeout_s=WORKER_START_TIMEOUT_S, poll_s=0.2):
+    """Waits until every worker of the cluster has started, before TensorFlow's servers do.
+
+    Each worker listens on its own port and says hello to every other one; it goes on
+    once it has reached every peer and heard from every peer, then frees the port for
+    TensorFlow. TensorFlow itself would wait for a missing peer without a word, for ever.
+
+    Args:
+        workers: the `--workers` list (a string or a list of `host:port`).
+        task_index: this worker's position in it.
+        timeout_s: how long to wait for the others.
+
+    Raises:
+        ClusterError: this worker's port is taken, a peer was started with another
+            worker list, or peers are still missing after `timeout_s` (they are named).
+    """
+    addresses = parse_workers(workers) if isinstance(workers, str) else list(workers)
+    tf_config(addresses, task_index)  # checks the index
+    signature = hashlib.sha256(",".join(addresses).encode()).hexdigest()[:16]
+    own = addresses[task_index]
+    peers = set(range(len(addresses))) - {task_index}
+    try:
+        listener = _listen(_split_address(own)[1])
+    except OSError as error:
+        raise ClusterError(
+            f"worker {task_index} cannot listen on {own}: {error.strerror or error} (is another "
+            "process using the port? give this worker a free port in --workers)"
+        ) from None
+    reached, heard = set(), set()
+    deadline = time.monotonic() + timeout_s
+    with listener:
+        listener.settimeout(poll_s)
+        while reached != peers or heard != peers:
+            for peer in sorted(peers - reached):
+                try:
+                    with socket.create_connection(_split_address(addresses[peer]), poll_s) as link:
+                        # Closed from this side first: TIME_WAIT stays on our ephemeral
+                        # port, not on the peer's, which TensorFlow binds next.
+                        link.sendall(f"{_HELLO} {task_index} {signature}\n".encode())
+                    reached.add(peer)
+                except OSError:
+                    pass  # not started yet
+            try:
+                connection, _ = listener.accept()
+            except (socket.timeout, BlockingIOError):
+                connection = None
+            if connection is not None:
+                heard.add(_read_hello(connection, addresses, signature, task_index))
+                heard &= peers
+            if time.monotonic() > deadline and (reached != peers or heard != peers):
+                missing = sorted((peers - reached) | (peers - heard))
+                raise ClusterError(
+                    f"worker {task_index} ({own}) waited {timeout_s:g} s for worker(s) "
+                    + ", ".join(f"{peer} ({addresses[peer]})" for peer in missing)
+                    + ", which did not start (or cannot be reached). Start every worker with "
+                    "the same --workers list and its own --task-index."
+                )
+
+
+def _read_hello(connection, addresses, signature, task_index):
+    """The index of the peer that said hello on `connection` (checked against our list)."""
+    with connection:
+        connection.settimeout(5)
+        data = b""
+        try:
+            while not data.endswith(b"\n") and len(data) < 256:
+                chunk = connection.recv(256)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError:
+            return None
+        fields = data.decode("ascii", "replace").split()
+        if len(fields) != 4 or " ".join(fields[:2]) != _HELLO or not fields[2].isdigit():
+            return None  # not a catface worker: ignored
+        if fields[3] != signature:
+            peer = int(fields[2])
+            name = addresses[peer] if peer < len(addresses) else f"index {peer}"
+            raise ClusterError(
+                f"worker {task_index}: worker {fields[2]} ({name}) was started with another "
+                "--workers list; give every worker the same list"
+            )
+        return int(fields[2])
+
+
+def describe_worker_failure(error, workers, task_index):
+    """A one-line message for a TensorFlow error that ended multi-worker training, or None.
+
+    TensorFlow names the peer it lost as `/job:worker/replica:0/task:N`; the message
+    names that worker and its address.
+    """
+    if not isinstance(error, tf.errors.OpError):
+        return None
+    addresses = parse_workers(workers) if isinstance(workers, str) else list(workers)
+    tasks = sorted({int(n) for n in re.findall(r"/job:worker/replica:\d+/task:(\d+)",
+                                               error.message or "")} - {task_index})
+    tasks = [task for task in tasks if task < len(addresses)]
+    summary = (error.message or "").strip().splitlines()
+    detail = f"{type(error).__name__}: {summary[0][:200] if summary else ''}"
+    if tasks:
+        lost = ", ".join(f"worker {task} ({addresses[task]})" for task in tasks)
+        return (f"worker {task_index} lost contact with {lost}: it stopped or cannot be "
+                f"reached ({detail}). Training stopped; start the workers again to resume.")
+    return (f"worker {task_index}: the cluster failed, a peer probably stopped ({detail}). "
+            "Training stopped; start the workers again to resume.")
 
 
 def set_tf_config(workers, task_index):

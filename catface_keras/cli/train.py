@@ -51,6 +51,9 @@ def register(subparsers):
     )
     parser.add_argument("--task-index", type=int, default=None,
                         help="this machine's position in --workers (0 for the chief)")
+    parser.add_argument("--worker-timeout", type=float, default=300.0, metavar="SECONDS",
+                        help="with --workers: how long to wait for the other workers to "
+                        "start before giving up and naming them (default: 300)")
     parser.set_defaults(run=run)
 
 
@@ -64,6 +67,10 @@ def run(args):
         return 2
     if (args.workers is None) != (args.task_index is None):
         print("catface train: error: --workers and --task-index go together", file=sys.stderr)
+        return 2
+    if not args.worker_timeout > 0:
+        print(f"catface train: error: --worker-timeout must be > 0. Received: "
+              f"{args.worker_timeout}", file=sys.stderr)
         return 2
     try:
         config = load_config(args.config)
@@ -93,7 +100,27 @@ def run(args):
             print(f"catface train: error: {error} (write one with `catface import-weights`)",
                   file=sys.stderr)
             return 2
-    return train_and_report(config, out, args.overwrite, "catface train", stages, args.init)
+    if args.workers is None:
+        return train_and_report(config, out, args.overwrite, "catface train", stages, args.init)
+    from catface_keras.distribution import (
+        ClusterError,
+        describe_worker_failure,
+        wait_for_workers,
+    )
+
+    try:
+        wait_for_workers(args.workers, args.task_index, args.worker_timeout)
+    except ClusterError as error:
+        print(f"catface train: error: {error}", file=sys.stderr)
+        return 2
+    try:
+        return train_and_report(config, out, args.overwrite, "catface train", stages, args.init)
+    except Exception as error:  # a peer lost mid-run surfaces as a TensorFlow error
+        message = describe_worker_failure(error, args.workers, args.task_index)
+        if message is None:
+            raise
+        print(f"catface train: error: {message}", file=sys.stderr)
+        return 2
 
 
 def train_and_report(config, out, overwrite, program, stages=(1,), init=None):
