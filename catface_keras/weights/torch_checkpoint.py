@@ -352,8 +352,13 @@ class TorchCheckpoint:
             self.close()
             if isinstance(error, (CheckpointFormatError, UnsafeCheckpointError)):
                 raise
+            detail = _short(error)
+            if isinstance(error, (MemoryError, OverflowError)):
+                detail = "it declares a value larger than memory can hold"
+            elif isinstance(error, RecursionError):
+                detail = "its objects nest too deep"
             raise CheckpointFormatError(
-                f"{self.path} is damaged or not a PyTorch checkpoint: {_short(error)}"
+                f"{self.path} is damaged or not a PyTorch checkpoint: {detail}"
             ) from None
         except BaseException:
             self.close()

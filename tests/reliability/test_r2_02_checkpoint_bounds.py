@@ -143,3 +143,18 @@ def test_ordinary_views_still_read_back(tmp_path):
     assert loaded["e"].shape == (0, 3)
     with pytest.raises(CheckpointFormatError, match="need more than 10 bytes"):
         read_torch_checkpoint(path, max_bytes=10)
+
+
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_a_pickle_declaring_a_huge_value_ends_in_an_error(tmp_path, zip_format):
+    # BINBYTES8 announcing 2**60 bytes, followed by three.
+    pickled = b"\x80\x04\x8e" + struct.pack("<Q", 2**60) + b"abc"
+    path = tmp_path / "huge.pth"
+    if zip_format:
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("huge/data.pkl", pickled)
+    else:
+        path.write_bytes(pickled)
+    with pytest.raises(CheckpointFormatError, match="huge.pth is damaged or not a PyTorch "
+                                                    "checkpoint: it declares a value larger"):
+        read_torch_checkpoint(path)
