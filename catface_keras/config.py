@@ -645,6 +645,9 @@ def _training_images_at_most(data):
             with open(path / "dataset.json", encoding="utf-8") as handle:
                 count = json.load(handle).get("num_examples")
             return count if isinstance(count, int) else None
+        if data.source == "celeba":  # one line per image, every partition
+            with open(path / "identity_CelebA.txt", "rb") as handle:
+                return sum(1 for line in handle if line.strip())
         if data.source == "recordio":
             with open(path.with_suffix(".idx"), "rb") as handle:  # one line per record
                 return sum(1 for line in handle if line.strip())

@@ -42,7 +42,7 @@ def _image_folder(root, count):
     return root
 
 
-@pytest.mark.parametrize("source", ["image_folder", "tfrecord", "recordio"])
+@pytest.mark.parametrize("source", ["image_folder", "tfrecord", "recordio", "celeba"])
 def test_a_batch_larger_than_the_data_is_refused_before_any_work(tmp_path, source):
     if source == "image_folder":
         path = _image_folder(tmp_path / "faces", 5)
@@ -50,6 +50,11 @@ def test_a_batch_larger_than_the_data_is_refused_before_any_work(tmp_path, sourc
         path = tmp_path / "shards"
         path.mkdir()
         (path / "dataset.json").write_text(json.dumps({"num_examples": 5}))
+    elif source == "celeba":
+        path = tmp_path / "celeba"
+        path.mkdir()
+        (path / "identity_CelebA.txt").write_text(
+            "".join(f"{index:06d}.jpg {index % 2}\n" for index in range(5)))
     else:
         path = tmp_path / "train.rec"
         path.write_bytes(b"")
