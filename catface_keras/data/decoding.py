@@ -72,6 +72,10 @@ def set_max_image_pixels(limit):
 _JPEG_FRAME_MARKERS = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 # Markers that stand alone (no length field): TEM and the restart markers.
 _JPEG_STANDALONE_MARKERS = {0x01, *range(0xD0, 0xD8)}
+# The next marker as libjpeg's `next_marker` finds it: bytes other than 0xFF are skipped,
+# then 0xFF fill bytes (the marker byte follows the last 0xFF of a run); FF 00 (a stuffed
+# zero) is skipped as junk too. One 0xFF, not a run: the search stays linear.
+_JPEG_NEXT_MARKER = re.compile(rb"\xff([^\x00\xff])")
 
 
 def _jpeg_dimensions(data):
@@ -83,18 +87,10 @@ def _jpeg_dimensions(data):
     """
     position, size = 2, len(data)
     while True:
-        # Skip to the next 0xFF, then over fill bytes; FF 00 is junk as well.
-        while True:
-            position = data.find(b"\xff", position)
-            if position < 0:
-                return None
-            while position + 1 < size and data[position + 1] == 0xFF:
-                position += 1
-            if position + 1 >= size:
-                return None
-            if data[position + 1] != 0x00:
-                break
-            position += 2
+        found = _JPEG_NEXT_MARKER.search(data, position)
+        if found is None:
+            return None
+        position = found.start(1) - 1  # the 0xFF just before the marker byte
         marker = data[position + 1]
         if marker in _JPEG_STANDALONE_MARKERS:
             position += 2
@@ -111,6 +107,10 @@ def _jpeg_dimensions(data):
             return width, height
         # libjpeg skips `length - 2` bytes after the length field (none for a length below 2).
         position += 4 + max(length - 2, 0)
+
+
+# TIFF field types libtiff accepts for ImageWidth / ImageLength -> struct codes.
+_TIFF_INTEGER_TYPES = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 16: "Q", 17: "q"}
 
 
 def _tiff_dimensions(data):
@@ -147,9 +147,6 @@ def _tiff_dimensions(data):
         return None
     return found[256], found[257]
 
-
-# TIFF field types libtiff accepts for ImageWidth / ImageLength -> struct codes.
-_TIFF_INTEGER_TYPES = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 16: "Q", 17: "q"}
 
 
 def _gif_dimensions(data):
