@@ -17,6 +17,7 @@ import re
 import shutil
 import socket
 import tempfile
+import threading
 import time
 
 import keras
@@ -172,6 +173,7 @@ def tf_config(workers, task_index):
 # How long a worker waits at start-up for the others before it gives up, naming them.
 WORKER_START_TIMEOUT_S = 300
 _HELLO = "catface-worker 1"
+_REPLY_TIMEOUT_S = 5.0
 
 
 class ClusterError(RuntimeError):
@@ -217,28 +219,52 @@ def wait_for_workers(workers, task_index, timeout_s=WORKER_START_TIMEOUT_S, poll
             f"worker {task_index} cannot listen on {own}: {error.strerror or error} (is another "
             "process using the port? give this worker a free port in --workers)"
         ) from None
-    reached, heard = set(), set()
+    hello = f"{_HELLO} {task_index} {signature}\n".encode()
+    heard, problems, stop = set(), [], threading.Event()
+
+    def answer():
+        # Peers are answered from a thread, so that two workers saying hello to each
+        # other at the same moment never wait on one another.
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                continue  # the poll timeout
+            with connection:
+                connection.settimeout(_REPLY_TIMEOUT_S)
+                try:
+                    said = _read_line(connection)
+                    connection.sendall(hello)  # answered even when the lists differ
+                    connection.recv(1)  # until the peer closes (TIME_WAIT stays on its side)
+                except OSError:
+                    continue
+            try:
+                heard.add(_check_hello(said, addresses, signature, task_index))
+            except ClusterError as error:
+                problems.append(error)
+
+    listener.settimeout(poll_s)
+    answering = threading.Thread(target=answer, name="catface-worker-hello", daemon=True)
+    answering.start()
+    reached = set()
     deadline = time.monotonic() + timeout_s
-    with listener:
-        listener.settimeout(poll_s)
-        while reached != peers or heard != peers:
+    try:
+        while True:
             for peer in sorted(peers - reached):
                 try:
                     with socket.create_connection(_split_address(addresses[peer]), poll_s) as link:
-                        # Closed from this side first: TIME_WAIT stays on our ephemeral
-                        # port, not on the peer's, which TensorFlow binds next.
-                        link.sendall(f"{_HELLO} {task_index} {signature}\n".encode())
-                    reached.add(peer)
+                        link.sendall(hello)
+                        link.settimeout(_REPLY_TIMEOUT_S)
+                        reply = _read_line(link)
                 except OSError:
-                    pass  # not started yet
-            try:
-                connection, _ = listener.accept()
-            except (socket.timeout, BlockingIOError):
-                connection = None
-            if connection is not None:
-                heard.add(_read_hello(connection, addresses, signature, task_index))
-                heard &= peers
-            if time.monotonic() > deadline and (reached != peers or heard != peers):
+                    continue  # not started yet: tried again
+                if _check_hello(reply, addresses, signature, task_index) is not None:
+                    reached.add(peer)
+            if problems:
+                raise problems[0]
+            if reached == peers and peers <= heard:
+                return
+            if time.monotonic() > deadline:
                 missing = sorted((peers - reached) | (peers - heard))
                 raise ClusterError(
                     f"worker {task_index} ({own}) waited {timeout_s:g} s for worker(s) "
@@ -246,32 +272,40 @@ def wait_for_workers(workers, task_index, timeout_s=WORKER_START_TIMEOUT_S, poll
                     + ", which did not start (or cannot be reached). Start every worker with "
                     "the same --workers list and its own --task-index."
                 )
+            time.sleep(poll_s)
+    finally:
+        stop.set()
+        answering.join()
+        listener.close()
 
 
-def _read_hello(connection, addresses, signature, task_index):
-    """The index of the peer that said hello on `connection` (checked against our list)."""
-    with connection:
-        connection.settimeout(5)
-        data = b""
-        try:
-            while not data.endswith(b"\n") and len(data) < 256:
-                chunk = connection.recv(256)
-                if not chunk:
-                    break
-                data += chunk
-        except OSError:
-            return None
-        fields = data.decode("ascii", "replace").split()
-        if len(fields) != 4 or " ".join(fields[:2]) != _HELLO or not fields[2].isdigit():
-            return None  # not a catface worker: ignored
-        if fields[3] != signature:
-            peer = int(fields[2])
-            name = addresses[peer] if peer < len(addresses) else f"index {peer}"
-            raise ClusterError(
-                f"worker {task_index}: worker {fields[2]} ({name}) was started with another "
-                "--workers list; give every worker the same list"
-            )
-        return int(fields[2])
+def _read_line(link):
+    data = b""
+    while not data.endswith(b"\n") and len(data) < 256:
+        chunk = link.recv(256)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _check_hello(data, addresses, signature, task_index):
+    """The index of the worker that said `data`; None for anything but a catface worker.
+
+    Raises:
+        ClusterError: the peer was started with another worker list.
+    """
+    fields = data.decode("ascii", "replace").split()
+    if len(fields) != 4 or " ".join(fields[:2]) != _HELLO or not fields[2].isdigit():
+        return None
+    peer = int(fields[2])
+    if fields[3] != signature:
+        name = addresses[peer] if peer < len(addresses) else f"index {peer}"
+        raise ClusterError(
+            f"worker {task_index}: worker {peer} ({name}) was started with another "
+            "--workers list; give every worker the same list"
+        )
+    return peer
 
 
 def describe_worker_failure(error, workers, task_index):
