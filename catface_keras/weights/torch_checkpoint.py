@@ -435,7 +435,9 @@ class TorchCheckpoint:
             return _RestrictedUnpickler(handle, self.path, {}, None).load()
 
         if header() != LEGACY_MAGIC_NUMBER:
-            raise CheckpointFormatError(f"{self.path} is not a PyTorch checkpoint (bad magic number)")
+            raise CheckpointFormatError(
+                f"{self.path} is not a PyTorch checkpoint (bad magic number)"
+            )
         header()  # protocol version
         system = header()
         self.byteorder = "little"
