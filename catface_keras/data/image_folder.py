@@ -16,6 +16,7 @@ Images come back as RGB uint8 whatever their file format (OpenCV's BGR is
 converted; AdaFace's official loader, by contrast, feeds BGR).
 """
 
+import logging
 import os
 import pathlib
 
@@ -26,7 +27,19 @@ from catface_keras.data.face_files import FaceFiles
 from catface_keras.soft_biometrics import MISSING_LABEL
 from catface_keras.soft_biometrics import PAPER_ATTRIBUTES
 
+logger = logging.getLogger(__name__)
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def _is(entry, kind):
+    """Whether a directory entry is a folder (`kind` "dir") or a file; an entry whose type
+    cannot be read (a symlink loop) is left out with a warning instead of ending the run."""
+    try:
+        return entry.is_dir() if kind == "dir" else entry.is_file()
+    except OSError as error:
+        logger.warning("left out %s: %s", entry.path, error.strerror or error)
+        return False
 
 
 def _visible(name):
@@ -62,15 +75,15 @@ def read_image_folder(root, attributes_csv=None, attribute_names=PAPER_ATTRIBUTE
     attribute_names = tuple(attribute_names)
     keys, identities, num_classes = [], [], 0
     folders = sorted(
-        entry.name for entry in os.scandir(root) if entry.is_dir() and _visible(entry.name)
+        entry.name for entry in os.scandir(root) if _visible(entry.name) and _is(entry, "dir")
     )
     for folder in folders:
         images = sorted(
             entry.name
             for entry in os.scandir(root / folder)
-            if entry.is_file()
-            and _visible(entry.name)
+            if _visible(entry.name)
             and os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES
+            and _is(entry, "file")
         )
         if images:
             keys += [f"{folder}/{name}" for name in images]

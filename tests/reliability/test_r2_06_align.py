@@ -76,3 +76,19 @@ def test_the_scratch_folder_of_a_killed_run_is_removed_by_the_next(plain_photos,
     assert live.exists() and other.exists()
     leftovers = sorted(p.name for p in tmp_path.iterdir() if ".partial-" in p.name)
     assert leftovers == [".aligned.partial-live0001", ".other.partial-dead0002"]
+
+
+def test_an_image_folder_with_symlink_loops_is_read_without_them(plain_photos, caplog):
+    """The same class of input in a training / evaluation image folder."""
+    from catface_keras.data.image_folder import read_image_folder
+
+    os.symlink("loop.jpg", plain_photos / "alice" / "loop.jpg")
+    os.symlink("carol", plain_photos / "carol")
+    # Before: OSError (too many levels of symbolic links) while listing.
+    with caplog.at_level("WARNING", logger="catface_keras.data.image_folder"):
+        files = read_image_folder(plain_photos)
+    assert [path.rsplit("/", 2)[-2:] for path in files.paths] == [["alice", "a1.jpg"],
+                                                                   ["bob", "b1.jpg"]]
+    left_out = sorted(record.getMessage() for record in caplog.records)
+    assert len(left_out) == 2 and all("symbolic links" in message for message in left_out)
+    assert "loop.jpg" in left_out[0] + left_out[1] and "carol" in left_out[0] + left_out[1]
