@@ -317,11 +317,13 @@ def describe_worker_failure(error, workers, task_index):
     if not isinstance(error, tf.errors.OpError):
         return None
     addresses = parse_workers(workers) if isinstance(workers, str) else list(workers)
-    tasks = sorted({int(n) for n in re.findall(r"/job:worker/replica:\d+/task:(\d+)",
-                                               error.message or "")} - {task_index})
+    message = error.message or ""
+    tasks = sorted({int(n) for n in re.findall(r"/job:worker(?:/replica:\d+)?/task:(\d+)",
+                                               message)} - {task_index})
     tasks = [task for task in tasks if task < len(addresses)]
-    summary = (error.message or "").strip().splitlines()
-    detail = f"{type(error).__name__}: {summary[0][:200] if summary else ''}"
+    # TensorFlow prefixes the op's function name in braces: not for people.
+    summary = re.sub(r"\{\{.*?\}\}\s*", "", message).strip().splitlines()
+    detail = f"{type(error).__name__}: {summary[0][:160] if summary else ''}"
     if tasks:
         lost = ", ".join(f"worker {task} ({addresses[task]})" for task in tasks)
         return (f"worker {task_index} lost contact with {lost}: it stopped or cannot be "
