@@ -114,6 +114,17 @@ def check_keras_archive(path):
     """
     path = pathlib.Path(path)
     try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror}") from None
+    if head and head != b"PK\x03\x04":  # an empty file was cut short: said below
+        raise ValueError(
+            f"{path} is not a .keras model file (a .keras file is a zip archive; this one "
+            "starts otherwise). A PyTorch checkpoint must be converted first with "
+            "`catface import-weights`."
+        )
+    try:
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
     except (zipfile.BadZipFile, EOFError, OSError) as error:

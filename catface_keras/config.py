@@ -263,6 +263,9 @@ def _non_negative(value):
     return value >= 0
 
 
+MAX_EPOCHS = 100_000
+MAX_BATCH_SIZE = 1 << 20
+
 # Dotted key -> (what is expected, test); None values (optional keys) are not tested.
 RANGES = {
     "model.dropout": ("in [0, 1)", _half_open_unit),
@@ -283,6 +286,12 @@ RANGES = {
     "data.seed": (">= 0", _non_negative),
     "train.seed": (">= 0", _non_negative),
     "evaluation.seed": (">= 0", _non_negative),
+    # Upper bounds: a typo such as 1e20 epochs must fail here, not after TensorFlow loads.
+    "train.epochs": (f"at most {MAX_EPOCHS}", lambda value: value <= MAX_EPOCHS),
+    "stage2.epochs": (f"at most {MAX_EPOCHS}", lambda value: value <= MAX_EPOCHS),
+    "train.batch_size": (f"at most {MAX_BATCH_SIZE}", lambda value: value <= MAX_BATCH_SIZE),
+    "evaluation.batch_size": (f"at most {MAX_BATCH_SIZE}",
+                              lambda value: value <= MAX_BATCH_SIZE),
 }
 
 
@@ -545,3 +554,4 @@ def check_data_files(config):
         ConfigError: naming the key and the path.
     """
     _data_check(checks.check_data_files, config.data, config.model.attribute_names)
+    _data_check(checks.check_batch_fits, config.data, config.train.batch_size)

@@ -9,11 +9,16 @@ process writes the run's files.
 """
 
 import contextlib
+import hashlib
 import json
 import os
 import pathlib
+import re
 import shutil
+import socket
 import tempfile
+import threading
+import time
 
 import keras
 import tensorflow as tf
@@ -163,6 +168,168 @@ def tf_config(workers, task_index):
             f"workers. Received: task_index={task_index!r}"
         )
     return {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": task_index}}
+
+
+# How long a worker waits at start-up for the others before it gives up, naming them.
+WORKER_START_TIMEOUT_S = 300
+_HELLO = "catface-worker 1"
+_REPLY_TIMEOUT_S = 5.0
+
+
+class ClusterError(RuntimeError):
+    """A multi-worker cluster that cannot start or lost a worker; the message names it."""
+
+
+def _split_address(address):
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _listen(port):
+    if socket.has_dualstack_ipv6():
+        return socket.create_server(("", port), family=socket.AF_INET6, dualstack_ipv6=True)
+    return socket.create_server(("", port))
+
+
+def wait_for_workers(workers, task_index, timeout_s=WORKER_START_TIMEOUT_S, poll_s=0.2):
+    """Waits until every worker of the cluster has started, before TensorFlow's servers do.
+
+    Each worker listens on its own port and says hello to every other one; it goes on
+    once it has reached every peer and heard from every peer, then frees the port for
+    TensorFlow. TensorFlow itself would wait for a missing peer without a word, for ever.
+
+    Args:
+        workers: the `--workers` list (a string or a list of `host:port`).
+        task_index: this worker's position in it.
+        timeout_s: how long to wait for the others.
+
+    Raises:
+        ClusterError: this worker's port is taken, a peer was started with another
+            worker list, or peers are still missing after `timeout_s` (they are named).
+    """
+    addresses = parse_workers(workers) if isinstance(workers, str) else list(workers)
+    tf_config(addresses, task_index)  # checks the index
+    signature = hashlib.sha256(",".join(addresses).encode()).hexdigest()[:16]
+    own = addresses[task_index]
+    peers = set(range(len(addresses))) - {task_index}
+    try:
+        listener = _listen(_split_address(own)[1])
+    except OSError as error:
+        raise ClusterError(
+            f"worker {task_index} cannot listen on {own}: {error.strerror or error} (is another "
+            "process using the port? give this worker a free port in --workers)"
+        ) from None
+    hello = f"{_HELLO} {task_index} {signature}\n".encode()
+    heard, problems, stop = set(), [], threading.Event()
+
+    def answer():
+        # Peers are answered from a thread, so that two workers saying hello to each
+        # other at the same moment never wait on one another.
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                continue  # the poll timeout
+            with connection:
+                connection.settimeout(_REPLY_TIMEOUT_S)
+                try:
+                    said = _read_line(connection)
+                    connection.sendall(hello)  # answered even when the lists differ
+                    connection.recv(1)  # until the peer closes (TIME_WAIT stays on its side)
+                except OSError:
+                    continue
+            try:
+                heard.add(_check_hello(said, addresses, signature, task_index))
+            except ClusterError as error:
+                problems.append(error)
+
+    listener.settimeout(poll_s)
+    answering = threading.Thread(target=answer, name="catface-worker-hello", daemon=True)
+    answering.start()
+    reached = set()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            for peer in sorted(peers - reached):
+                try:
+                    with socket.create_connection(_split_address(addresses[peer]), poll_s) as link:
+                        link.sendall(hello)
+                        link.settimeout(_REPLY_TIMEOUT_S)
+                        reply = _read_line(link)
+                except OSError:
+                    continue  # not started yet: tried again
+                if _check_hello(reply, addresses, signature, task_index) is not None:
+                    reached.add(peer)
+            if problems:
+                raise problems[0]
+            if reached == peers and peers <= heard:
+                return
+            if time.monotonic() > deadline:
+                missing = sorted((peers - reached) | (peers - heard))
+                raise ClusterError(
+                    f"worker {task_index} ({own}) waited {timeout_s:g} s for worker(s) "
+                    + ", ".join(f"{peer} ({addresses[peer]})" for peer in missing)
+                    + ", which did not start (or cannot be reached). Start every worker with "
+                    "the same --workers list and its own --task-index."
+                )
+            time.sleep(poll_s)
+    finally:
+        stop.set()
+        answering.join()
+        listener.close()
+
+
+def _read_line(link):
+    data = b""
+    while not data.endswith(b"\n") and len(data) < 256:
+        chunk = link.recv(256)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _check_hello(data, addresses, signature, task_index):
+    """The index of the worker that said `data`; None for anything but a catface worker.
+
+    Raises:
+        ClusterError: the peer was started with another worker list.
+    """
+    fields = data.decode("ascii", "replace").split()
+    if len(fields) != 4 or " ".join(fields[:2]) != _HELLO or not fields[2].isdigit():
+        return None
+    peer = int(fields[2])
+    if fields[3] != signature:
+        name = addresses[peer] if peer < len(addresses) else f"index {peer}"
+        raise ClusterError(
+            f"worker {task_index}: worker {peer} ({name}) was started with another "
+            "--workers list; give every worker the same list"
+        )
+    return peer
+
+
+def describe_worker_failure(error, workers, task_index):
+    """A one-line message for a TensorFlow error that ended multi-worker training, or None.
+
+    TensorFlow names the peer it lost as `/job:worker/replica:0/task:N`; the message
+    names that worker and its address.
+    """
+    if not isinstance(error, tf.errors.OpError):
+        return None
+    addresses = parse_workers(workers) if isinstance(workers, str) else list(workers)
+    message = error.message or ""
+    tasks = sorted({int(n) for n in re.findall(r"/job:worker(?:/replica:\d+)?/task:(\d+)",
+                                               message)} - {task_index})
+    tasks = [task for task in tasks if task < len(addresses)]
+    # TensorFlow prefixes the op's function name in braces: not for people.
+    summary = re.sub(r"\{\{.*?\}\}\s*", "", message).strip().splitlines()
+    detail = f"{type(error).__name__}: {summary[0][:160] if summary else ''}"
+    if tasks:
+        lost = ", ".join(f"worker {task} ({addresses[task]})" for task in tasks)
+        return (f"worker {task_index} lost contact with {lost}: it stopped or cannot be "
+                f"reached ({detail}). Training stopped; start the workers again to resume.")
+    return (f"worker {task_index}: the cluster failed, a peer probably stopped ({detail}). "
+            "Training stopped; start the workers again to resume.")
 
 
 def set_tf_config(workers, task_index):

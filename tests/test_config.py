@@ -147,7 +147,8 @@ def test_optional_files_are_optional_but_a_named_missing_one_is_reported(tmp_pat
     faces = tmp_path / "faces" / "alice"
     faces.mkdir(parents=True)
     (faces / "1.png").write_bytes(b"")
-    text = "data:\n  source: image_folder\n  path: faces\n"
+    # One image: a batch of one (a larger batch is refused, see test_r2_08).
+    text = "train:\n  batch_size: 1\ndata:\n  source: image_folder\n  path: faces\n"
     check_data_files(load_config(write(tmp_path, text)))  # no CSV, no held-out: fine
     with pytest.raises(ConfigError, match=r"`data.attributes_csv` is not a file .*"
                        r"Received: data.attributes_csv='.*missing.csv'"):

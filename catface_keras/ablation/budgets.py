@@ -8,6 +8,10 @@ source's sizes only; other sources keep their data and get the schedule.
 
 from catface_keras.config import config_from_dict, config_to_dict
 
+# Seeds per row that `catface ablate` accepts: the paper's tables use 8; each seed trains
+# every row again, so a typo like 1000 would queue weeks of training.
+MAX_SEEDS = 100
+
 BUDGETS = {
     "full": {},
     "small": {

@@ -20,7 +20,7 @@ import time
 import keras
 
 from catface_keras import trainer
-from catface_keras.ablation.budgets import apply_budget, apply_changes
+from catface_keras.ablation.budgets import MAX_SEEDS, apply_budget, apply_changes
 from catface_keras.ablation.metrics import row_metrics
 from catface_keras.ablation.report import write_report
 from catface_keras.ablation.tables import TABLES
@@ -66,8 +66,10 @@ class TableRunner:
     def __init__(self, table, config, seeds, out_dir, budget, progress, seed_offset=0):
         if table not in TABLES:
             raise ValueError(f"`table` must be one of {sorted(TABLES)}. Received: table={table!r}")
-        if not isinstance(seeds, int) or seeds < 1:
-            raise ValueError(f"`seeds` must be a positive int. Received: seeds={seeds!r}")
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
+            raise ValueError(
+                f"`seeds` must be an int in [1, {MAX_SEEDS}]. Received: seeds={seeds!r}"
+            )
         self.trainer = trainer
         self.table = TABLES[table]
         self.base = apply_budget(config, budget)
@@ -204,6 +206,11 @@ def run_table(
 
     runner = TableRunner(table, config, seeds, out_dir, budget, progress, seed_offset)
     records = runner.run(train)
+    if not train and not records:
+        raise ValueError(
+            f"{runner.out} holds no finished row of the {table} table (results/ROW/seedK.json); "
+            "nothing to report. Run without --report-only to train the rows."
+        )
     summary = write_report(runner.table, records, runner.out)
     progress(f"[{table}] wrote {runner.out / 'table.md'}")
     return summary

@@ -13,7 +13,8 @@ folders left with no face at all are not created (the reader would skip
 them anyway).
 
 The folder is built in a scratch folder beside DST and renamed into place
-when complete, so an interrupted run leaves DST as it was.
+when complete, so an interrupted run leaves DST as it was; the next run removes
+the scratch folder that a killed run left (see `remove_abandoned_scratch`).
 """
 
 import dataclasses
@@ -22,6 +23,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+import time
 
 import cv2
 
@@ -32,7 +34,16 @@ from catface_keras.data.decoding import ImageDecodeError
 from catface_keras.data.image_folder import IMAGE_SUFFIXES
 from catface_keras.progress import track
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: abandoned scratch folders are left for the user
+    fcntl = None
+
 REPORT_FILE = "align_report.json"
+# The scratch folder of a run is `.DST.partial-XXXX`, beside DST; the run holds a lock on
+# OWNER_LOCK inside it, so that the next run can tell a dead run's folder from a live one's.
+SCRATCH_TAG = ".partial-"
+OWNER_LOCK = ".owner.lock"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,27 +63,103 @@ def _visible(name):
     return not name.startswith(".")
 
 
-def list_photos(source):
-    """`[(identity folder name, file name)]` of the photos in `source`, sorted.
+def _entry_is(entry, kind):
+    """`entry.is_dir()` / `is_file()`, or the `OSError` they raise (a symlink loop: ELOOP)."""
+    try:
+        return entry.is_dir() if kind == "dir" else entry.is_file()
+    except OSError as error:
+        return error
 
-    Also returns the visible files directly in `source` (not in a person's folder).
+
+def list_photos(source):
+    """The photos of `source`: `(photos, loose, unreadable)`.
+
+    `photos` is `[(identity folder name, file name)]`, sorted; `loose` the visible
+    files directly in `source` (not in a person's folder); `unreadable` the
+    `{"photo", "reason"}` entries that cannot even be listed (a symlink loop, a
+    folder without permission), reported like undecodable photos.
     """
     source = pathlib.Path(source)
-    photos, loose = [], []
+    photos, loose, unreadable = [], [], []
     for entry in sorted(os.scandir(source), key=lambda entry: entry.name):
         if not _visible(entry.name):
             continue
-        if entry.is_dir():
-            for item in sorted(os.scandir(entry.path), key=lambda item: item.name):
-                if (
-                    item.is_file()
-                    and _visible(item.name)
-                    and os.path.splitext(item.name)[1].lower() in IMAGE_SUFFIXES
+        is_dir = _entry_is(entry, "dir")
+        if isinstance(is_dir, OSError):
+            unreadable.append({"photo": entry.name, "reason": f"cannot be read: {is_dir}"})
+            continue
+        if is_dir:
+            try:
+                items = sorted(os.scandir(entry.path), key=lambda item: item.name)
+            except OSError as error:
+                unreadable.append({"photo": entry.name, "reason": f"cannot be listed: {error}"})
+                continue
+            for item in items:
+                if not _visible(item.name) or (
+                    os.path.splitext(item.name)[1].lower() not in IMAGE_SUFFIXES
                 ):
+                    continue
+                is_file = _entry_is(item, "file")
+                if isinstance(is_file, OSError):
+                    unreadable.append({
+                        "photo": f"{entry.name}/{item.name}",
+                        "reason": f"cannot be read: {is_file}",
+                    })
+                elif is_file:
                     photos.append((entry.name, item.name))
-        elif entry.is_file():
+        elif _entry_is(entry, "file") is True:
             loose.append(entry.name)
-    return photos, loose
+    return photos, loose, unreadable
+
+
+def remove_abandoned_scratch(destination, min_age_s=60.0):
+    """Removes the scratch folders beside `destination` that killed runs left.
+
+    A run holds an exclusive lock on `OWNER_LOCK` inside its scratch folder for as
+    long as it lives; the system drops the lock when the process dies, however it
+    dies. A folder whose lock can be taken belongs to no live run. One without a
+    lock file (a run killed in the instant between creating the folder and the
+    lock, or an older version) is removed once it is `min_age_s` old.
+
+    Returns:
+        The folders removed.
+    """
+    destination = pathlib.Path(destination)
+    prefix = f".{destination.name}{SCRATCH_TAG}"
+    removed = []
+    if fcntl is None or not destination.parent.is_dir():
+        return removed
+    for entry in os.scandir(destination.parent):
+        if not entry.name.startswith(prefix) or entry.is_symlink() or not entry.is_dir():
+            continue
+        try:
+            handle = open(os.path.join(entry.path, OWNER_LOCK), "rb")
+        except FileNotFoundError:
+            if time.time() - entry.stat().st_mtime >= min_age_s:
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed.append(pathlib.Path(entry.path))
+            continue
+        except OSError:
+            continue
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a live run's
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(pathlib.Path(entry.path))
+    return removed
+
+
+def _claim_scratch(destination):
+    """This run's scratch folder beside `destination`, and the open lock that marks it live."""
+    scratch = pathlib.Path(
+        tempfile.mkdtemp(prefix=f".{destination.name}{SCRATCH_TAG}", dir=destination.parent)
+    )
+    handle = open(scratch / OWNER_LOCK, "wb")
+    if fcntl is not None:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return scratch, handle
 
 
 def check_folders(source, destination, overwrite):
@@ -132,26 +219,26 @@ def align_folder(source, destination, detector, all_faces=False, overwrite=False
     """
     source, destination = pathlib.Path(source), pathlib.Path(destination)
     check_folders(source, destination, overwrite)
-    photos, loose = list_photos(source)
+    photos, loose, unreadable = list_photos(source)
     if not photos:
         raise ValueError(
             f"SRC {source} holds no photos in person folders (expected SRC/NAME/photo with "
             f"a suffix in {', '.join(IMAGE_SUFFIXES)})"
         )
     destination.parent.mkdir(parents=True, exist_ok=True)
-    scratch = pathlib.Path(
-        tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent)
-    )
+    remove_abandoned_scratch(destination)
+    scratch, owner = _claim_scratch(destination)
     try:
         built = scratch / "aligned"
         built.mkdir()
-        report = _align_into(source, built, photos, detector, all_faces, size)
+        report = _align_into(source, built, photos, detector, all_faces, size, unreadable)
         report["not_in_a_person_folder"] = loose
         report_path = built / REPORT_FILE
         _write_file(report_path, (json.dumps(report, indent=2) + "\n").encode("utf-8"))
         swap_into_place(built, destination)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        owner.close()
     counts = report["counts"]
     return AlignSummary(
         photos=counts["photos"],
@@ -164,8 +251,8 @@ def align_folder(source, destination, detector, all_faces=False, overwrite=False
     )
 
 
-def _align_into(source, built, photos, detector, all_faces, size):
-    faces, no_face, undecodable, identities = [], [], [], set()
+def _align_into(source, built, photos, detector, all_faces, size, unreadable=()):
+    faces, no_face, undecodable, identities = [], [], list(unreadable), set()
     by_folder = {}
     for folder, name in photos:
         by_folder.setdefault(folder, []).append(name)
@@ -205,7 +292,7 @@ def _align_into(source, built, photos, detector, all_faces, size):
         "all_faces": bool(all_faces),
         "size": size,
         "counts": {
-            "photos": len(photos),
+            "photos": len(photos) + len(unreadable),
             "photos_with_face": photos_with_face,
             "faces": len(faces),
             "no_face": len(no_face),

@@ -3,6 +3,8 @@
 import pathlib
 import sys
 
+from catface_keras.ablation.budgets import MAX_SEEDS
+from catface_keras.cli.arguments import output_directory
 from catface_keras.config import ConfigError, load_config
 
 TABLE_NAMES = ("distillation", "fusion", "attributes", "catf-parts", "distillation-weight")
@@ -20,8 +22,9 @@ def register(subparsers):
     )
     parser.add_argument("--table", required=True, choices=TABLE_NAMES)
     parser.add_argument("--config", required=True, type=pathlib.Path, help="YAML config file")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per row (default: 3)")
-    parser.add_argument("--out", required=True, type=pathlib.Path, help="output directory")
+    parser.add_argument("--seeds", type=int, default=3,
+                        help=f"seeds per row, at most {MAX_SEEDS} (default: 3)")
+    parser.add_argument("--out", required=True, type=output_directory, help="output directory")
     parser.add_argument(
         "--budget", choices=BUDGET_NAMES, default="small",
         help="tiny: a smoke run of minutes on a CPU; small: reduced data and epochs; "
@@ -35,18 +38,28 @@ def register(subparsers):
 
 
 def run(args):
-    if args.seeds < 1:
-        print(f"catface ablate: error: --seeds must be >= 1. Received: {args.seeds}",
+    program = "catface ablate"
+    if not 1 <= args.seeds <= MAX_SEEDS:
+        print(f"{program}: error: --seeds must be in [1, {MAX_SEEDS}]. Received: {args.seeds}",
               file=sys.stderr)
+        return 2
+    if args.report_only and not (args.out / "results").is_dir():
+        # Checked before TensorFlow loads: there is nothing to report from.
+        print(f"{program}: error: --report-only: {args.out} holds no finished rows "
+              "(no results/ folder); run without --report-only to train them", file=sys.stderr)
         return 2
     try:
         config = load_config(args.config)
     except ConfigError as error:
-        print(f"catface ablate: error: {error}", file=sys.stderr)
+        print(f"{program}: error: {error}", file=sys.stderr)
         return 2
     from catface_keras.ablation.runner import run_table
 
-    run_table(args.table, config, args.seeds, args.out, args.budget,
-              progress=lambda line: print(line, flush=True), train=not args.report_only)
+    try:
+        run_table(args.table, config, args.seeds, args.out, args.budget,
+                  progress=lambda line: print(line, flush=True), train=not args.report_only)
+    except ValueError as error:
+        print(f"{program}: error: {error}", file=sys.stderr)
+        return 2
     print((args.out / "table.md").read_text())
     return 0

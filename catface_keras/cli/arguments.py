@@ -36,6 +36,29 @@ def output_image(text):
     return path
 
 
+def check_input_file(path, what):
+    """Raises `ValueError` unless `path` is an existing file, saying whether it is missing
+    or a directory (`what` names the argument: "model", "checkpoint" ...)."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a directory; give the file itself")
+    if not path.is_file():
+        raise ValueError(f"{what} {path} does not exist")
+    return path
+
+
+def check_output_file(path, argument="--out"):
+    """Raises `argparse.ArgumentTypeError` unless `path` can be written as a file: it must
+    not be a directory, and no existing parent may be a file."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{argument} {path} is a directory; give the name of the file to write"
+        )
+    _check_parents(path)
+    return path
+
+
 def _check_parents(path):
     for parent in path.absolute().parents:
         if parent.exists():

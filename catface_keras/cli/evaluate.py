@@ -6,6 +6,7 @@ import sys
 from catface_keras.choices import EVALUATION_CONDITIONS as CONDITIONS
 from catface_keras.choices import EVALUATION_PROTOCOLS as PROTOCOLS
 from catface_keras.choices import THRESHOLD_SEARCHES
+from catface_keras.cli.arguments import output_directory
 from catface_keras.cli.errors import report_os_error
 from catface_keras.config import load_config
 from catface_keras.data.registry import (
@@ -48,7 +49,7 @@ def register(subparsers):
                         help="with a folder: the verification pairs, an LFW pairs.txt ('name n1 "
                         "n2' and 'name1 n1 name2 n2' lines, optional 'folds pairs' header) or "
                         "'path1 path2 label [fold]' lines with paths relative to --data")
-    parser.add_argument("--out", required=True, type=pathlib.Path, metavar="DIR",
+    parser.add_argument("--out", required=True, type=output_directory, metavar="DIR",
                         help="results folder")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the results of an earlier run in --out")

@@ -12,6 +12,7 @@ warm-up file `assets.extra/tf_serving_warmup_requests`; see `catface_keras.expor
 import pathlib
 import sys
 
+from catface_keras.cli.arguments import check_input_file
 from catface_keras.cli.errors import report_os_error
 
 
@@ -40,8 +41,7 @@ def register(subparsers):
 
 def run(args):
     try:
-        if not args.model.is_file():
-            raise ValueError(f"model {args.model} does not exist")
+        check_input_file(args.model, "model")
         if args.version is not None and args.version < 0:
             raise ValueError(f"--version must be >= 0, got {args.version}")
         if args.max_image_pixels is not None and args.max_image_pixels < 1:

@@ -10,10 +10,12 @@ Writes an `IResNetEmbedder` (RGB faces in [0, 255] -> `{"embedding"}`) that
 checkpoint is read without PyTorch and without running its pickled code.
 """
 
+import argparse
 import pathlib
 import sys
 import time
 
+from catface_keras.cli.arguments import check_output_file
 from catface_keras.weights.names import ARCHS, SOURCES
 
 
@@ -45,9 +47,18 @@ def run(args):
     if args.out.suffix != ".keras":
         print(f"{program}: error: --out must end in .keras. Received: {args.out}", file=sys.stderr)
         return 2
+    try:
+        check_output_file(args.out)
+    except argparse.ArgumentTypeError as error:
+        print(f"{program}: error: {error}", file=sys.stderr)
+        return 2
     if args.out.exists() and not args.overwrite:
         print(f"{program}: error: {args.out} exists; pass --overwrite to replace it",
               file=sys.stderr)
+        return 2
+    if args.checkpoint.is_dir():
+        print(f"{program}: error: checkpoint {args.checkpoint} is a directory; give the "
+              "checkpoint file (.ckpt, .pth, .pt)", file=sys.stderr)
         return 2
     if not args.checkpoint.is_file():
         print(f"{program}: error: checkpoint {args.checkpoint} does not exist", file=sys.stderr)

@@ -20,7 +20,7 @@ first image.
 import pathlib
 import sys
 
-from catface_keras.cli.arguments import output_directory
+from catface_keras.cli.arguments import check_input_file, output_directory
 from catface_keras.data.image_files import load_face_image
 
 
@@ -61,8 +61,7 @@ def output_paths(out_dir, images):
 
 def run(args):
     try:
-        if not args.model.is_file():
-            raise ValueError(f"model {args.model} does not exist")
+        check_input_file(args.model, "model")
         for image in [*args.images, *([args.reference] if args.reference else [])]:
             if not image.is_file():
                 raise ValueError(f"image {image} does not exist")

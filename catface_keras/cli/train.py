@@ -5,7 +5,8 @@ import pathlib
 import sys
 import time
 
-from catface_keras.cli.arguments import output_directory
+from catface_keras.atomic_files import check_keras_archive
+from catface_keras.cli.arguments import check_input_file, output_directory
 from catface_keras.config import FUSION_KINDS, ConfigError, check_data_files, load_config
 from catface_keras.evaluation.report import format_stage_table
 
@@ -51,6 +52,9 @@ def register(subparsers):
     )
     parser.add_argument("--task-index", type=int, default=None,
                         help="this machine's position in --workers (0 for the chief)")
+    parser.add_argument("--worker-timeout", type=float, default=300.0, metavar="SECONDS",
+                        help="with --workers: how long to wait for the other workers to "
+                        "start before giving up and naming them (default: 300)")
     parser.set_defaults(run=run)
 
 
@@ -64,6 +68,10 @@ def run(args):
         return 2
     if (args.workers is None) != (args.task_index is None):
         print("catface train: error: --workers and --task-index go together", file=sys.stderr)
+        return 2
+    if not args.worker_timeout > 0:
+        print(f"catface train: error: --worker-timeout must be > 0. Received: "
+              f"{args.worker_timeout}", file=sys.stderr)
         return 2
     try:
         config = load_config(args.config)
@@ -84,22 +92,42 @@ def run(args):
     except (ConfigError, ValueError, argparse.ArgumentTypeError) as error:
         print(f"catface train: error: {error}", file=sys.stderr)
         return 2
-    if 1 in stages and config.model.init and not pathlib.Path(config.model.init).is_file():
+    if 1 in stages and config.model.init:
         # Checked before TensorFlow loads and the data is read.
-        print(
-            f"catface train: error: model.init: pretrained backbone {config.model.init} does "
-            "not exist (write one with `catface import-weights`)",
-            file=sys.stderr,
-        )
+        try:
+            check_input_file(config.model.init, "model.init: pretrained backbone")
+            check_keras_archive(config.model.init)
+        except ValueError as error:
+            print(f"catface train: error: {error} (write one with `catface import-weights`)",
+                  file=sys.stderr)
+            return 2
+    if args.workers is None:
+        return train_and_report(config, out, args.overwrite, "catface train", stages, args.init)
+    from catface_keras.distribution import (
+        ClusterError,
+        describe_worker_failure,
+        wait_for_workers,
+    )
+
+    try:
+        wait_for_workers(args.workers, args.task_index, args.worker_timeout)
+    except ClusterError as error:
+        print(f"catface train: error: {error}", file=sys.stderr)
         return 2
-    return train_and_report(config, out, args.overwrite, "catface train", stages, args.init)
+    try:
+        return train_and_report(config, out, args.overwrite, "catface train", stages, args.init)
+    except Exception as error:  # a peer lost mid-run surfaces as a TensorFlow error
+        message = describe_worker_failure(error, args.workers, args.task_index)
+        if message is None:
+            raise
+        print(f"catface train: error: {message}", file=sys.stderr)
+        return 2
 
 
 def train_and_report(config, out, overwrite, program, stages=(1,), init=None):
     """Runs the stages into `out`, prints the metrics table; returns the exit code."""
     # Imported here so that argument and config errors come back without
     # waiting for TensorFlow to load.
-    from catface_keras.evaluation.report import format_stage_table
     from catface_keras.models.builders import MissingStage1Error
     from catface_keras.run_directory import STAGE1, STAGE2, OutputDirectoryError, plan_stages
     from catface_keras.trainer import DatasetError, TrainingDivergedError, run_stages

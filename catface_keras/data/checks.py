@@ -6,6 +6,7 @@ each message names the dotted key, its value and what was expected. What a
 source can label comes from its entry in `catface_keras.data.registry`.
 """
 
+import json
 import os
 import pathlib
 
@@ -158,4 +159,45 @@ def _check_heldout_folder(data):
             f"{genuine} genuine pairs; TAR at FAR=1e-2 needs at least "
             f"{MIN_VERIFICATION_PAIRS} and two identities. Received: "
             f"data.heldout_path={data.heldout_path!r}"
+        )
+
+
+def training_images_at_most(data):
+    """An upper bound on the training images, from listings and headers only (None: unknown)."""
+    path = pathlib.Path(data.path)
+    try:
+        if data.source == "tfrecord":
+            with open(path / "dataset.json", encoding="utf-8") as handle:
+                count = json.load(handle).get("num_examples")
+            return count if isinstance(count, int) else None
+        if data.source == "celeba":  # one line per image, every partition
+            with open(path / "identity_CelebA.txt", "rb") as handle:
+                return sum(1 for line in handle if line.strip())
+        if data.source == "recordio":
+            with open(path.with_suffix(".idx"), "rb") as handle:  # one line per record
+                return sum(1 for line in handle if line.strip())
+        if data.source == "csv":  # a header, then one row per image
+            with open(path, "rb") as handle:
+                return max(sum(1 for line in handle if line.strip()) - 1, 0)
+        if data.source == "image_folder":
+            return sum(
+                1
+                for folder in os.scandir(path) if folder.is_dir()
+                for entry in os.scandir(folder.path)
+                if os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES
+            )
+    except (OSError, ValueError, AttributeError):
+        return None  # the reader names what is wrong
+    return None
+
+
+def check_batch_fits(data, batch_size):
+    """`train.batch_size` is at most the images the data holds: an epoch needs one batch."""
+    if data.source == "synthetic":
+        return  # `check_synthetic_sizes`
+    count = training_images_at_most(data)
+    if count is not None and batch_size > count:
+        raise ValueError(
+            f"`train.batch_size` is larger than the {count} images {data.path} holds; "
+            f"an epoch needs one whole batch. Received: train.batch_size={batch_size}"
         )

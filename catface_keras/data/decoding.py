@@ -14,6 +14,7 @@ Two kinds of failure are kept apart:
 """
 
 import logging
+import re
 import struct
 import threading
 
@@ -71,91 +72,201 @@ def set_max_image_pixels(limit):
 
 # JPEG start-of-frame markers (C0-CF except DHT C4, JPG C8 and DAC CC) carry the frame size.
 _JPEG_FRAME_MARKERS = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# Markers that stand alone (no length field): TEM and the restart markers.
+_JPEG_STANDALONE_MARKERS = {0x01, *range(0xD0, 0xD8)}
+# The next marker as libjpeg's `next_marker` finds it: bytes other than 0xFF are skipped,
+# then 0xFF fill bytes (the marker byte follows the last 0xFF of a run); FF 00 (a stuffed
+# zero) is skipped as junk too. One 0xFF, not a run: the search stays linear.
+_JPEG_NEXT_MARKER = re.compile(rb"\xff([^\x00\xff])")
 
 
 def _jpeg_dimensions(data):
-    position = 2
-    while position + 4 <= len(data):
-        if data[position] != 0xFF:
+    """The frame size as libjpeg reads it: the first start-of-frame marker's.
+
+    libjpeg's marker reader (`next_marker` in jdmarker.c) skips any bytes that are not
+    a marker (with a warning) and any 0xFF fill bytes, so a walk that stopped at the
+    first stray byte would miss a frame header the decoder still finds.
+    """
+    position, size = 2, len(data)
+    while True:
+        found = _JPEG_NEXT_MARKER.search(data, position)
+        if found is None:
             return None
+        position = found.start(1) - 1  # the 0xFF just before the marker byte
         marker = data[position + 1]
-        if marker == 0xFF:  # fill byte
-            position += 1
-            continue
-        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+        if marker in _JPEG_STANDALONE_MARKERS:
             position += 2
             continue
+        if marker in (0xD8, 0xD9, 0xDA):  # a second SOI, the end, a scan: no frame first
+            return None
+        if position + 4 > size:
+            return None
         (length,) = struct.unpack_from(">H", data, position + 2)
         if marker in _JPEG_FRAME_MARKERS:
-            if position + 9 > len(data):
+            if position + 9 > size:
                 return None
             height, width = struct.unpack_from(">HH", data, position + 5)
             return width, height
-        if marker == 0xDA:  # start of scan before any frame header
-            return None
-        position += 2 + length
-    return None
+        # libjpeg skips `length - 2` bytes after the length field (none for a length below 2).
+        position += 4 + max(length - 2, 0)
+
+
+# TIFF field types libtiff accepts for ImageWidth / ImageLength -> struct codes.
+_TIFF_INTEGER_TYPES = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 16: "Q", 17: "q"}
 
 
 def _tiff_dimensions(data):
+    """The first image's size as libtiff reads it (TIFF and BigTIFF; the first entry of
+    a repeated tag wins, as in `TIFFReadDirectory`)."""
     order = "<" if data[:2] == b"II" else ">"
-    try:
+    big = struct.unpack_from(order + "H", data, 2)[0] == 43
+    if big:
+        (offset,) = struct.unpack_from(order + "Q", data, 8)
+        (count,) = struct.unpack_from(order + "Q", data, offset)
+        entries, entry_size, value_size = offset + 8, 20, 8
+    else:
         (offset,) = struct.unpack_from(order + "I", data, 4)
         (count,) = struct.unpack_from(order + "H", data, offset)
-        found = {}
-        for entry in range(count):
-            tag, kind, _, value = struct.unpack_from(order + "HHI4s", data, offset + 2 + 12 * entry)
-            if tag in (256, 257):
-                fmt = order + ("H" if kind == 3 else "I")
-                found[tag] = struct.unpack_from(fmt, value)[0]
-        return found.get(256), found.get(257)
-    except struct.error:
+        entries, entry_size, value_size = offset + 2, 12, 4
+    if entries + count * entry_size > len(data):
         return None
+    found = {}
+    for entry in range(count):
+        position = entries + entry * entry_size
+        tag, kind = struct.unpack_from(order + "HH", data, position)
+        if tag not in (256, 257) or tag in found:
+            continue
+        number = struct.unpack_from(order + ("Q" if big else "I"), data, position + 4)[0]
+        code = _TIFF_INTEGER_TYPES.get(kind)
+        if code is None or number != 1 or struct.calcsize(code) > value_size:
+            return None  # libtiff refuses a size that is not one integer
+        # The value sits in the entry's last field (left-justified when it is shorter).
+        value = struct.unpack_from(order + code, data, position + entry_size - value_size)[0]
+        if value < 0:
+            return None
+        found[tag] = value
+    if 256 not in found or 257 not in found:
+        return None
+    return found[256], found[257]
+
+
+
+def _gif_dimensions(data):
+    """The larger of the logical screen and the first frame (the one `imdecode` reads)."""
+    screen = struct.unpack_from("<HH", data, 6)
+    position = 13
+    if data[10] & 0x80:  # global colour table
+        position += 3 << ((data[10] & 7) + 1)
+    while position < len(data):
+        block = data[position]
+        if block == 0x2C:  # image descriptor
+            width, height = struct.unpack_from("<HH", data, position + 5)
+            return max(screen[0], width), max(screen[1], height)
+        if block != 0x21:  # an extension is the only other block before the first image
+            return None
+        position += 2
+        while position < len(data) and data[position]:
+            position += 1 + data[position]
+        position += 1
+    return None
+
+
+def _webp_dimensions(data):
+    chunk = data[12:16]
+    if chunk == b"VP8X":
+        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+    if chunk == b"VP8L" and data[20] == 0x2F:
+        bits = int.from_bytes(data[21:25], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
+        width, height = struct.unpack_from("<HH", data, 26)
+        return width & 0x3FFF, height & 0x3FFF
+    return None
+
+
+_NETPBM_TOKEN = re.compile(rb"(?:\s|#[^\n]*\n?)*(\d+)")
+
+
+def _netpbm_dimensions(data):
+    """PBM/PGM/PPM (P1-P6) and PFM (PF, Pf): width and height follow the magic number."""
+    head = data[: 1 << 12]
+    first = _NETPBM_TOKEN.match(head, 2)
+    second = first and _NETPBM_TOKEN.match(head, first.end())
+    if not second:
+        return None
+    return int(first.group(1)), int(second.group(1))
+
+
+_RADIANCE_SIZE = re.compile(rb"\n\n-Y (\d+) \+X (\d+)\s")
+
+
+def _radiance_dimensions(data):
+    """Radiance HDR: the resolution line after the blank line ending the header
+    (OpenCV's reader takes only the `-Y H +X W` orientation)."""
+    found = _RADIANCE_SIZE.search(data[: 1 << 16])
+    return (int(found.group(2)), int(found.group(1))) if found else None
 
 
 def image_dimensions(data):
-    """`(width, height)` from an encoded image's header, or None when not found.
+    """`(width, height)` from an encoded image's header, or None when it cannot be read.
 
-    Reads PNG, JPEG, GIF, BMP, WebP and TIFF headers without decoding anything.
+    Reads the size where the decoder (OpenCV with libjpeg-turbo, libpng, libtiff,
+    libwebp) takes it from, without decoding anything: JPEG, PNG, BMP, GIF, WebP,
+    TIFF/BigTIFF, PBM/PGM/PPM/PFM, Sun raster and Radiance HDR. Formats whose size
+    is not read here (JPEG 2000, AVIF, OpenEXR, PAM ...) give None.
     """
     data = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
     try:
         if data[:8] == b"\x89PNG\r\n\x1a\n":
+            # libpng refuses a file whose first chunk is not a 13-byte IHDR.
+            if data[8:16] != b"\x00\x00\x00\x0dIHDR":
+                return None
             return struct.unpack_from(">II", data, 16)
-        if data[:2] == _JPEG_START:
+        if data[:3] == b"\xff\xd8\xff":  # OpenCV's JPEG signature
             return _jpeg_dimensions(data)
         if data[:6] in (b"GIF87a", b"GIF89a"):
-            return struct.unpack_from("<HH", data, 6)
+            return _gif_dimensions(data)
         if data[:2] == b"BM":
-            width, height = struct.unpack_from("<ii", data, 18)
-            return abs(width), abs(height)
+            (header_size,) = struct.unpack_from("<I", data, 14)
+            if header_size == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
+                return struct.unpack_from("<HH", data, 18)
+            if header_size >= 36:
+                width, height = struct.unpack_from("<ii", data, 18)
+                return abs(width), abs(height)
+            return None
         if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-            chunk = data[12:16]
-            if chunk == b"VP8X":
-                width = int.from_bytes(data[24:27], "little") + 1
-                height = int.from_bytes(data[27:30], "little") + 1
-                return width, height
-            if chunk == b"VP8L":
-                bits = int.from_bytes(data[21:25], "little")
-                return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-            if chunk == b"VP8 ":
-                width, height = struct.unpack_from("<HH", data, 26)
-                return width & 0x3FFF, height & 0x3FFF
-        if data[:4] in (b"II*\x00", b"MM\x00*"):
-            dimensions = _tiff_dimensions(data)
-            if dimensions and None not in dimensions:
-                return dimensions
-    except struct.error:
+            return _webp_dimensions(data)
+        if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+            return _tiff_dimensions(data)
+        if data[:1] == b"P" and data[1:2] in (b"1", b"2", b"3", b"4", b"5", b"6", b"F", b"f"):
+            return _netpbm_dimensions(data)
+        if data[:4] == b"\x59\xa6\x6a\x95":  # Sun raster
+            width, height = struct.unpack_from(">ii", data, 4)
+            return (width, height) if width >= 0 and height >= 0 else None
+        if data[:10] == b"#?RADIANCE" or data[:6] == b"#?RGBE":
+            return _radiance_dimensions(data)
+    except (struct.error, IndexError):
         return None
     return None
 
 
 def check_image_pixels(data, limit=None):
-    """Raises `ImageTooLargeError` when the header announces more than `limit` pixels."""
+    """Refuses, before decoding, an image over `limit` pixels or whose size cannot be read.
+
+    Raises:
+        ImageTooLargeError: the header announces more than `limit` pixels.
+        ImageDecodeError: the size cannot be read from the header (an unknown format or a
+            damaged header): without it nothing bounds what decoding would allocate.
+    """
     limit = _max_image_pixels if limit is None else limit
     dimensions = image_dimensions(data)
-    if dimensions is not None and dimensions[0] * dimensions[1] > limit:
-        width, height = dimensions
+    if dimensions is None:
+        raise ImageDecodeError(
+            "cannot read the image size from its header (damaged, or a format other than "
+            "JPEG, PNG, BMP, GIF, WebP, TIFF, PNM, Sun raster or HDR); refused without decoding"
+        )
+    width, height = dimensions
+    if width * height > limit:
         raise ImageTooLargeError(
             f"the header announces {width}x{height} = {width * height} pixels, more than the "
             f"limit of {limit} (not decoded; raise data.max_image_pixels for larger images)"
@@ -185,14 +296,16 @@ def decode_image(data, image_size=None, max_pixels=None):
         data: the encoded bytes (`bytes`, `bytearray` or 1-D uint8 array).
         image_size: output side in pixels, or None for the decoded size.
         max_pixels: refuse an image whose header announces more pixels than
-            this, before decoding it (default: `max_image_pixels()`).
+            this, before decoding it (default: `max_image_pixels()`); an image
+            whose size cannot be read from its header is refused too.
 
     Returns:
         `(height, width, 3)` uint8 RGB.
 
     Raises:
-        ImageDecodeError: empty, undecodable or truncated data, or
-            (`ImageTooLargeError`) an image over the pixel limit.
+        ImageDecodeError: empty, undecodable or truncated data, a header
+            whose size cannot be read, or (`ImageTooLargeError`) an image over
+            the pixel limit.
     """
     if isinstance(data, np.ndarray):
         if data.dtype != np.uint8:

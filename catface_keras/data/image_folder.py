@@ -18,6 +18,7 @@ converted; AdaFace's official loader, by contrast, feeds BGR).
 """
 
 import dataclasses
+import logging
 import os
 import pathlib
 
@@ -31,7 +32,19 @@ from catface_keras.data.pairs_file import read_pair_faces
 from catface_keras.soft_biometrics import MISSING_LABEL
 from catface_keras.soft_biometrics import PAPER_ATTRIBUTES
 
+logger = logging.getLogger(__name__)
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def _is(entry, kind):
+    """Whether a directory entry is a folder (`kind` "dir") or a file; an entry whose type
+    cannot be read (a symlink loop) is left out with a warning instead of ending the run."""
+    try:
+        return entry.is_dir() if kind == "dir" else entry.is_file()
+    except OSError as error:
+        logger.warning("left out %s: %s", entry.path, error.strerror or error)
+        return False
 
 
 def _visible(name):
@@ -67,15 +80,15 @@ def read_image_folder(root, attributes_csv=None, attribute_names=PAPER_ATTRIBUTE
     attribute_names = tuple(attribute_names)
     keys, identities, num_classes = [], [], 0
     folders = sorted(
-        entry.name for entry in os.scandir(root) if entry.is_dir() and _visible(entry.name)
+        entry.name for entry in os.scandir(root) if _visible(entry.name) and _is(entry, "dir")
     )
     for folder in folders:
         images = sorted(
             entry.name
             for entry in os.scandir(root / folder)
-            if entry.is_file()
-            and _visible(entry.name)
+            if _visible(entry.name)
             and os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES
+            and _is(entry, "file")
         )
         if images:
             keys += [f"{folder}/{name}" for name in images]
@@ -164,8 +177,15 @@ class ImageFolderSource:
         in_distractors = np.array(
             [pathlib.Path(p).parent.name == DISTRACTOR_FOLDER for p in files.paths], bool
         )
-        faces = load_face_arrays(_subset(files, ~in_distractors), image_size, skipped,
-                                 description="identities")
+        people = _subset(files, ~in_distractors)
+        faces = load_face_arrays(people, image_size, skipped, description="identities")
+        if skipped.count and len(np.unique(faces.identities)) < 2:
+            # Otherwise reported as "0 images, 0 labels", which hides why.
+            raise ValueError(
+                f"{path}: {skipped.count} of its {len(people.paths)} images do not decode (e.g. "
+                f"{'; '.join(skipped.names[:3])}); the {len(faces.images)} that do show "
+                f"{len(np.unique(faces.identities))} person(s), and evaluation needs two"
+            )
         distractors = None
         if in_distractors.any():
             distractors = load_face_arrays(_subset(files, in_distractors), image_size, skipped,

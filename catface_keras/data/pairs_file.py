@@ -42,7 +42,16 @@ def _is_int(text):
     return text.lstrip("-").isdigit()
 
 
+# Contiguous folds of a list without its own (LFW's ten sets).
+DEFAULT_NUM_FOLDS = 10
+
+
 def _lfw_image(root, name, number, where):
+    if name in (".", "..") or "/" in name or "\\" in name:
+        raise ValueError(
+            f"{where}: {name!r} is not a person's name (no '/', no '..'): an LFW-style name is "
+            f"a folder directly inside the data root {root}. Refused."
+        )
     stem = f"{name}_{int(number):04d}"
     path = root / name / f"{stem}.jpg"
     if path.is_file():
@@ -55,7 +64,14 @@ def _lfw_image(root, name, number, where):
 
 
 def _plain_image(root, text, where):
-    path = root / text
+    relative = pathlib.PurePosixPath(text.replace("\\", "/"))
+    if relative.is_absolute() or ".." in relative.parts or pathlib.PureWindowsPath(text).drive:
+        # As shard names in dataset.json: nothing outside the data root is opened.
+        raise ValueError(
+            f"{where}: {text} is not inside the data root {root} (an absolute path or '..'); "
+            "pair paths are relative to --data. Refused."
+        )
+    path = root / relative
     if not path.is_file():
         raise ValueError(f"{where}: {path} is not a file (paths are relative to {root})")
     return path
@@ -80,6 +96,7 @@ def read_pairs_file(path, root):
     if not path.is_file():
         raise ValueError(f"--pairs-file {path} is not a file")
     first, second, same, folds, header = [], [], [], [], None
+    labels = {}  # pair -> (label, line), to catch a pair listed with both labels
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         fields = line.split()
         where = f"{path}, line {number}"
@@ -106,6 +123,15 @@ def read_pairs_file(path, root):
         else:
             raise ValueError(f"{where}: expected 'name n1 n2', 'name1 n1 name2 n2' or "
                              f"'path1 path2 label [fold]'. Received: {line!r}")
+        key = frozenset((str(pair[0]), str(pair[1])))
+        if key in labels and labels[key][0] != pair[2]:
+            raise ValueError(
+                f"{where}: this pair is also on line {labels[key][1]} with the opposite label "
+                f"({'same' if pair[2] else 'different'} here, "
+                f"{'same' if labels[key][0] else 'different'} there). Refused: one of them is "
+                "wrong."
+            )
+        labels.setdefault(key, (pair[2], number))
         first.append(str(pair[0]))
         second.append(str(pair[1]))
         same.append(pair[2])
@@ -138,6 +164,7 @@ def read_pair_faces(root, pairs_file, image_size):
         An `EvaluationFaces` with `pairs` over the decoded images.
     """
     pairs = read_pairs_file(pairs_file, root)
+    check_folds(pairs.same, pairs.folds, str(pairs_file))  # before decoding anything
     paths = sorted(set(pairs.first) | set(pairs.second))
     row = {path: index for index, path in enumerate(paths)}
     images = np.zeros((len(paths), image_size, image_size, 3), np.uint8)
@@ -155,6 +182,10 @@ def read_pair_faces(root, pairs_file, image_size):
     # Rows renumbered over the decoded images only.
     new_row = np.cumsum(decoded) - 1
     folds = None if pairs.folds is None else pairs.folds[kept]
+    if not kept.all():
+        check_folds(pairs.same[kept], folds,
+                    f"{pairs_file} (after leaving out {int((~kept).sum())} pair(s) with an "
+                    "undecodable image)")
     info = {
         "num_images": int(decoded.sum()),
         "num_pairs": int(kept.sum()),
@@ -166,3 +197,42 @@ def read_pair_faces(root, pairs_file, image_size):
     }
     pair_rows = FacePairs(new_row[first[kept]], new_row[second[kept]], pairs.same[kept], folds)
     return EvaluationFaces(images=images[decoded], pairs=pair_rows, info=info)
+
+
+def check_folds(same, folds, where):
+    """Refuses pairs that k-fold cross-validation cannot score meaningfully.
+
+    Each fold's threshold is chosen on the other folds, so there must be at least two
+    folds (`DEFAULT_NUM_FOLDS` pairs when the list gives none) and the other folds must
+    hold both same and different pairs; otherwise the accuracy would be a number
+    (0.5 at threshold 0) that measures nothing.
+
+    Args:
+        same: `(P,)` bools.
+        folds: `(P,)` fold labels, or None for `DEFAULT_NUM_FOLDS` contiguous folds.
+        where: named in the error (the pair list).
+    """
+    same = np.asarray(same, bool)
+    if folds is None:
+        if len(same) < DEFAULT_NUM_FOLDS:
+            raise ValueError(
+                f"{where}: {len(same)} pair(s); {DEFAULT_NUM_FOLDS}-fold cross-validation needs "
+                f"at least {DEFAULT_NUM_FOLDS} (give more pairs, or a fold column)"
+            )
+        # The folds `verification.fold_indices` cuts (`np.array_split`).
+        parts = np.array_split(np.arange(len(same)), DEFAULT_NUM_FOLDS)
+        folds = np.repeat(np.arange(DEFAULT_NUM_FOLDS), [len(part) for part in parts])
+    labels = np.unique(folds)
+    if len(labels) < 2:
+        raise ValueError(
+            f"{where}: every pair is in fold {labels[0]}; cross-validation picks each fold's "
+            "threshold on the other folds and needs at least 2 folds"
+        )
+    for label in labels:
+        rest = same[folds != label]
+        if rest.all() or not rest.any():
+            kind = "different-person" if rest.all() else "same-person"
+            raise ValueError(
+                f"{where}: outside fold {label} there is no {kind} pair to choose its "
+                "threshold from; every fold's complement needs both kinds"
+            )

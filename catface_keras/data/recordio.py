@@ -201,6 +201,54 @@ class RecordIOReader:
             if cflag in (WHOLE, END):
                 return _MAGIC_BYTES.join(pieces)
 
+    def check_records(self, keys, chunk=1 << 20):
+        """Checks, from their prefixes alone, that the records `keys` are whole.
+
+        Each record must start with the magic number, be a whole record or the first
+        piece of one, and end before the next record of the index begins (and before
+        the end of the file); split records are followed piece by piece. Training
+        would otherwise meet a truncated record mid-epoch.
+
+        Raises:
+            ValueError: naming the file, the record's key and its byte offset.
+        """
+        keys = np.asarray(keys, np.int64)
+        data = np.frombuffer(self._data, np.uint8) if self._size else np.zeros(0, np.uint8)
+        starts = np.sort(self._offsets)
+        for first in range(0, len(keys), chunk):
+            part = keys[first : first + chunk]
+            offsets = self._offsets[np.searchsorted(self._keys, part)]
+            inside = offsets + _PREFIX.size <= self._size
+            rows = np.zeros((len(part), _PREFIX.size), np.uint8)
+            rows[inside] = data[offsets[inside, None] + np.arange(_PREFIX.size)]
+            magic = rows[:, 0:4].copy().view("<u4")[:, 0]
+            lrec = rows[:, 4:8].copy().view("<u4")[:, 0].astype(np.int64)
+            cflag, length = lrec >> _LENGTH_BITS, lrec & _LENGTH_MASK
+            following = np.searchsorted(starts, offsets, side="right")
+            limit = np.where(
+                following < len(starts), starts[np.minimum(following, len(starts) - 1)],
+                self._size,
+            )
+            whole = cflag == WHOLE
+            bad = ~inside | (magic != MAGIC) | ~np.isin(cflag, (WHOLE, START))
+            bad |= whole & (offsets + _PREFIX.size + length > limit)
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                key, offset = int(part[row]), int(offsets[row])
+                if not inside[row] or magic[row] != MAGIC or not whole[row] and cflag[row] != START:
+                    self.read_at(offset)  # raises, saying what is found there
+                raise ValueError(
+                    f"{self.rec_path}: record {key} (at byte offset {offset}) is truncated: it "
+                    f"announces {int(length[row])} bytes, but "
+                    + ("the file ends" if limit[row] == self._size else "the next record starts")
+                    + f" at byte {int(limit[row])}. The file is damaged."
+                )
+            for row in np.flatnonzero(cflag == START):
+                try:
+                    self.read_at(int(offsets[row]))
+                except ValueError as error:
+                    raise ValueError(f"record {int(part[row])}: {error}") from None
+
     def header_labels(self, keys, chunk=1 << 20):
         """`(N,)` float64 class labels (label[0]) of the records `keys`, reading only headers.
 
@@ -279,6 +327,7 @@ class InsightFaceRecords:
             self.num_classes = None
         if len(self.image_keys) == 0:
             raise ValueError(f"{rec_path} holds no face images")
+        self.reader.check_records(self.image_keys)
         self.num_classes = self._check_labels(self.num_classes)
         self.class_attributes = np.full(
             (self.num_classes, len(self.attribute_names)), MISSING_LABEL, np.int32

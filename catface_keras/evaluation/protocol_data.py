@@ -18,7 +18,7 @@ import numpy as np
 from catface_keras.evaluation.identification import DISTRACTOR_LABEL
 from catface_keras.evaluation.templates import template_pairs
 from catface_keras.evaluation.verification import sample_verification_pairs
-from catface_keras.progress import progress, track
+from catface_keras.progress import track
 
 # SCFace-style probe groups: (name, side of the low-resolution copy as a share
 # of the image side, turbulence D/r0). Farther cameras see fewer pixels through

@@ -29,11 +29,12 @@ reversed, so the imported model takes RGB like every model in the package
 channels and for both sources).
 """
 
+import math
 import pathlib
 
 import numpy as np
 
-from catface_keras.atomic_files import save_model_atomically
+from catface_keras.atomic_files import require_directory_path, save_model_atomically
 from catface_keras.backbones.iresnet import (
     IRESNET_PRESETS,
     NUM_STAGES,
@@ -41,7 +42,7 @@ from catface_keras.backbones.iresnet import (
     backbone_spec,
 )
 from catface_keras.weights.names import ARCHS, SOURCE_CHANNEL_ORDER, SOURCES
-from catface_keras.weights.torch_checkpoint import read_torch_checkpoint
+from catface_keras.weights.torch_checkpoint import PendingTensor, TorchCheckpoint
 
 SOURCE_SHORTCUT = {"adaface": "subsample", "insightface": "conv"}
 SOURCE_DROPOUT = {"adaface": 0.4, "insightface": 0.0}
@@ -58,6 +59,10 @@ KIND_KEYS = {
 }
 # Counters that BN modules carry and the import does not need.
 IGNORED_SUFFIX = "num_batches_tracked"
+# Bounds on the head read from the checkpoint before the model is built: published
+# iResNets embed in 512 dimensions from 7x7 maps (112 px faces).
+MAX_EMBEDDING_DIM = 8192
+MAX_FEATURE_MAP_SIDE = 32
 
 
 class WeightImportError(ValueError):
@@ -156,7 +161,7 @@ def checkpoint_state_dict(checkpoint, source, path="checkpoint"):
     elif all(str(key).startswith("module.") for key in state):
         state = {key[len("module."):]: value for key, value in state.items()}
     for key, value in state.items():
-        if not isinstance(value, np.ndarray):
+        if not isinstance(value, (np.ndarray, PendingTensor)):
             raise WeightImportError(
                 f"{path}: entry {key!r} of the state dict is a {type(value).__name__}, not a tensor"
             )
@@ -207,14 +212,14 @@ def _keras_weights(kind, tensors, layer, flatten_shape, reverse_input_channels):
     return [mean - bias * std / weight, (std / weight) ** 2 - TORCH_BN_EPSILON]
 
 
-def load_torch_state_dict(model, state, source, path="checkpoint", arch=None):
-    """Sets an `IResNetEmbedder`'s weights from a PyTorch state dict.
+def check_state_shapes(model, state, source, path="checkpoint", arch=None):
+    """Checks a state dict's keys and shapes against an `IResNetEmbedder`, reading nothing.
 
-    Args:
-        model: an `IResNetEmbedder` whose structure matches the checkpoint.
-        state: `{torch key: array}` (see `checkpoint_state_dict`).
-        source: one of `SOURCES`.
-        path, arch: named in error messages.
+    `state` values need only a `shape` (arrays or a checkpoint's `PendingTensor`s), so a
+    checkpoint is bounded by the architecture before any tensor is read.
+
+    Returns:
+        `(layout, expected)`: `torch_layout`'s list and `{torch key: expected shape}`.
 
     Raises:
         WeightImportError: an unknown key, a missing key or a shape mismatch,
@@ -224,7 +229,6 @@ def load_torch_state_dict(model, state, source, path="checkpoint", arch=None):
     layout = torch_layout(
         source, model.backbone_spec, lambda block: f"{block}_shortcut_conv" in layer_names
     )
-    flatten_shape = tuple(model.get_layer("embedding_flatten").input.shape[1:])
     what = f"an {source} {arch or 'iResNet'}"
     hint = " Check --from and --arch." if arch else ""
     expected = {}
@@ -258,6 +262,24 @@ def load_torch_state_dict(model, state, source, path="checkpoint", arch=None):
                 f"{path}: {key!r} has shape {tuple(state[key].shape)} in the checkpoint but "
                 f"{what} expects {tuple(shape)}.{hint}"
             )
+    return layout, expected
+
+
+def load_torch_state_dict(model, state, source, path="checkpoint", arch=None):
+    """Sets an `IResNetEmbedder`'s weights from a PyTorch state dict.
+
+    Args:
+        model: an `IResNetEmbedder` whose structure matches the checkpoint.
+        state: `{torch key: array}` (see `checkpoint_state_dict`).
+        source: one of `SOURCES`.
+        path, arch: named in error messages.
+
+    Raises:
+        WeightImportError: as `check_state_shapes`, or an insightface `features`
+            BN weight that is not positive.
+    """
+    layout, _ = check_state_shapes(model, state, source, path, arch)
+    flatten_shape = tuple(model.get_layer("embedding_flatten").input.shape[1:])
     reverse = SOURCE_CHANNEL_ORDER[source] == "bgr"
     for prefix, kind, name in layout:
         layer = model.get_layer(name)
@@ -291,18 +313,22 @@ def import_iresnet(checkpoint_path, source, arch):
         raise ValueError(f"`source` must be one of {SOURCES}. Received: source={source!r}")
     if arch not in ARCHS:
         raise ValueError(f"`arch` must be one of {ARCHS}. Received: arch={arch!r}")
-    checkpoint = read_torch_checkpoint(checkpoint_path)
-    state, ignored = checkpoint_state_dict(checkpoint, source, checkpoint_path)
-    preset = IRESNET_PRESETS[arch]
-    spec = backbone_spec({**preset, "shortcut": SOURCE_SHORTCUT[source]})
-    image_size, embedding_dim = _head_geometry(state, source, spec, checkpoint_path)
-    model = IResNetEmbedder(
-        spec,
-        image_size=image_size,
-        embedding_dim=embedding_dim,
-        dropout=SOURCE_DROPOUT[source],
-        name=f"{source}_{arch}",
-    )
+    # The checkpoint's tensors are read only once the architecture has bounded them: their
+    # keys and shapes are checked first, and a storage larger than its tensors is refused.
+    with TorchCheckpoint(checkpoint_path) as checkpoint:
+        pending, ignored = checkpoint_state_dict(checkpoint.content, source, checkpoint_path)
+        preset = IRESNET_PRESETS[arch]
+        spec = backbone_spec({**preset, "shortcut": SOURCE_SHORTCUT[source]})
+        image_size, embedding_dim = _head_geometry(pending, source, spec, checkpoint_path)
+        model = IResNetEmbedder(
+            spec,
+            image_size=image_size,
+            embedding_dim=embedding_dim,
+            dropout=SOURCE_DROPOUT[source],
+            name=f"{source}_{arch}",
+        )
+        _, expected = check_state_shapes(model, pending, source, checkpoint_path, arch)
+        state = dict(zip(expected, checkpoint.read_tensors([pending[key] for key in expected])))
     load_torch_state_dict(model, state, source, checkpoint_path, arch)
     info = {
         "source": source,
@@ -310,7 +336,7 @@ def import_iresnet(checkpoint_path, source, arch):
         "image_size": image_size,
         "embedding_dim": embedding_dim,
         "channel_order": SOURCE_CHANNEL_ORDER[source],
-        "tensors": len(state),
+        "tensors": len(pending),
         "ignored": ignored,
     }
     return model, info
@@ -326,12 +352,18 @@ def _head_geometry(state, source, spec, path):
             f"Keys start with: {sorted(state)[:5]}"
         )
     width = spec["stage_widths"][-1]
-    area = weight.shape[1] / width
-    side = int(round(area**0.5))
+    area = weight.shape[1] // width
+    side = math.isqrt(area)
     if side < 1 or side * side * width != weight.shape[1]:
         raise WeightImportError(
             f"{path}: {key!r} has shape {tuple(weight.shape)}; its inputs are not {width} "
             "channels of a square map"
+        )
+    if side > MAX_FEATURE_MAP_SIDE or not 1 <= weight.shape[0] <= MAX_EMBEDDING_DIM:
+        raise WeightImportError(
+            f"{path}: {key!r} has shape {tuple(weight.shape)}: a {side}x{side} feature map "
+            f"(at most {MAX_FEATURE_MAP_SIDE}) into {weight.shape[0]} dimensions (at most "
+            f"{MAX_EMBEDDING_DIM}); not a face-recognition iResNet head. Refused."
         )
     return side * 2**NUM_STAGES, int(weight.shape[0])
 
@@ -349,6 +381,9 @@ def import_weights(checkpoint, source, arch, out, overwrite=False):
         FileExistsError: `out` exists and `overwrite` is False.
     """
     out = pathlib.Path(out)
+    if out.is_dir():
+        raise ValueError(f"{out} is a directory; `out` must name the .keras file to write")
+    require_directory_path(out.parent, "the folder of `out`")
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
     model, info = import_iresnet(checkpoint, source, arch)

@@ -15,6 +15,7 @@ import re
 
 import keras
 
+from catface_keras.atomic_files import check_keras_archive
 from catface_keras.backbones.iresnet import (
     BLOCK_OPTIONS,
     IResNetBackbone,
@@ -39,10 +40,15 @@ def load_pretrained_backbone(path):
     path = pathlib.Path(path)
     if not path.is_file():
         raise PretrainedBackboneError(
-            f"Pretrained backbone {path} does not exist. Write one with `catface "
-            "import-weights --from adaface|insightface --arch ARCH --checkpoint FILE --out "
-            f"{path}`."
+            f"Pretrained backbone {path} {'is a directory' if path.is_dir() else 'does not exist'}."
+            " Write one with `catface import-weights --from adaface|insightface --arch ARCH "
+            f"--checkpoint FILE --out {path}`."
         )
+    try:
+        # Keras reports a file that is no .keras archive as "File not found".
+        check_keras_archive(path)
+    except ValueError as error:
+        raise PretrainedBackboneError(f"Pretrained backbone {error}") from None
     try:
         model = keras.saving.load_model(path, compile=False)
     except Exception as error:  # Keras raises several kinds for a bad file.
