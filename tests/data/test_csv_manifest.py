@@ -4,7 +4,6 @@ import json
 import logging
 import re
 
-import numpy as np
 import tensorflow as tf
 import pytest
 import yaml

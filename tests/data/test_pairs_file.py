@@ -60,11 +60,17 @@ def test_pair_faces_leave_out_pairs_with_an_undecodable_image(tmp_path):
         write_image(tmp_path / name, face_image(seed, 20, 20))
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "1.jpg").write_bytes(b"\xff\xd8 broken")
-    (tmp_path / "pairs.txt").write_text("a/1.png b/1.jpg 0\nc/1.png a/2.png 0\na/2.png a/1.png 1\n")
+    # Two folds, each with same and different pairs (fewer than ten pairs need a fold column).
+    (tmp_path / "pairs.txt").write_text(
+        "a/1.png b/1.jpg 0 0\nc/1.png a/2.png 0 0\na/2.png a/1.png 1 0\n"
+        "c/1.png a/1.png 0 1\na/1.png a/2.png 1 1\n"
+    )
     faces = read_pair_faces(tmp_path, tmp_path / "pairs.txt", 16)
     # Decoded images in sorted path order: a/1, a/2, c/1 (b/1 skipped, rows renumbered).
     assert faces.images.shape == (3, 16, 16, 3) and faces.identities is None
-    assert faces.pairs.first.tolist() == [2, 1] and faces.pairs.second.tolist() == [1, 0]
-    assert faces.pairs.same.tolist() == [False, True] and faces.pairs.folds is None
+    assert faces.pairs.first.tolist() == [2, 1, 2, 0]
+    assert faces.pairs.second.tolist() == [1, 0, 0, 1]
+    assert faces.pairs.same.tolist() == [False, True, False, True]
+    assert faces.pairs.folds.tolist() == [0, 0, 1, 1]
     assert (faces.info["skipped_images"], faces.info["skipped_pairs"]) == (1, 1)
-    assert faces.info["num_pairs"] == 2 and "b/1.jpg" in faces.info["skipped_examples"][0]
+    assert faces.info["num_pairs"] == 4 and "b/1.jpg" in faces.info["skipped_examples"][0]

@@ -8,7 +8,6 @@ from catface_keras.layers.partial_fc import (
     PartialFC,
     sample_classes,
     shard_bounds,
-    sharded_cross_entropy,
 )
 
 DIM, CLASSES, BATCH = 8, 10, 6

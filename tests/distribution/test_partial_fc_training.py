@@ -9,7 +9,6 @@ number of replicas.
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from catface_keras.config import ConfigError, config_from_dict
 from catface_keras.layers.partial_fc import PartialFC

@@ -1,6 +1,5 @@
 """Every fusion layer behind the common `[fr, sb] -> map` interface."""
 
-import pathlib
 
 import keras
 import numpy as np

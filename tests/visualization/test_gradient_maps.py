@@ -1,6 +1,5 @@
 """tf-keras-vis Grad-CAM, Grad-CAM++ and Saliency maps of attributes and of the embedding."""
 
-import keras
 import numpy as np
 import pytest
 

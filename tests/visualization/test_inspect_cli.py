@@ -3,7 +3,6 @@
 import argparse
 
 import cv2
-import keras
 import numpy as np
 import pytest
 from degrade.face_drawing import drawn_face
