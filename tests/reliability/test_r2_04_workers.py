@@ -9,17 +9,7 @@ import tensorflow as tf
 
 from catface_keras.cli.main import main
 from catface_keras.distribution import ClusterError, describe_worker_failure, wait_for_workers
-
-
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+from distribution.test_multi_worker import free_ports
 
 
 def cluster(count):
