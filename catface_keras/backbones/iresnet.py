@@ -301,9 +301,14 @@ def embedding_head(
         # Keep the embedding float32 under mixed precision: its norm is a signal.
         keras.layers.Activation("linear", dtype="float32", name=name),
     ]
+    return stack_layers(layers, features, created)
+
+
+def stack_layers(layers, x, created=None):
+    """`x` through `layers` in order; the layers are appended to the list `created` when one
+    is given (so that a model can keep its heads' layers)."""
     if created is not None:
         created.extend(layers)
-    x = features
     for layer in layers:
         x = layer(x)
     return x

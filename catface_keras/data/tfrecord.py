@@ -45,8 +45,8 @@ from catface_keras.data.decoding import (
 )
 from catface_keras.data.face_arrays import FaceArrays
 from catface_keras.data.face_files import whole_identities
-from catface_keras.data.sources import StreamingFaces
 from catface_keras.data.resizing import square_resize
+from catface_keras.data.sources import StreamingFaces
 
 METADATA_FILE = "dataset.json"
 FORMAT = "catface-tfrecord"

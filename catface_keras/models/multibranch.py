@@ -20,6 +20,7 @@ from catface_keras.backbones.iresnet import (
     iresnet_stem,
     pixel_normalization,
     saved_backbone_spec,
+    stack_layers,
     validate_image_size,
 )
 from catface_keras.layers.perceptibility import PerceptibilityAttention
@@ -55,12 +56,7 @@ def attribute_head(
         keras.layers.Flatten(name=f"{name}_flatten"),
         keras.layers.Dense(num_attributes, dtype="float32", name=name),
     ]
-    if created is not None:
-        created.extend(layers)
-    x = features
-    for layer in layers:
-        x = layer(x)
-    return x
+    return stack_layers(layers, features, created)
 
 
 def stage_map_key(branch, stage):
