@@ -12,7 +12,8 @@ and computes, for each condition:
 - `templates`: the same on template pairs (IJB-B/C style);
 - `identification`: rank-1/5/10/20 per identification set, and rank-1 per
   probe group where the set has groups (SCFace distances);
-- `attributes`: accuracy per soft-biometric attribute the data labels.
+- `attributes`: per soft-biometric attribute the data labels, accuracy beside
+  the majority class's base rate and balanced accuracy with its 95 % interval.
 
 Conditions (`CONDITIONS`): `clean` (both sides of a pair as given),
 `degraded` (both sides degraded) and `mixed` (first side clean, second
@@ -29,7 +30,7 @@ from catface_keras.choices import EVALUATION_CONDITIONS as CONDITIONS
 from catface_keras.data.resizing import resize_faces
 from catface_keras.degradation_config import DegradationConfig
 from catface_keras.degrade import degrade, element_seed
-from catface_keras.evaluation.attributes import attribute_accuracy
+from catface_keras.evaluation.attributes import attribute_scores
 from catface_keras.evaluation.features import extract_features
 from catface_keras.evaluation.identification import (
     DISTRACTOR_LABEL,
@@ -146,6 +147,10 @@ def _identification(gallery_features, probe_features, sets):
     return results
 
 
+def _finite_or_none(value):
+    return None if value is None or np.isnan(value) else float(value)
+
+
 def _attributes(logits, attribute_set, model_names):
     names = [name for name in attribute_set.names if name in model_names]
     if not names:
@@ -154,11 +159,27 @@ def _attributes(logits, attribute_set, model_names):
         ]}
     labels = attribute_set.labels[:, [attribute_set.names.index(n) for n in names]]
     predicted = logits[attribute_set.image_indices][:, [list(model_names).index(n) for n in names]]
-    accuracy = attribute_accuracy(labels, predicted, names)
-    known = [value for value in accuracy.values() if not np.isnan(value)]
+    scores = attribute_scores(labels, predicted, names)
+    per_attribute = {
+        name: {key: ([_finite_or_none(v) for v in value] if isinstance(value, list)
+                     else _finite_or_none(value) if isinstance(value, float) else value)
+               for key, value in values.items()}
+        for name, values in scores.items()
+    }
+
+    def mean(key):
+        known = [values[key] for values in per_attribute.values() if values[key] is not None]
+        return float(np.mean(known)) if known else None
+
     return {
-        "accuracy": {n: (None if np.isnan(v) else v) for n, v in accuracy.items()},
-        "mean": float(np.mean(known)) if known else None,
+        # `accuracy` and `mean` as before; `per_attribute` adds the majority class's
+        # base rate and balanced accuracy with its 95 % interval.
+        "accuracy": {name: values["accuracy"] for name, values in per_attribute.items()},
+        "mean": mean("accuracy"),
+        "per_attribute": per_attribute,
+        "mean_balanced_accuracy": mean("balanced_accuracy"),
+        "balanced_accuracy_interval": "mean of the per-class Wilson 95 % bounds of the "
+                                      "true-positive and true-negative rates (conservative)",
         "num_images": int(len(attribute_set.image_indices)),
         "notes": [],
     }

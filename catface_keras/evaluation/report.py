@@ -52,21 +52,55 @@ def format_stage_table(metrics):
         for value in metrics[stage]["attributes"][condition]["accuracy"].values()
     )
     if labelled:
-        names = list(attributes[attribute_conditions[0]]["accuracy"])
-        header = "attribute".ljust(14) + "".join(
-            f"{stage + ' ' + condition:>{max(len(stage + condition) + 3, 12)}}"
-            for stage in stages for condition in attribute_conditions
-        )
-        lines += ["", "Attribute accuracy (held-out)", header, "-" * len(header)]
-        for name in names:
-            row = name.ljust(14)
-            for stage in stages:
-                for condition in attribute_conditions:
-                    width = max(len(stage + condition) + 3, 12)
-                    value = metrics[stage]["attributes"][condition]["accuracy"].get(name)
-                    row += _number(value, width)
-            lines.append(row)
+        lines += [""] + _attribute_stage_lines(metrics, stages, attribute_conditions)
     return "\n".join(lines + ([""] + skipped if skipped else []))
+
+
+def attribute_scores_of(results, name):
+    """`(accuracy, majority_rate, balanced_accuracy, [low, high])` of one attribute
+    in an `attributes[condition]` result (None where a result predates the
+    balanced scores or the attribute has no label)."""
+    scores = results.get("per_attribute", {}).get(name, {})
+    interval = scores.get("balanced_accuracy_ci") or [None, None]
+    return (results["accuracy"].get(name), scores.get("majority_rate"),
+            scores.get("balanced_accuracy"), interval)
+
+
+def format_balanced(balanced, interval):
+    """`0.712 [0.650, 0.770]`, or `n/a`."""
+    if balanced is None:
+        return "n/a"
+    if None in interval:
+        return f"{balanced:.3f}"
+    return f"{balanced:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
+BASE_RATE_NOTE = ("base: share of the majority class, the accuracy of always answering it; "
+                  "bal.: balanced accuracy (mean of the true-positive and true-negative "
+                  "rates, 0.5 for any constant answer) with a 95 % interval, the mean of the "
+                  "per-class Wilson bounds")
+
+
+def _attribute_stage_lines(metrics, stages, conditions):
+    columns = [(stage, condition) for stage in stages for condition in conditions]
+    names = list(metrics[stages[0]]["attributes"][conditions[0]]["accuracy"])
+    header = "attribute".ljust(14) + f"{'base':>7}" + "".join(
+        f"{stage + ' ' + condition + ' acc':>{len(stage + condition) + 7}}"
+        f"{'bal. [95 % CI]':>24}" for stage, condition in columns
+    )
+    lines = ["Attributes (held-out)", header, "-" * len(header)]
+    for name in names:
+        base = None
+        cells = ""
+        for stage, condition in columns:
+            accuracy, majority, balanced, interval = attribute_scores_of(
+                metrics[stage]["attributes"][condition], name)
+            base = majority if base is None else base
+            cells += _number(accuracy, len(stage + condition) + 7)
+            cells += f"{format_balanced(balanced, interval):>24}"
+        lines.append(name.ljust(14) + _number(base, 7) + cells)
+    lines.append(BASE_RATE_NOTE)
+    return lines
 
 
 # Markdown report of `catface evaluate`: one table per protocol in the paper's
@@ -125,6 +159,41 @@ def _pair_columns(results, protocol, conditions, include_accuracy):
     return columns
 
 
+def _attribute_markdown(results, conditions):
+    """A row per model and attribute: base rate, then accuracy and balanced accuracy
+    [95 % CI] per condition, and a mean row per model."""
+    header = ["Model", "Attribute", "Base %"] + [
+        f"{title} ({_CONDITION_LABELS.get(c, c)})"
+        for c in conditions for title in ("Acc. %", "Bal. acc. % [95 % CI]")
+    ]
+    rows = []
+    for label, by_protocol in results.items():
+        attributes = by_protocol["attributes"]
+        names = list(attributes[conditions[0]]["accuracy"])
+        for name in names:
+            base, cells = None, []
+            for condition in conditions:
+                accuracy, majority, balanced, interval = attribute_scores_of(
+                    attributes[condition], name)
+                base = majority if base is None else base
+                cells += [_percent(accuracy), _percent_interval(balanced, interval)]
+            rows.append([label, name, _percent(base)] + cells)
+        cells = []
+        for condition in conditions:
+            cells += [_percent(attributes[condition]["mean"]),
+                      _percent(attributes[condition].get("mean_balanced_accuracy"))]
+        rows.append([label, "mean", ""] + cells)
+    return _markdown_table(header, rows)
+
+
+def _percent_interval(value, interval):
+    if value is None:
+        return "n/a"
+    if None in interval:
+        return _percent(value)
+    return f"{_percent(value)} [{_percent(interval[0])}, {_percent(interval[1])}]"
+
+
 def format_evaluation_report(report):
     """The Markdown of `catface evaluate`'s `report.md` from its `results.json` dict.
 
@@ -181,12 +250,9 @@ def format_evaluation_report(report):
             lines.append("")
     attribute_conditions = [c for c in conditions if c in any_results.get("attributes", {})]
     if "attributes" in protocols and attribute_conditions:
-        names = list(any_results["attributes"][attribute_conditions[0]]["accuracy"])
-        columns = [(f"{n} %", lambda m, n=n: m["accuracy"][n], _percent) for n in names]
-        columns.append(("mean %", lambda m: m["mean"], _percent))
-        lines += ["## Soft-biometric attribute accuracy", ""]
-        lines += _side_by_side(results, "attributes", attribute_conditions, columns)
-        lines.append("")
+        lines += ["## Soft-biometric attributes", ""]
+        lines += _attribute_markdown(results, attribute_conditions)
+        lines += ["", BASE_RATE_NOTE[0].upper() + BASE_RATE_NOTE[1:] + ".", ""]
     if report.get("plots"):
         lines += ["## Figures", ""]
         lines += [f"- [{plot}]({plot})" for plot in report["plots"]]

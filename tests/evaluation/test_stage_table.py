@@ -7,9 +7,18 @@ def _stage(accuracy):
 
     return {
         "verification": {"clean": pair(0.0), "degraded": pair(0.25), "mixed": pair(0.125)},
-        "attributes": {"clean": {"accuracy": {"Male": 0.9, "Bald": None}},
-                       "degraded": {"accuracy": {"Male": 0.8, "Bald": None}}},
+        "attributes": {"clean": _attributes(0.9), "degraded": _attributes(0.8)},
     }
+
+
+def _attributes(male_accuracy):
+    # Male: base rate 0.6, balanced accuracy 0.85 [0.7, 0.95]; Bald unlabelled.
+    male = {"majority_rate": 0.6, "balanced_accuracy": male_accuracy - 0.05,
+            "balanced_accuracy_ci": [0.7, 0.95]}
+    return {"accuracy": {"Male": male_accuracy, "Bald": None},
+            "per_attribute": {"Male": male, "Bald": {"majority_rate": None,
+                                                     "balanced_accuracy": None,
+                                                     "balanced_accuracy_ci": [None, None]}}}
 
 
 def _row(table, start):
@@ -23,8 +32,11 @@ def test_stages_side_by_side_in_the_condition_vocabulary():
     assert _row(table, "clean") == ["0.500", "0.250", "0.750", "0.375"]
     assert _row(table, "degraded ") == ["0.250", "0.125", "0.500", "0.250"]
     assert _row(table, "mixed") == ["0.375", "0.188", "0.625", "0.312"]
-    assert _row(table, "Male") == ["0.900", "0.800", "0.900", "0.800"]
-    assert _row(table, "Bald") == ["n/a"] * 4
+    # Base rate, then per stage and condition: accuracy, balanced accuracy [95 % CI].
+    male = ["0.900", "0.850", "[0.700,", "0.950]", "0.800", "0.750", "[0.700,", "0.950]"]
+    assert _row(table, "Male") == ["0.600"] + male * 2
+    assert _row(table, "Bald") == ["n/a"] * 9
+    assert "base: share of the majority class" in table
     assert "stage1 clean" in table and "stage2 degraded" in table
 
 
@@ -38,7 +50,15 @@ def test_skipped_stage_prints_its_reason():
 def test_no_attribute_table_without_attribute_labels():
     unlabelled = _stage(0.5)
     for condition in ("clean", "degraded"):
-        unlabelled["attributes"][condition]["accuracy"] = {"Male": None, "Bald": None}
+        unlabelled["attributes"][condition] = {"accuracy": {"Male": None, "Bald": None}}
     table = format_stage_table({"stage1": unlabelled})
-    assert "Attribute accuracy" not in table and "Male" not in table
+    assert "Attributes" not in table and "Male" not in table
     assert _row(table, "clean") == ["0.500", "0.250"]
+
+
+def test_results_without_balanced_scores_print_n_a():
+    older = _stage(0.5)
+    for condition, accuracy in (("clean", 0.9), ("degraded", 0.7)):
+        older["attributes"][condition] = {"accuracy": {"Male": accuracy}}
+    assert _row(format_stage_table({"stage1": older}), "Male") == [
+        "n/a", "0.900", "n/a", "0.700", "n/a"]
