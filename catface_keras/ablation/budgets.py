@@ -46,8 +46,9 @@ def apply_changes(config, changes):
     return config_from_dict(raw)
 
 
-def apply_budget(config, budget):
-    """`config` shrunk to `budget` (a name of `BUDGETS` or a changes dict)."""
+def budget_changes(config, budget):
+    """The `{section: {key: value}}` overrides that `budget` (a name of `BUDGETS` or a
+    changes dict) makes to `config`: what `catface ablate` prints and writes."""
     if isinstance(budget, str):
         if budget not in BUDGETS:
             raise ValueError(f"`budget` must be one of {sorted(BUDGETS)}. Received: budget={budget!r}")
@@ -55,4 +56,9 @@ def apply_budget(config, budget):
     changes = {section: dict(values) for section, values in budget.items()}
     if config.data.source != "synthetic" and "data" in changes:
         changes["data"] = {k: v for k, v in changes["data"].items() if k not in SYNTHETIC_ONLY}
-    return apply_changes(config, {k: v for k, v in changes.items() if v})
+    return {k: v for k, v in changes.items() if v}
+
+
+def apply_budget(config, budget):
+    """`config` shrunk to `budget` (a name of `BUDGETS` or a changes dict)."""
+    return apply_changes(config, budget_changes(config, budget))

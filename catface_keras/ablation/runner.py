@@ -20,10 +20,10 @@ import time
 import keras
 
 from catface_keras import trainer
-from catface_keras.ablation.budgets import MAX_SEEDS, apply_budget, apply_changes
+from catface_keras.ablation.budgets import MAX_SEEDS, apply_changes, budget_changes
 from catface_keras.ablation.metrics import row_metrics
-from catface_keras.ablation.report import write_report
-from catface_keras.ablation.tables import TABLES
+from catface_keras.ablation.report import budget_lines, write_report
+from catface_keras.ablation.tables import TABLES, select_rows
 from catface_keras.atomic_files import write_text_atomically
 from catface_keras.run_directory import STAGE1, STAGE2
 
@@ -63,7 +63,8 @@ def _finished_metrics(run_dir, stage_key, model_file, backup_dir):
 class TableRunner:
     """Runs one table; see `run_table`."""
 
-    def __init__(self, table, config, seeds, out_dir, budget, progress, seed_offset=0):
+    def __init__(self, table, config, seeds, out_dir, budget, progress, seed_offset=0,
+                 rows=None, pairs=None):
         if table not in TABLES:
             raise ValueError(f"`table` must be one of {sorted(TABLES)}. Received: table={table!r}")
         if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
@@ -72,7 +73,12 @@ class TableRunner:
             )
         self.trainer = trainer
         self.table = TABLES[table]
-        self.base = apply_budget(config, budget)
+        # Rows outside `rows` are not trained; their results from earlier runs still show.
+        self.selected = select_rows(self.table, rows).rows
+        self.budget = budget_changes(config, budget)
+        self.base = apply_changes(config, self.budget)
+        self.pairs = pairs
+        self._pairs_data = {}
         self.seeds = seeds
         self.seed_offset = seed_offset
         self.out = pathlib.Path(out_dir).resolve()
@@ -101,6 +107,21 @@ class TableRunner:
         )
         return metrics, run_dir / layout.model_file, spent + seconds
 
+    def _pair_metrics(self, model_path, config):
+        """Verification of the model file on `--pairs-file` (clean, degraded, mixed)."""
+        from catface_keras.evaluation.protocols import evaluate
+        from catface_keras.models.loading import load_model
+
+        model = load_model(model_path)
+        size = int(model.image_size)
+        if size not in self._pairs_data:
+            self._pairs_data[size] = load_pairs_data(*self.pairs, size)
+        results, _ = evaluate(model, self._pairs_data[size], ("verification",),
+                              degradation=config.degrade, seed=config.evaluation.seed,
+                              batch_size=config.evaluation.batch_size,
+                              flip=config.evaluation.flip)
+        return results
+
     def _stage2(self, row, seed, prefix):
         stage1_metrics, stage1_path, spent = self._stage1(row.stage1, seed, prefix)
         config = self._seeded(apply_changes(apply_changes(self.base, row.stage1), row.stage2), seed)
@@ -111,7 +132,7 @@ class TableRunner:
                 config, run_dir, init=stage1_path, verbose=0, callbacks=callbacks
             ),
         )
-        return metrics, spent + seconds
+        return metrics, run_dir / STAGE2.model_file, spent + seconds
 
     def _trained(self, run_dir, stage, label, prefix, epochs, train):
         """`(metrics, seconds trained here)` of the `stage` run in `run_dir`.
@@ -142,25 +163,30 @@ class TableRunner:
             return json.loads(path.read_text())
         started = time.monotonic()
         if row.stage2 is None:
-            stage_metrics, _, spent = self._stage1(
+            stage_metrics, model_path, spent = self._stage1(
                 row.stage1, seed, prefix, teacher_changes=row.teacher
             )
         else:
-            stage_metrics, spent = self._stage2(row, seed, prefix)
+            stage_metrics, model_path, spent = self._stage2(row, seed, prefix)
+        pair_metrics = None
+        if self.pairs is not None:
+            pair_metrics = self._pair_metrics(model_path, self._seeded(self.base, seed))
         record = {
             "table": self.table.name,
             "row": row.name,
             "seed": seed,
             "train_seed": self.base.train.seed + self.seed_offset + seed,
-            "metrics": row_metrics(stage_metrics),
+            "metrics": row_metrics(stage_metrics, pairs_metrics=pair_metrics),
             "heldout": stage_metrics,
+            "pairs_file": None if pair_metrics is None else {
+                "path": str(self.pairs[0]), "verification": pair_metrics["verification"]},
             "train_seconds": spent,
             "wall_seconds": time.monotonic() - started,
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomically(json.dumps(record, indent=2, sort_keys=True) + "\n", path)
         self.progress(
-            f"{prefix} finished in {record['wall_seconds']:.0f} s; LQ-LQ TAR@FAR=1e-2 "
+            f"{prefix} finished in {record['wall_seconds']:.0f} s; degraded TAR@FAR=1e-2 "
             f"{record['metrics']['degraded/tar_at_far_1e-2']:.3f}"
         )
         return record
@@ -169,7 +195,7 @@ class TableRunner:
         records = []
         for seed in range(self.seeds):
             for index, row in enumerate(self.table.rows):
-                if not train:
+                if not train or row not in self.selected:
                     path = self.result_path(row, seed)
                     if path.exists():
                         records.append(json.loads(path.read_text()))
@@ -184,8 +210,29 @@ class TableRunner:
         return records
 
 
+def load_pairs_data(pairs_file, root, image_size):
+    """The `EvaluationData` of a pair list or insightface `.bin` at `image_size`.
+
+    Args:
+        pairs_file: a `.bin` (its own images and pairs), or a pair list as `catface
+            evaluate --pairs-file` reads (LFW pairs.txt or 'path1 path2 label' lines).
+        root: the folder a pair list's paths are relative to (ignored for a `.bin`).
+    """
+    from catface_keras.data.registry import evaluation_source, face_source
+    from catface_keras.evaluation.protocol_data import evaluation_data
+
+    pairs_file = pathlib.Path(pairs_file)
+    if pairs_file.suffix.lower() == ".bin":
+        faces = face_source(evaluation_source(pairs_file)).evaluation_faces(pairs_file, image_size)
+    else:
+        faces = face_source(evaluation_source(root)).evaluation_faces(
+            pathlib.Path(root), image_size, None, pairs_file)
+    return evaluation_data(faces, source=str(pairs_file))
+
+
 def run_table(
-    table, config, seeds, out_dir, budget="small", progress=print, seed_offset=0, train=True
+    table, config, seeds, out_dir, budget="small", progress=print, seed_offset=0, train=True,
+    rows=None, pairs=None,
 ):
     """Trains and evaluates every row of `table` for `seeds` seeds, then writes the report.
 
@@ -199,18 +246,24 @@ def run_table(
         progress: called with one line of text per event.
         train: False writes the report from the rows and seeds finished so
             far, training nothing.
+        rows: names (or slugs) of the rows to train, None for all; the other rows'
+            results finished before still appear in the table.
+        pairs: optional `(pairs_file, root)` (see `load_pairs_data`): each row's model is
+            also scored on those pairs.
 
     Returns:
         The summary written to `results.json`.
     """
 
-    runner = TableRunner(table, config, seeds, out_dir, budget, progress, seed_offset)
+    runner = TableRunner(table, config, seeds, out_dir, budget, progress, seed_offset, rows, pairs)
+    for line in budget_lines(runner.budget):
+        progress(f"[{table}] budget {budget if isinstance(budget, str) else 'custom'}: {line}")
     records = runner.run(train)
     if not train and not records:
         raise ValueError(
             f"{runner.out} holds no finished row of the {table} table (results/ROW/seedK.json); "
             "nothing to report. Run without --report-only to train the rows."
         )
-    summary = write_report(runner.table, records, runner.out)
+    summary = write_report(runner.table, records, runner.out, runner.budget)
     progress(f"[{table}] wrote {runner.out / 'table.md'}")
     return summary

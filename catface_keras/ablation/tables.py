@@ -120,3 +120,22 @@ TABLES = {
         caption="Stage 1 with the self-attention distillation weight loss.distillation_weight.",
     ),
 }
+
+
+def select_rows(table, names):
+    """`table` with only the rows `names` (row names or their slugs), in table order.
+
+    Raises:
+        ValueError: a name that is no row of the table, naming the rows.
+    """
+    if names is None:
+        return table
+    known = {key: row for row in table.rows for key in (row.name, row.slug)}
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise ValueError(
+            f"`rows` must name rows of the {table.name} table: "
+            f"{', '.join(repr(row.name) for row in table.rows)}. Received: rows={list(names)}"
+        )
+    chosen = {known[name].name for name in names}
+    return dataclasses.replace(table, rows=tuple(r for r in table.rows if r.name in chosen))

@@ -28,7 +28,25 @@ def register(subparsers):
     parser.add_argument(
         "--budget", choices=BUDGET_NAMES, default="small",
         help="tiny: a smoke run of minutes on a CPU; small: reduced data and epochs; "
-        "full: the config as it is (default: small)",
+        "full: the config as it is (default: small). tiny and small replace the config's "
+        "epochs, batch size, learning-rate milestones and pair count (and the synthetic "
+        "faces' sizes); the replaced values are printed and written at the top of table.md",
+    )
+    parser.add_argument(
+        "--rows", default=None, metavar="NAME,...",
+        help="train only these rows (names or slugs, comma-separated, e.g. 'none,SA cosine'); "
+        "rows finished before by another call still appear in the table",
+    )
+    parser.add_argument(
+        "--pairs-file", type=pathlib.Path, default=None, metavar="FILE",
+        help="also score every row's model on these pairs: an insightface .bin, or a pair "
+        "list as `catface evaluate --pairs-file` reads (LFW pairs.txt or 'path1 path2 label' "
+        "lines) with paths relative to --pairs-root",
+    )
+    parser.add_argument(
+        "--pairs-root", type=pathlib.Path, default=None, metavar="DIR",
+        help="the folder a --pairs-file pair list's paths are relative to (default: the "
+        "pair list's folder)",
     )
     parser.add_argument(
         "--report-only", action="store_true",
@@ -48,16 +66,39 @@ def run(args):
         print(f"{program}: error: --report-only: {args.out} holds no finished rows "
               "(no results/ folder); run without --report-only to train them", file=sys.stderr)
         return 2
+    pairs = None
+    if args.pairs_file is not None:
+        root = args.pairs_root or args.pairs_file.parent
+        if not args.pairs_file.is_file():
+            print(f"{program}: error: --pairs-file {args.pairs_file} is not a file",
+                  file=sys.stderr)
+            return 2
+        if args.pairs_file.suffix.lower() != ".bin" and not root.is_dir():
+            print(f"{program}: error: --pairs-root must be the folder the pair list's paths "
+                  f"are relative to. Received: --pairs-root {root}", file=sys.stderr)
+            return 2
+        pairs = (args.pairs_file, root)
+    elif args.pairs_root is not None:
+        print(f"{program}: error: --pairs-root goes with --pairs-file", file=sys.stderr)
+        return 2
+    rows = None
+    if args.rows is not None:
+        rows = [name.strip() for name in args.rows.split(",") if name.strip()]
     try:
         config = load_config(args.config)
-    except ConfigError as error:
+        if rows is not None:
+            from catface_keras.ablation.tables import TABLES, select_rows
+
+            select_rows(TABLES[args.table], rows)  # before TensorFlow trains anything
+    except (ConfigError, ValueError) as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         return 2
     from catface_keras.ablation.runner import run_table
 
     try:
         run_table(args.table, config, args.seeds, args.out, args.budget,
-                  progress=lambda line: print(line, flush=True), train=not args.report_only)
+                  progress=lambda line: print(line, flush=True), train=not args.report_only,
+                  rows=rows, pairs=pairs)
     except ValueError as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         return 2

@@ -1,13 +1,16 @@
 """`catface ablate`: rows, resumption, report files, intervals, metric keys."""
 
+import io
 import json
 import math
+import pathlib
 
 import numpy as np
 import pytest
 
 from catface_keras.ablation import runner as runner_module
 from catface_keras.ablation.metrics import verification_metric
+from catface_keras.ablation.report import METRIC_TITLES
 from catface_keras.ablation.stats import paired_interval, summarize, t_quantile_975
 from catface_keras.ablation.tables import TABLES
 from catface_keras.cli import main as cli_main
@@ -180,3 +183,108 @@ def test_every_row_of_every_table_is_a_valid_config_on_the_demo(budget):
                 apply_changes(base, row.teacher)
             if table.name == "attributes":
                 assert len(config.model.attribute_names) == max(int(row.name.split()[0]), 1)
+
+
+def _with_attributes(fake):
+    """`fake`'s metrics plus one attribute (Bald: base 0.9) in the evaluation's form."""
+    plain = fake._metrics
+
+    def metrics(config, out_dir):
+        result = plain(config, out_dir)
+        scores = {"accuracy": 0.9, "majority_rate": 0.9, "balanced_accuracy": 0.6,
+                  "balanced_accuracy_ci": [0.5, 0.7]}
+        result["attributes"] = {c: {"accuracy": {"Bald": 0.9}, "per_attribute": {"Bald": scores}}
+                                for c in ("clean", "degraded")}
+        return result
+
+    fake._metrics = metrics
+    return fake
+
+
+def test_rows_budget_vocabulary_and_every_csv_metric_in_table_md(tmp_path, monkeypatch, capsys):
+    import csv
+
+    fake = _with_attributes(FakeTrainer())
+    monkeypatch.setattr(trainer, "run_stage1", fake.run_stage1)
+    monkeypatch.setattr(trainer, "run_stage2", fake.run_stage2)
+    config = tmp_path / "config.yaml"
+    config.write_text("train:\n  epochs: 40\n")
+    out = tmp_path / "out"
+    argv = ["ablate", "--table", "fusion", "--config", str(config), "--seeds", "1",
+            "--out", str(out), "--rows", "stage 1,catf"]
+    assert cli_main.main(argv) == 0
+    # Only the two rows named (a name and a slug) were trained: one stage-1, one stage-2 run.
+    assert [call[0] for call in fake.calls] == ["stage1", "stage2"]
+    printed = capsys.readouterr().out
+    markdown = (out / "table.md").read_text()
+    # The small budget's overrides, printed and at the top of table.md.
+    assert "[fusion] budget small: train.epochs: 6" in printed
+    assert markdown.index("- train.epochs: 6") < markdown.index("## ")
+    assert "- evaluation.num_pairs: 1000" in markdown
+    assert "HQ" not in markdown and "LQ" not in markdown
+    assert "| clean | degraded | mixed | Δ clean [95 % CI]" in markdown
+    rows = list(csv.DictReader(io.StringIO((out / "table.csv").read_text())))
+    for metric in {row["metric"] for row in rows}:
+        if "." not in metric:
+            assert f"## {METRIC_TITLES.get(metric, metric)}, held-out identities" in markdown
+    # Attributes: base rate, accuracy, balanced accuracy and its interval, by hand.
+    assert "| stage 1 | Bald | 0.900 | 0.900 | 0.600 | [0.500, 0.700] | (reference) |" in markdown
+    assert "| CATF | Bald | 0.900 | 0.900 | 0.600 | [0.500, 0.700] | +0.000 [n/a, n/a] |" in (
+        markdown)
+    assert {row["metric"] for row in rows} >= {"Bald.balanced_accuracy", "Bald.majority_rate"}
+    # Rows not named show no seeds; a later call adds one row, the earlier ones are kept.
+    assert "| concat | 0 |" in markdown
+    assert cli_main.main([*argv[:-1], "concat"]) == 0
+    assert len(fake.calls) == 3 and "| concat | 1 |" in (out / "table.md").read_text()
+
+
+def test_unknown_row_and_lonely_pairs_root_are_refused(tmp_path, capsys):
+    config = tmp_path / "config.yaml"
+    config.write_text("train:\n  seed: 1\n")
+    base = ["ablate", "--table", "fusion", "--config", str(config), "--out", str(tmp_path / "o")]
+    assert cli_main.main([*base, "--rows", "CATF,nope"]) == 2
+    error = capsys.readouterr().err
+    assert "Received: rows=['CATF', 'nope']" in error and "'concat'" in error
+    assert cli_main.main([*base, "--pairs-root", str(tmp_path)]) == 2
+    assert "--pairs-root goes with --pairs-file" in capsys.readouterr().err
+    assert cli_main.main([*base, "--pairs-file", str(tmp_path / "absent.txt")]) == 2
+    assert "absent.txt is not a file" in capsys.readouterr().err
+
+
+def test_rows_are_scored_on_a_pairs_file(tmp_path, monkeypatch):
+    from catface_keras.config import ExperimentConfig
+    from catface_keras.evaluation import protocols
+
+    fake = FakeTrainer()
+    monkeypatch.setattr(trainer, "run_stage1", fake.run_stage1)
+    monkeypatch.setattr(trainer, "run_stage2", fake.run_stage2)
+    loaded, scored = [], []
+
+    class Model:
+        image_size = 32
+
+    monkeypatch.setattr("catface_keras.models.loading.load_model",
+                        lambda path: loaded.append(path) or Model())
+    monkeypatch.setattr(runner_module, "load_pairs_data",
+                        lambda pairs_file, root, size: ("pairs", str(pairs_file), size))
+
+    def evaluate(model, data, names, **kwargs):
+        scored.append(data)
+        value = 0.25 if len(scored) == 1 else 0.75
+        return {"verification": {c: {"tar_at_far_1e-2": value, "auc": 0.5, "accuracy": 0.5}
+                                 for c in ("clean", "degraded", "mixed")}}, {}
+
+    monkeypatch.setattr(protocols, "evaluate", evaluate)
+    summary = runner_module.run_table("fusion", ExperimentConfig(), 1, tmp_path, "tiny",
+                                      progress=lambda line: None, rows=["stage 1", "CATF"],
+                                      pairs=(tmp_path / "lfw.bin", tmp_path))
+    # The stage-1 row scores stage1.keras, the CATF row its stage-2 model; the pairs are
+    # read once per input size.
+    assert [pathlib.Path(p).name for p in loaded] == ["stage1.keras", "stage2.keras"]
+    assert scored == [("pairs", str(tmp_path / "lfw.bin"), 32)] * 2
+    by_row = {row["row"]: row["metrics"] for row in summary["rows"]}
+    assert by_row["stage 1"]["pairs:degraded/tar_at_far_1e-2"]["mean"] == 0.25
+    assert by_row["CATF"]["pairs:degraded/tar_at_far_1e-2"]["vs_reference"]["diff"] == 0.5
+    markdown = (tmp_path / "table.md").read_text()
+    assert "## TAR at FAR = 1e-2, the pairs file" in markdown
+    assert "| CATF | 1 | 0.750 ± n/a | 0.750 ± n/a | 0.750 ± n/a | +0.500 [n/a, n/a]" in markdown
