@@ -7,10 +7,17 @@ import math
 import pathlib
 
 from catface_keras.ablation.metrics import CONDITIONS, DEFAULT_METRICS, PAIRS_PREFIX
-from catface_keras.ablation.stats import paired_interval, summarize
+from catface_keras.ablation.stats import (
+    paired_interval,
+    pairs_for_width,
+    seeds_for_width,
+    summarize,
+)
 from catface_keras.atomic_files import write_atomically, write_text_atomically
 
 PRIMARY = "tar_at_far_1e-2"
+# The width of 95 % interval that the precision column plans for.
+PRECISION_WIDTH = 0.02
 
 
 def _metric_keys(records):
@@ -164,11 +171,23 @@ def _markdown(summary):
                   "bal. acc.: balanced accuracy, 0.5 for any constant answer; its 95 % interval "
                   "is each seed's (the mean of the per-class Wilson bounds) averaged over "
                   "seeds.", ""]
-    lines += ["## Time", "", "| row | s / seed |", "|---|---|"]
-    lines += [f"| {row['row']} | {_fmt(row['wall_seconds']['mean'], 0)} |"
-              for row in summary["rows"]]
+    lines += ["## Time and precision", "",
+              f"| row | s / seed | seeds for a Δ degraded TAR interval {PRECISION_WIDTH} wide |"
+              f" genuine pairs for a degraded TAR interval {PRECISION_WIDTH} wide |",
+              "|---|---|---|---|"]
+    for row in summary["rows"]:
+        tar = row["metrics"].get(f"degraded/{PRIMARY}")
+        seeds = None if tar is None or row["row"] == summary["reference"] else seeds_for_width(
+            tar["vs_reference"].get("std", math.nan), PRECISION_WIDTH)
+        pairs = (None if tar is None or not math.isfinite(tar["mean"])
+                 else pairs_for_width(min(max(tar["mean"], 0.0), 1.0), PRECISION_WIDTH))
+        lines.append(f"| {row['row']} | {_fmt(row['wall_seconds']['mean'], 0)} | "
+                     f"{'n/a' if seeds is None else seeds} | {'n/a' if pairs is None else pairs} |")
     lines += ["", "s / seed: the wall time of the row's own runs (stage-2 rows exclude their "
-              "shared stage-1 model)."]
+              "shared stage-1 model). Seeds: from the spread of the row's paired differences "
+              "over the seeds run (n/a for the reference or with one seed); genuine pairs: "
+              "the binomial spread of the mean TAR alone (the impostor-set threshold adds "
+              "more)."]
     return "\n".join(lines) + "\n"
 
 

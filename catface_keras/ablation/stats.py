@@ -41,8 +41,9 @@ def paired_interval(values, reference):
         values, reference: dicts seed -> metric; only seeds in both count.
 
     Returns:
-        `{"diff", "low", "high", "n"}`; the interval is NaN with fewer than two
-        seeds, and [0, 0] when every difference is 0.
+        `{"diff", "low", "high", "n"}`, and with two seeds or more `std`, the
+        differences' spread; the interval is NaN with fewer than two seeds, and
+        [0, 0] when every difference is 0.
     """
     seeds = sorted(set(values) & set(reference))
     diffs = np.asarray([values[s] - reference[s] for s in seeds], "float64")
@@ -53,5 +54,32 @@ def paired_interval(values, reference):
     mean = float(diffs.mean())
     if n < 2:
         return {"diff": mean, "low": math.nan, "high": math.nan, "n": n}
-    half = t_quantile_975(n - 1) * float(diffs.std(ddof=1)) / math.sqrt(n)
-    return {"diff": mean, "low": mean - half, "high": mean + half, "n": n}
+    std = float(diffs.std(ddof=1))
+    half = t_quantile_975(n - 1) * std / math.sqrt(n)
+    return {"diff": mean, "low": mean - half, "high": mean + half, "n": n, "std": std}
+
+
+def seeds_for_width(std, width=0.02, max_seeds=10_000):
+    """Seeds whose paired 95 % t-interval, with differences of spread `std`, is at most
+    `width` wide: the smallest n >= 2 with 2 t_{0.975, n-1} std / sqrt(n) <= width.
+
+    Returns:
+        The count, or None when `std` is not finite or more than `max_seeds` are needed.
+    """
+    if not math.isfinite(std) or width <= 0:
+        return None
+    for n in range(2, max_seeds + 1):
+        if 2 * t_quantile_975(n - 1) * std / math.sqrt(n) <= width:
+            return n
+    return None
+
+
+def pairs_for_width(rate, width=0.02, z=1.959964):
+    """Genuine pairs whose normal 95 % interval of a TAR near `rate` is at most `width`
+    wide: the smallest n with 2 z sqrt(rate (1 - rate) / n) <= width. Counts the binomial
+    spread of the genuine pairs alone (the threshold, from the impostors, adds its own).
+    """
+    if not 0.0 <= rate <= 1.0 or width <= 0:
+        raise ValueError(f"`rate` must be in [0, 1] and `width` > 0. Received: rate={rate}, "
+                         f"width={width}")
+    return max(1, math.ceil((2 * z / width) ** 2 * rate * (1 - rate)))

@@ -19,7 +19,8 @@ from catface_keras import trainer
 
 def test_paired_interval_of_identical_rows_is_zero_and_t_matches_numpy():
     values = {0: 0.8, 1: 0.7, 2: 0.9}
-    assert paired_interval(values, dict(values)) == {"diff": 0.0, "low": 0.0, "high": 0.0, "n": 3}
+    assert paired_interval(values, dict(values)) == {"diff": 0.0, "low": 0.0, "high": 0.0, "n": 3,
+                                                     "std": 0.0}
     shifted = {0: 0.85, 1: 0.70, 2: 0.98}
     diffs = np.array([0.05, 0.0, 0.08])
     half = 4.302653 * diffs.std(ddof=1) / np.sqrt(3)  # t_{0.975, 2}
@@ -29,6 +30,21 @@ def test_paired_interval_of_identical_rows_is_zero_and_t_matches_numpy():
     assert math.isnan(paired_interval({0: 1.0}, {0: 0.5})["low"])  # one seed: no interval
     assert t_quantile_975(100) == pytest.approx(1.98397, abs=1e-4)
     assert summarize([1.0, 3.0]) == {"mean": 2.0, "std": pytest.approx(np.sqrt(2)), "n": 2}
+
+
+def test_seeds_and_pairs_for_an_interval_width_by_hand():
+    from catface_keras.ablation.stats import pairs_for_width, seeds_for_width
+
+    # std 0.02: n = 7 gives 2 * 2.446912 * 0.02 / sqrt(7) = 0.0370 > 0.02; the first n with
+    # 2 t_{n-1} 0.02 / sqrt(n) <= 0.02 is 18 (2 * 2.109816 / sqrt(18) = 0.99458).
+    assert seeds_for_width(0.02, 0.02) == 18
+    assert 2 * 2.119905 / np.sqrt(17) > 1.0  # n = 17 is not enough
+    assert seeds_for_width(0.0, 0.02) == 2 and seeds_for_width(math.nan) is None
+    # TAR near 0.5: (2 * 1.959964 / 0.02)^2 * 0.25 = 9603.6 -> 9604 genuine pairs.
+    assert pairs_for_width(0.5, 0.02) == 9604
+    assert pairs_for_width(0.9, 0.02) == 3458
+    with pytest.raises(ValueError, match="Received: rate=1.5"):
+        pairs_for_width(1.5)
 
 
 def test_metric_accessor_reads_new_and_legacy_keys():
