@@ -59,10 +59,15 @@ def test_cli_train_writes_model_metrics_and_logs(tmp_path, capsys):
     for condition in ("clean", "degraded"):
         accuracy = metrics["stage1"]["attributes"][condition]["accuracy"]
         assert set(accuracy) == set(ExperimentConfig().model.attribute_names)
+        male = metrics["stage1"]["attributes"][condition]["per_attribute"]["Male"]
+        assert male["accuracy"] == accuracy["Male"] and 0.5 <= male["majority_rate"] <= 1.0
+        low, high = male["balanced_accuracy_ci"]
+        assert low <= male["balanced_accuracy"] <= high
     assert (out / "stage1.keras").exists() and any((out / "logs").iterdir())
     assert not lock_path(out).exists()  # the run let go of its directory
     printed = capsys.readouterr().out
     assert "mixed" in printed and "stage1 degraded" in printed and "Narrow_Eyes" in printed
+    assert "bal. [95 % CI]" in printed and "base: share of the majority class" in printed
     # Started again on the finished run: refused with a message, exit code 2.
     assert main(["train", "--config", str(config_path), "--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
