@@ -106,9 +106,9 @@ def quick_subset(celeba, root, train_images, test_images):
 
 
 def _find_lines(celeba, name):
-    from catface_keras.data.celeba import _find
+    from catface_keras.data.celeba import find_celeba_file
 
-    return pathlib.Path(_find(celeba, name)).read_text().splitlines()
+    return find_celeba_file(celeba, name).read_text().splitlines()
 
 
 def _write(path, lines):

@@ -59,7 +59,13 @@ class CelebA:
     partitions: np.ndarray
 
 
-def _find(root, name):
+def find_celeba_file(root, name):
+    """The path of CelebA file or folder `name` under `root`, flat or in `Anno/`, `Eval/`, `Img/`.
+
+    Raises:
+        ValueError: naming every place looked at.
+    """
+    root = pathlib.Path(root)
     for folder in _FOLDERS:
         path = root / folder / name
         if path.exists():
@@ -163,10 +169,10 @@ def read_celeba(root, attribute_names=PAPER_ATTRIBUTES):
     if not root.is_dir():
         raise ValueError(f"CelebA root {root} is not a directory")
     attribute_names = tuple(attribute_names)
-    identity_path = _find(root, IDENTITY_FILE)
-    attribute_path = _find(root, ATTRIBUTE_FILE)
-    partition_path = _find(root, PARTITION_FILE)
-    image_directory = _find(root, IMAGE_DIRECTORY)
+    identity_path = find_celeba_file(root, IDENTITY_FILE)
+    attribute_path = find_celeba_file(root, ATTRIBUTE_FILE)
+    partition_path = find_celeba_file(root, PARTITION_FILE)
+    image_directory = find_celeba_file(root, IMAGE_DIRECTORY)
     identities = _read_file_column(identity_path, "identity")
     attributes = _read_attributes(attribute_path, attribute_names)
     partitions = _read_file_column(partition_path, "partition", allowed=(0, 1, 2))
