@@ -5,7 +5,7 @@ identities, evaluated on its test identities, one report.
     python benchmarks/real_faces.py --celeba DIR --out runs/real_quick --quick
 
 Trains `training/configs/celeba_small.yaml` (IR-tiny at 64 px: stage 1 for 16 epochs,
-CATF stage 2 for 4, chosen to finish within 30 minutes on 2 CPU cores with the
+CATF stage 2 for 12, chosen to finish within 30 minutes on 2 CPU cores with the
 10,000-image sample) with `data.path` set to `--celeba`, through the trainer `catface
 train` runs; then evaluates both models on the test identities through the one
 evaluation path (`catface_keras.evaluation.run.evaluate_models`, as `catface evaluate`;
