@@ -59,10 +59,19 @@ def parse_args(argv=None):
                         "images, one epoch per stage: a smoke run")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a finished run in --out")
+    parser.add_argument("--evaluate-only", action="store_true",
+                        help="train nothing: evaluate the models already in OUT/run "
+                        "(stage1.keras, stage2.keras) and write the report")
     args = parser.parse_args(argv)
     if not args.celeba.is_dir():
         parser.error(f"--celeba must be a CelebA-format folder. Received: --celeba={args.celeba}")
-    if (args.out / "report.json").exists() and not args.overwrite:
+    if args.evaluate_only:
+        missing = [name for name in ("stage1.keras", "stage2.keras")
+                   if not (args.out / "run" / name).is_file()]
+        if missing:
+            parser.error(f"--evaluate-only needs the trained models in {args.out / 'run'}; "
+                         f"missing: {', '.join(missing)}")
+    if (args.out / "report.json").exists() and not (args.overwrite or args.evaluate_only):
         parser.error(f"{args.out / 'report.json'} exists; pass --overwrite to replace it")
     return args
 
@@ -195,7 +204,9 @@ def write_report(out, record):
         f"{record['data']['train_identities']} identities; test: "
         f"{record['data']['test_images']} images of {record['data']['test_identities']} other "
         f"identities. Config: `{record['config']}` ({record['model']}). "
-        + ("**--quick: a smoke run, not a measurement.**" if record["quick"] else ""),
+        + ("**--quick: a smoke run, not a measurement.**" if record["quick"] else "")
+        + ("--evaluate-only: the models were trained before; the training time is not "
+           "counted." if record.get("evaluate_only") else ""),
         "",
         f"Wall time {record['wall_seconds']:.0f} s (training {record['train_seconds']:.0f} s, "
         f"evaluation {record['evaluation_seconds']:.0f} s); peak resident memory "
@@ -265,7 +276,8 @@ def main(argv=None):
     from catface_keras.visualization.grids import write_png
 
     run_dir = out / "run"
-    run_stages(config, run_dir, (1, 2), overwrite=args.overwrite, verbose=2)
+    if not args.evaluate_only:
+        run_stages(config, run_dir, (1, 2), overwrite=args.overwrite, verbose=2)
     trained = time.monotonic()
 
     train_files, test_files = celeba_splits(config.data.path, config.model.attribute_names)
@@ -293,6 +305,7 @@ def main(argv=None):
     same = np.asarray(data.verification.same, bool)
     record = {
         "quick": bool(args.quick),
+        "evaluate_only": bool(args.evaluate_only),
         "config": str(args.config),
         "model": f"{config.model.backbone} at {config.data.image_size} px, stage 1 "
                  f"{config.train.epochs} epochs, stage 2 {config.stage2.fusion} "

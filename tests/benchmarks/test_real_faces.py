@@ -65,10 +65,14 @@ def test_pixel_floor_scores_identical_pairs_perfectly():
     assert floor["clean"]["auc"] == 1.0 and floor["clean"]["accuracy"] == 1.0
 
 
-def test_missing_celeba_folder_is_named(tmp_path, capsys):
+def test_missing_celeba_folder_and_models_are_named(tmp_path, capsys):
     with pytest.raises(SystemExit):
         real_faces.parse_args(["--celeba", str(tmp_path / "absent"), "--out", str(tmp_path)])
     assert "--celeba" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        real_faces.parse_args(["--celeba", str(tmp_path), "--out", str(tmp_path / "o"),
+                               "--evaluate-only"])
+    assert "missing: stage1.keras, stage2.keras" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -94,6 +98,12 @@ def test_quick_run_writes_one_report(tmp_path):
     assert "| raw pixels | mixed |" in report and "constant predictor acc." in report
     assert (out / "evaluation" / "results.json").exists()
     assert (out / "degradation_grid.png").stat().st_size > 0
-    # A finished run is not replaced without --overwrite.
+    # A finished run is not replaced without --overwrite; --evaluate-only reuses its models.
     with pytest.raises(SystemExit):
         real_faces.parse_args(["--celeba", str(tmp_path / "celeba"), "--out", str(out)])
+    stamp = (out / "run" / "stage2.keras").stat().st_mtime_ns
+    assert real_faces.main(["--celeba", str(tmp_path / "celeba"), "--out", str(out), "--quick",
+                            "--evaluate-only"]) == 0
+    assert (out / "run" / "stage2.keras").stat().st_mtime_ns == stamp
+    again = json.loads((out / "report.json").read_text())
+    assert again["evaluate_only"] and again["verification"] == record["verification"]
