@@ -43,7 +43,21 @@ def apply_changes(config, changes):
     raw = config_to_dict(config)
     for section, values in changes.items():
         raw[section] = {**raw[section], **values}
+    _follow_attribute_names(raw, config, changes)
     return config_from_dict(raw)
+
+
+def _follow_attribute_names(raw, config, changes):
+    """A change of `model.attribute_names` (the attributes table) keeps the per-attribute
+    loss weights of the attributes that stay, unless the changes set the weights too."""
+    names = raw["model"]["attribute_names"]
+    old = list(config.model.attribute_names)
+    for key in ("attribute_weights", "attribute_positive_weights"):
+        weights = getattr(config.loss, key)
+        if weights is None or key in changes.get("loss", {}) or names == old:
+            continue
+        if all(name in old for name in names):
+            raw["loss"][key] = [weights[old.index(name)] for name in names]
 
 
 def budget_changes(config, budget):

@@ -304,3 +304,26 @@ def test_rows_are_scored_on_a_pairs_file(tmp_path, monkeypatch):
     markdown = (tmp_path / "table.md").read_text()
     assert "## TAR at FAR = 1e-2, the pairs file" in markdown
     assert "| CATF | 1 | 0.750 ± n/a | 0.750 ± n/a | 0.750 ± n/a | +0.500 [n/a, n/a]" in markdown
+
+
+def test_attribute_rows_keep_the_weights_of_the_attributes_they_keep():
+    # The CelebA configs weight each attribute's positives; the attributes table's rows
+    # predict fewer attributes and must keep the matching weights.
+    import pathlib
+
+    from catface_keras.ablation.budgets import apply_budget, apply_changes
+    from catface_keras.config import load_config
+
+    small = load_config(pathlib.Path(__file__).resolve().parents[2] / "training" / "configs"
+                        / "celeba_small.yaml")
+    base = apply_budget(small, "small")
+    weights = {row.name: apply_changes(base, row.stage1).loss.attribute_positive_weights
+               for row in TABLES["attributes"].rows}
+    assert weights["5 SB"] == [1.35, 40.8, 3.14, 15.5, 7.66]
+    assert weights["2 SB"] == [1.35, 40.8] and weights["0 SB"] == [1.35]
+    changed = apply_changes(base, {"model": {"attribute_names": ["Chubby", "Male"]}})
+    assert changed.loss.attribute_positive_weights == [15.5, 1.35]
+    # Weights given with the change are taken as they are.
+    explicit = apply_changes(base, {"model": {"attribute_names": ["Male"]},
+                                    "loss": {"attribute_positive_weights": [2.0]}})
+    assert explicit.loss.attribute_positive_weights == [2.0]
