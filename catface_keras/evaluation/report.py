@@ -82,26 +82,29 @@ BASE_RATE_NOTE = ("base: share of the majority class, the accuracy of always ans
 
 
 def _attribute_stage_lines(metrics, stages, conditions):
-    columns = [(stage, condition) for stage in stages for condition in conditions]
+    """One block per stage: a row per attribute with the base rate, then accuracy and
+    balanced accuracy [95 % CI] per condition."""
     names = list(metrics[stages[0]]["attributes"][conditions[0]]["accuracy"])
     header = "attribute".ljust(14) + f"{'base':>7}" + "".join(
-        f"{stage + ' ' + condition + ' acc':>{len(stage + condition) + 7}}"
-        f"{'bal. [95 % CI]':>24}" for stage, condition in columns
+        f"{condition + ' acc':>{len(condition) + 6}}"
+        f"{condition + ' bal. [95 % CI]':>{len(condition) + 17}}"
+        for condition in conditions
     )
-    lines = ["Attributes (held-out)", header, "-" * len(header)]
-    for name in names:
-        base = None
-        cells = ""
-        for stage, condition in columns:
-            accuracy, majority, balanced, interval = attribute_scores_of(
-                metrics[stage]["attributes"][condition], name)
-            base = majority if base is None else base
-            cells += _number(accuracy, len(stage + condition) + 7)
-            cells += f"{format_balanced(balanced, interval):>24}"
-        lines.append(name.ljust(14) + _number(base, 7) + cells)
+    lines = []
+    for stage in stages:
+        lines += [f"Attributes (held-out), {stage}", header, "-" * len(header)]
+        for name in names:
+            base, cells = None, ""
+            for condition in conditions:
+                accuracy, majority, balanced, interval = attribute_scores_of(
+                    metrics[stage]["attributes"][condition], name)
+                base = majority if base is None else base
+                cells += _number(accuracy, len(condition) + 6)
+                cells += f"{format_balanced(balanced, interval):>{len(condition) + 17}}"
+            lines.append(name.ljust(14) + _number(base, 7) + cells)
+        lines.append("")
     lines.append(BASE_RATE_NOTE)
     return lines
-
 
 # Markdown report of `catface evaluate`: one table per protocol in the paper's
 # layout, a row per model, each metric's values per condition side by side.
