@@ -29,8 +29,9 @@ def test_attribute_rows_show_base_rate_accuracy_and_balanced_accuracy():
     }
     text = format_evaluation_report(report)
     header = next(line for line in text.splitlines() if line.startswith("| Model | Attribute"))
-    assert header == ("| Model | Attribute | Base % | Acc. % (clean) | Bal. acc. % [95 % CI] (clean)"
-                      " | Acc. % (degr.) | Bal. acc. % [95 % CI] (degr.) |")
+    assert header == ("| Model | Attribute | Base % | Acc. % (clean) "
+                      "| Bal. acc. % [95 % CI] (clean) | Acc. % (degr.) "
+                      "| Bal. acc. % [95 % CI] (degr.) |")
     assert ("| m | Bald | 97.50 | 97.50 | 50.00 [45.00, 60.00] | 95.00 | 61.25 [50.00, 70.00] |"
             in text)
     assert "| m | mean |  | 97.50 | 50.00 | 95.00 | 61.25 |" in text
