@@ -138,6 +138,9 @@ def load_protocol(root):
             "distribute (see the README, 'Comparing with published numbers'), or align them "
             "yourself keeping the file names. Leave TinyFace out with --only."
         )
+    # Both lists first: a damaged one stops the run before any image is looked at.
+    lists = {folder: read_image_list(test / mat, names_key, ids_key)
+             for folder, (mat, names_key, ids_key) in LISTS.items()}
     paths, labels, groups = [], [], {}
     for folder in FOLDERS:
         source = aligned / folder
@@ -145,8 +148,8 @@ def load_protocol(root):
             raise ValueError(f"TinyFace: the aligned folder {source} does not exist")
         by_stem = _images_by_stem(source)
         if folder in LISTS:
-            mat, names_key, ids_key = LISTS[folder]
-            names, ids = read_image_list(test / mat, names_key, ids_key)
+            mat = LISTS[folder][0]
+            names, ids = lists[folder]
             files = []
             for name in names:
                 stem = pathlib.PurePath(name).stem
