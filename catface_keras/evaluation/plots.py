@@ -112,7 +112,7 @@ def plot_cmc_curves(curves, path, title):
     for label, curve in curves.items():
         curve = np.asarray(curve)
         axis.plot(np.arange(1, len(curve) + 1), curve, marker=".", linewidth=1.5, label=label)
-    axis.set_xscale("log")
+    axis.xaxis.get_major_locator().set_params(integer=True)
     axis.set_ylim(0.0, 1.01)
     axis.set_xlabel("rank")
     axis.set_ylabel("identification rate")
