@@ -234,3 +234,43 @@ def test_a_damaged_bin_stops_before_the_model_loads(tmp_path, capsys):
     assert f"{tmp_path / 'lfw.bin'} is not a readable verification pickle" in (
         capsys.readouterr().err)
     assert not (tmp_path / "out").exists()
+
+
+def test_an_ijb_module_by_the_contract_fills_its_columns(tiny_model_path, root, tmp_path,
+                                                         monkeypatch):
+    # A stand-in for catface_keras.evaluation.official.ijb (another branch), with the
+    # contract's signature: no **options, so it gets only the options it names.
+    import types
+
+    received = {}
+
+    def run(name, root, extractor, out_dir, flip=True, norm_score=True, detector_score=True,
+            batch_size=64):
+        received.update(name=name, flip=flip, norm_score=norm_score,
+                        detector_score=detector_score, batch_size=batch_size)
+        features = extractor.features(
+            name, 5, lambda indices: np.stack([np.full((112, 112, 3), 10 * i, np.uint8)
+                                               for i in indices]), flip=flip, normalize=False)
+        received["norms"] = np.linalg.norm(features.embeddings, axis=1)
+        (out_dir / "report.md").write_text("IJB report")
+        return {"ijbc": 0.9612, "ijbc_1n_rank1": 0.5}
+
+    fake = types.ModuleType("fake_ijb")
+    fake.find = lambda root: ["ijbc"]
+    fake.run = run
+    monkeypatch.setitem(sys.modules, "fake_ijb", fake)
+    monkeypatch.setattr(official_run, "BENCHMARK_MODULES", (
+        "catface_keras.evaluation.official.verification_bins", "fake_ijb"))
+    out = tmp_path / "out"
+    assert run_benchmark(["--model", tiny_model_path, "--root", root, "--out", out,
+                          "--only", "ijbc", "--no-norm-score", "--batch-size", "7"]) == 0
+    assert received["name"] == "ijbc" and received["batch_size"] == 7
+    assert received["flip"] and not received["norm_score"] and received["detector_score"]
+    assert not np.allclose(received["norms"], 1)  # unnormalised sums, as IJB needs
+    assert (out / "stage1" / "features" / "ijbc-unnormalized.npy").is_file()
+    results = json.loads((out / "results.json").read_text())
+    assert results["models"][0]["cells"]["ijbc"] == 0.9612
+    assert results["models"][0]["results"]["ijbc"]["ijbc_1n_rank1"] == 0.5
+    table = (out / "table.md").read_text()
+    assert "|  |  |  |  |  |  | 96.12 |" in table and "norm score off" in table
+    assert (out / "stage1" / "ijbc" / "report.md").read_text() == "IJB report"

@@ -83,6 +83,15 @@ def test_layouts_are_found_only_where_they_are(tmp_path):
     write_scface(tmp_path)
     assert verification_bins.find(tmp_path) == ["lfw", "cfp_fp"]
     assert tinyface.find(tmp_path) == ["tinyface"] and scface.find(tmp_path) == ["scface"]
+    # The split unzipped without its top folder, and SCface directly under the root.
+    bare = tmp_path / "bare"
+    write_tinyface(bare)
+    (bare / "tinyface" / "Testing_Set").rename(bare / "Testing_Set")
+    write_scface(bare)
+    (bare / "SCface_database" / "mugshot_frontal_cropped_all").rename(
+        bare / "mugshot_frontal_cropped_all")
+    assert tinyface.testing_set(bare) == bare / "Testing_Set"
+    assert scface.database_folder(bare) == bare
 
 
 def test_tinyface_protocol_reads_the_lists_and_the_aligned_copy(tmp_path):
