@@ -1,10 +1,15 @@
 """`catface benchmark`: every official benchmark found under a root, for one or more models.
 
-Each benchmark module (`BENCHMARK_MODULES`) exposes `find(root) -> [names]`,
-optionally `check(name, root, **options)` (reads its lists before any model is
-loaded) and `run(name, root, extractor, out_dir, **options) -> {column: fraction}`
-(see docs/notes BENCH_INTERFACE). A module that is not installed (the IJB one
-on a branch without it) is skipped.
+Each benchmark module (`BENCHMARK_MODULES`) exposes `find(root) -> [names]`
+(the sets of its kind under `root`), optionally `check(name, root, **options)`
+(reads its lists and meta files before any model is loaded) and
+`run(name, root, extractor, out_dir, **options) -> {column key: fraction}`: it
+embeds through `extractor` (a `feature_store.FeatureExtractor`), writes its report
+into `out_dir` and returns its table cells (keys beyond `table.COLUMNS` go to
+`results.json` only). Each gets the options its signature names (all of them with
+`**options`): `flip`, `norm_score`, `detector_score`, `batch_size`,
+`scface_test_subjects`, `label`. A module that is not there (the IJB one on a
+branch without it) is skipped.
 
 Output folder:
 

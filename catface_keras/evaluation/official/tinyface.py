@@ -10,8 +10,8 @@ aligned copy AdaFace's authors distribute, beside it as in their `data_root`):
 
 (`ROOT/Testing_Set/...` without the `tinyface/` level is read too.) The raw
 crops are tiny (about 20x16 px) and not aligned; AdaFace evaluates the aligned
-copy (MTCNN on the squarified, upscaled crop, warped to the 112x112 template;
-mk-minchul/AdaFace issue #92), matched to the lists by file stem. Resizing the
+copy (each crop squarified and resized to 32x32, then MTCNN-aligned to the
+112x112 template; mk-minchul/AdaFace issue #92), matched to the lists by file stem. Resizing the
 raw crops instead costs about 26 rank-1 points, so without an aligned folder
 the benchmark stops with an error rather than give an incomparable number.
 
