@@ -23,7 +23,6 @@ image of its identity is among its k best-scoring images (each gallery image a
 candidate of its own, not one per identity). CMC rank 1, 5, 20.
 """
 
-import json
 import pathlib
 
 import numpy as np
@@ -132,8 +131,8 @@ def load_protocol(root):
     aligned = aligned_folder(root)
     if aligned is None:
         raise ValueError(
-            f"TinyFace: {test} is there but not its aligned copy {pathlib.Path(root) / ALIGNED_FOLDER}"
-            f"/{{{','.join(FOLDERS)}}}. The raw crops are not aligned 112x112 faces (resizing "
+            f"TinyFace: {test} is there but not its aligned copy "
+            f"{pathlib.Path(root) / ALIGNED_FOLDER}/{{{','.join(FOLDERS)}}}. The raw crops are not aligned 112x112 faces (resizing "
             "them costs about 26 rank-1 points); AdaFace evaluates the aligned copy its authors "
             "distribute (see the README, 'Comparing with published numbers'), or align them "
             "yourself keeping the file names. Leave TinyFace out with --only."

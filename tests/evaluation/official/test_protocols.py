@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 import scipy.io
-from evaluation.official.benchmark_layouts import write_bin, write_image, write_scface, write_tinyface, face
+from evaluation.official.benchmark_layouts import (
+    face,
+    write_bin,
+    write_image,
+    write_scface,
+    write_tinyface,
+)
 
 from catface_keras.evaluation.official import scface, tinyface, verification_bins
 from catface_keras.evaluation.official.table import (
