@@ -176,10 +176,14 @@ def insightface_roc(scores, same):
     """
     far, tar, _ = roc_curve(scores, same)
     if len(far) > 3:
-        negatives, positives = far[1:], tar[1:]  # the curve before (0, 0) is prepended
-        bends = np.logical_or(np.diff(negatives, 2) != 0, np.diff(positives, 2) != 0)
-        keep = np.flatnonzero(np.r_[True, bends, True])
-        far, tar = np.r_[0.0, negatives[keep]], np.r_[0.0, positives[keep]]
+        # Collinearity is judged on the accept counts, exact integers (as scikit-learn does),
+        # not on the rates, whose rounding would keep every point.
+        same = np.asarray(same, bool)
+        false_accepts = np.round(far[1:] * np.sum(~same))  # (0, 0) is prepended after
+        true_accepts = np.round(tar[1:] * np.sum(same))
+        bends = np.logical_or(np.diff(false_accepts, 2) != 0, np.diff(true_accepts, 2) != 0)
+        keep = np.flatnonzero(np.r_[True, bends, True]) + 1
+        far, tar = np.r_[0.0, far[keep]], np.r_[0.0, tar[keep]]
     return far, tar
 
 

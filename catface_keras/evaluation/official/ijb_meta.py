@@ -258,19 +258,19 @@ def _read_pairs(path):
     return rows[:, 0], rows[:, 1], same
 
 
-def _check_templates_known(path, first, second, known):
+def _check_templates_known(path, first, second, known, image_path):
     for column in (first, second):
         missing = np.flatnonzero(~np.isin(column, known))
         if len(missing):
             row = int(missing[0])
             line = _line_of_row(path, row)
             raise ValueError(
-                f"{path}, line {line}: template {int(column[row])} has no image in the "
-                f"template/media file. Received: template_id={int(column[row])}"
+                f"{path}, line {line}: template {int(column[row])} has no image in "
+                f"{image_path.name}. Received: template_id={int(column[row])}"
             )
 
 
-def _read_search_set(path, name, known):
+def _read_search_set(path, name, known, image_path):
     """A 1:N CSV -> `IJBSearchSet` (one subject per template, templates with images)."""
     expected = f"comma-separated columns `{_SEARCH_COLUMNS}` with integer ids"
     subject_of, line_of = {}, {}
@@ -296,8 +296,8 @@ def _read_search_set(path, name, known):
     if len(missing):
         template = int(missing[0])
         raise ValueError(
-            f"{path}, line {line_of[template]}: template {template} has no image in the "
-            f"template/media file. Received: template_id={template}"
+            f"{path}, line {line_of[template]}: template {template} has no image in "
+            f"{image_path.name}. Received: template_id={template}"
         )
     subjects = np.array([subject_of[t] for t in templates.tolist()], np.int64)
     return IJBSearchSet(name=name, templates=templates, subjects=subjects), line_of
@@ -315,7 +315,7 @@ def _check_one_template_per_subject(path, search_set, line_of):
         seen[subject] = template
 
 
-def _read_identification(root, name, known):
+def _read_identification(root, name, known, image_path):
     gallery_names = GALLERIES[name]
     paths = [meta_path(root, name, f"1N_gallery_{g}.csv") for g in gallery_names]
     paths.append(meta_path(root, name, "1N_probe_mixed.csv"))
@@ -330,10 +330,10 @@ def _read_identification(root, name, known):
         )
     galleries = []
     for gallery_name, path in zip(gallery_names, paths):
-        gallery, line_of = _read_search_set(path, gallery_name, known)
+        gallery, line_of = _read_search_set(path, gallery_name, known, image_path)
         _check_one_template_per_subject(path, gallery, line_of)
         galleries.append(gallery)
-    probes, _ = _read_search_set(paths[-1], "probe_mixed", known)
+    probes, _ = _read_search_set(paths[-1], "probe_mixed", known, image_path)
     return tuple(galleries), probes
 
 
@@ -354,16 +354,15 @@ def read_protocol(root, name):
     names, landmarks, faceness, landmark_lines = _read_landmarks(landmark_path)
     if not names:
         raise ValueError(f"{landmark_path} lists no images. Received: path={landmark_path}")
-    templates, media = _read_image_templates(
-        meta_path(root, name, "face_tid_mid.txt"), landmark_path, names, landmark_lines
-    )
+    image_path = meta_path(root, name, "face_tid_mid.txt")
+    templates, media = _read_image_templates(image_path, landmark_path, names, landmark_lines)
     image_folder = root / FOLDERS[name] / "loose_crop"
     _check_files_exist(image_folder, names, landmark_path, landmark_lines)
     known = np.unique(templates)
     pair_path = meta_path(root, name, "template_pair_label.txt")
     first, second, same = _read_pairs(pair_path)
-    _check_templates_known(pair_path, first, second, known)
-    galleries, probes = _read_identification(root, name, known)
+    _check_templates_known(pair_path, first, second, known, image_path)
+    galleries, probes = _read_identification(root, name, known, image_path)
     images = IJBImages(
         names=np.asarray(names), landmarks=landmarks, faceness=faceness, templates=templates,
         media=media,
