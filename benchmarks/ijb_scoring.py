@@ -62,7 +62,9 @@ def main(argv=None):
     args = parse_args(argv)
     from catface_keras.evaluation.official import ijb, ijb_meta
 
-    embeddings, faceness, templates, media, first, second, same = synthetic_ijb(args.scale, args.dim)
+    data = synthetic_ijb(args.scale, args.dim)
+    embeddings, faceness, templates, media, first, second, same = data
+    del data
     seconds = {}
     start = time.perf_counter()
     features = ijb.image_features(embeddings, faceness)

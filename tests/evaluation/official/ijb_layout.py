@@ -29,7 +29,8 @@ class ProjectionExtractor:
         pixels = images.reshape(count, -1).astype(np.float64) / 255
         embeddings = pixels @ self.weights
         if flip:
-            embeddings += images[:, :, ::-1].reshape(count, -1).astype(np.float64) / 255 @ self.weights
+            mirrored = images[:, :, ::-1].reshape(count, -1).astype(np.float64) / 255
+            embeddings += mirrored @ self.weights
         if normalize:
             embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
         self.images, self.embeddings = images, embeddings

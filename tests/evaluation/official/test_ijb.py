@@ -72,7 +72,8 @@ def reference_identification(probe, probe_ids, gallery, gallery_ids, fpirs=(1e-2
     tpirs = {}
     for fpir in fpirs:
         threshold = best[max(int(len(best) * fpir) - 1, 0)]
-        tpirs[fpir] = sum(1 for p, n in zip(positives, negatives) if p > n and p > threshold) / len(positives)
+        correct = sum(1 for p, n in zip(positives, negatives) if p > n and p > threshold)
+        tpirs[fpir] = correct / len(positives)
     return hits, len(positives), tpirs
 
 
@@ -89,7 +90,7 @@ def test_run_matches_the_protocol_written_out(small_ijbc, tmp_path, flip, norm_s
     root, written = small_ijbc
     extractor = ProjectionExtractor()
     cells = ijb.run("ijbc", root, extractor, tmp_path, flip=flip, norm_score=norm_score,
-                    detector_score=detector_score)
+                    detector_score=detector_score, align=align_face)
     images = written["images"]
     assert extractor.calls == [("ijbc" if flip else "ijbc_noflip", len(images), flip, False)]
 
@@ -137,10 +138,15 @@ def test_run_matches_the_protocol_written_out(small_ijbc, tmp_path, flip, norm_s
     assert "| TAR |" in (tmp_path / "report.md").read_text()
 
 
+def test_run_needs_the_aligner(small_ijbc, tmp_path):
+    with pytest.raises(ValueError, match="`align` must be the face aligner"):
+        ijb.run("ijbc", small_ijbc[0], ProjectionExtractor(), tmp_path)
+
+
 def test_the_aligned_crop_undoes_the_warp_of_the_loose_crop(small_ijbc):
     root, written = small_ijbc
     protocol = read_protocol(root, "ijbc")
-    aligned = ijb.aligned_image_loader(protocol)(np.arange(6))
+    aligned = ijb.aligned_image_loader(protocol, align_face)(np.arange(6))
     for slot in range(6):
         original = written["originals"][written["images"][slot][0]].astype(np.float64)
         centre = np.s_[20:92, 20:92]
@@ -178,9 +184,8 @@ def test_alignment_is_insightfaces_similarity_estimate_and_warp():
         np.testing.assert_allclose(estimate_similarity(landmarks, ARCFACE_TEMPLATE), expected,
                                    atol=1e-9)
         # eval_ijbc.py: cv2.warpAffine(img, M, (112, 112), borderValue=0.0).
-        np.testing.assert_array_equal(
-            align_face(image, landmarks), cv2.warpAffine(image, expected, (112, 112), borderValue=0.0)
-        )
+        reference = cv2.warpAffine(image, expected, (112, 112), borderValue=0.0)
+        np.testing.assert_array_equal(align_face(image, landmarks), reference)
 
 
 def test_template_pooling_averages_media_and_sums_them():

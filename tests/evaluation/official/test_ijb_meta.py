@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from evaluation.official.ijb_layout import ProjectionExtractor, write_ijb
 
+from catface_keras.alignment.similarity import align_face
 from catface_keras.evaluation.official import ijb, ijb_meta
 
 
@@ -39,7 +40,7 @@ def expect_error(root, tmp_path, file_name, message):
     out.mkdir()
     extractor = ProjectionExtractor()
     with pytest.raises(ValueError, match=re.escape(file_name) + ".*" + message):
-        ijb.run("ijbc", root, extractor, out)
+        ijb.run("ijbc", root, extractor, out, align=align_face)
     assert extractor.calls == []  # nothing was embedded
     assert list(out.iterdir()) == []  # and nothing written
 
@@ -55,7 +56,8 @@ def expect_error(root, tmp_path, file_name, message):
     ("template_pair_label.txt", 5, "100 101", r", line 5: expected 3 space-separated integer"),
     ("template_pair_label.txt", 9, "100 abc 0", r", line 9: expected 3"),
     ("template_pair_label.txt", 3, "100 101 2", r", line 3: the label must be 1 .* label=2"),
-    ("template_pair_label.txt", 12, "100 999 0", r", line 12: template 999 has no image in ijbc_face_tid_mid.txt"),
+    ("template_pair_label.txt", 12, "100 999 0",
+     r", line 12: template 999 has no image in ijbc_face_tid_mid\.txt"),
     ("1N_gallery_G1.csv", 2, "555,10,img/1.jpg", r", line 2: template 555 has no image"),
     ("1N_gallery_G2.csv", 3, "401,13,img/x.jpg", r"subject 13 has a second gallery template"),
     ("1N_probe_mixed.csv", 4, "101,ten,img/x.jpg", r", line 4: expected comma-separated"),
