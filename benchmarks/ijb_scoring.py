@@ -1,7 +1,7 @@
 """Wall time and peak memory of IJB-C's scoring step on random features.
 
 Times what `catface_keras.evaluation.official.ijb.run` does after the images are
-embedded: per-image weighting (flip sum kept, faceness), template pooling,
+embedded: per-image weights (norm kept, faceness), template pooling,
 the 15,658,489 pair scores, the ROC and the TAR table, on random `(469375, 512)`
 float64 "embeddings" with IJB-C's counts of images, templates and pairs (random
 template/media assignment, 19,557 genuine pairs, the first template of a pair drawn
@@ -67,10 +67,9 @@ def main(argv=None):
     del data
     seconds = {}
     start = time.perf_counter()
-    features = ijb.image_features(embeddings, faceness)
+    weights = ijb.image_weights(embeddings, faceness)
+    template_ids, pooled = ijb.template_features(embeddings, templates, media, weights)
     del embeddings
-    template_ids, pooled = ijb.template_features(features, templates, media)
-    del features
     seconds["pooling"] = time.perf_counter() - start
     mark = time.perf_counter()
     scores = ijb.pair_scores(

@@ -37,7 +37,7 @@ import numpy as np
 from catface_keras.atomic_files import write_atomically, write_text_atomically
 from catface_keras.evaluation.official import ijb_meta
 from catface_keras.evaluation.roc import FAR_DECADES, far_key, roc_curve
-from catface_keras.unit_vectors import l2_normalize
+from catface_keras.unit_vectors import NORM_FLOOR, l2_normalize
 
 # Rows of image features pooled, and pairs scored, at a time: chunks of a few
 # tens of MB whatever the set's size.
@@ -52,62 +52,72 @@ def find(root):
     return ijb_meta.find_sets(root)
 
 
-def image_features(embeddings, faceness, norm_score=True, detector_score=True):
-    """Per-image features as insightface weights them before template pooling.
+def image_weights(embeddings, faceness, norm_score=True, detector_score=True):
+    """The factor insightface scales each image's embedding by before template pooling.
+
+    Without `norm_score` an embedding is L2-normalised (a factor `1 / |e|`);
+    with `detector_score` it is multiplied by its faceness score. Both are
+    per-row factors, so pooling applies them without a scaled copy of the
+    `(N, D)` embeddings.
 
     Args:
         embeddings: `(N, D)` embeddings (flip-summed or not), not normalised.
         faceness: `(N,)` detector scores.
-        norm_score: keep each embedding's norm (else L2-normalise it).
-        detector_score: multiply by the faceness score.
+        norm_score: keep each embedding's norm (insightface's test mode N1).
+        detector_score: multiply by the faceness score (mode D1).
 
     Returns:
-        `(N, D)` float64.
+        `(N,)` float64.
     """
-    features = np.asarray(embeddings, np.float64)
+    weights = np.ones(len(embeddings), np.float64)
     if not norm_score:
-        features = l2_normalize(features)
+        # The rule of `unit_vectors.l2_normalize`: a zero row stays zero.
+        weights /= np.maximum(np.linalg.norm(embeddings, axis=1), NORM_FLOOR)
     if detector_score:
-        features = features * np.asarray(faceness, np.float64)[:, None]
-    return features
+        weights *= np.asarray(faceness, np.float64)
+    return weights
 
 
-def template_features(features, templates, media, chunk_size=POOL_CHUNK):
-    """Pools image features into L2-normalised template features.
+def template_features(embeddings, templates, media, weights=None, chunk_size=POOL_CHUNK):
+    """Pools image embeddings into L2-normalised template features.
 
-    In each template the images of one media are averaged and the media summed:
-    the same as weighting each image by `1 / (images of its media in its
-    template)` and summing, which is done here in chunks of images (sorted
-    segment sums), never holding more than `chunk_size` rows of copies.
+    Each image's embedding is scaled by its weight (`image_weights`); in each
+    template the images of one media are averaged and the media summed. That is
+    a weighted sum with `weight / (images of its media in its template)` per
+    image, done here in chunks of images (sorted segment sums), never holding
+    more than `chunk_size` rows of copies.
 
     Args:
-        features: `(N, D)` image features.
+        embeddings: `(N, D)` image embeddings.
         templates: `(N,)` int template id of each image.
         media: `(N,)` int media id of each image.
+        weights: `(N,)` per-image factors, or None for ones.
 
     Returns:
         `(template_ids, pooled)`: `(T,)` sorted unique template ids and
         `(T, D)` float64 unit rows (a zero sum stays zero).
     """
-    features = np.asarray(features)
+    embeddings = np.asarray(embeddings)
     templates, media = np.asarray(templates, np.int64), np.asarray(media, np.int64)
-    if features.ndim != 2 or templates.shape != (len(features),) or media.shape != templates.shape:
+    weights = np.ones(len(templates)) if weights is None else np.asarray(weights, np.float64)
+    if (embeddings.ndim != 2 or templates.shape != (len(embeddings),)
+            or media.shape != templates.shape or weights.shape != templates.shape):
         raise ValueError(
-            "`features` must be (N, D) with `templates` and `media` (N,). Received: "
-            f"features.shape={features.shape}, templates.shape={templates.shape}, "
-            f"media.shape={media.shape}"
+            "`embeddings` must be (N, D) with `templates`, `media` and `weights` (N,). "
+            f"Received: embeddings.shape={embeddings.shape}, templates.shape={templates.shape}, "
+            f"media.shape={media.shape}, weights.shape={weights.shape}"
         )
     template_ids, template_rows = np.unique(templates, return_inverse=True)
     _, group, group_sizes = np.unique(
         np.stack([templates, media], axis=1), axis=0, return_inverse=True, return_counts=True
     )
-    weights = 1.0 / group_sizes[group.reshape(-1)]
-    pooled = np.zeros((len(template_ids), features.shape[1]), np.float64)
-    for start in range(0, len(features), chunk_size):
-        rows = template_rows[start : start + chunk_size]
-        order = np.argsort(rows, kind="stable")
+    weights = weights / group_sizes[group.reshape(-1)]
+    pooled = np.zeros((len(template_ids), embeddings.shape[1]), np.float64)
+    for start in range(0, len(embeddings), chunk_size):
         chunk = slice(start, start + chunk_size)
-        weighted = features[chunk][order] * weights[chunk][order, None]
+        rows = template_rows[chunk]
+        order = np.argsort(rows, kind="stable")
+        weighted = embeddings[chunk][order] * weights[chunk][order, None]
         sorted_rows = rows[order]
         starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
         pooled[sorted_rows[starts]] += np.add.reduceat(weighted, starts, axis=0)
@@ -375,9 +385,10 @@ def run(name, root, extractor, out_dir, flip=True, norm_score=True, detector_sco
     embedded = extractor.features(
         key, len(images.names), aligned_image_loader(protocol, align), flip=flip, normalize=False
     )
-    features = image_features(embedded.embeddings, images.faceness, norm_score, detector_score)
-    template_ids, pooled = template_features(features, images.templates, images.media)
-    del features
+    weights = image_weights(embedded.embeddings, images.faceness, norm_score, detector_score)
+    template_ids, pooled = template_features(
+        embedded.embeddings, images.templates, images.media, weights
+    )
     scores = pair_scores(
         pooled, template_rows(template_ids, protocol.first),
         template_rows(template_ids, protocol.second),
