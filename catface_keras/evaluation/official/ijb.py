@@ -84,8 +84,8 @@ def template_features(embeddings, templates, media, weights=None, chunk_size=POO
     Each image's embedding is scaled by its weight (`image_weights`); in each
     template the images of one media are averaged and the media summed. That is
     a weighted sum with `weight / (images of its media in its template)` per
-    image, done here in chunks of images (sorted segment sums), never holding
-    more than `chunk_size` rows of copies.
+    image, done here by template in chunks of images (segment sums), never
+    holding more than `chunk_size` rows of copies.
 
     Args:
         embeddings: `(N, D)` image embeddings.
@@ -108,19 +108,22 @@ def template_features(embeddings, templates, media, weights=None, chunk_size=POO
             f"media.shape={media.shape}, weights.shape={weights.shape}"
         )
     template_ids, template_rows = np.unique(templates, return_inverse=True)
+    media_ids, media_rows = np.unique(media, return_inverse=True)
+    # One int64 key per (template, media) group: below T * M <= N**2, no overflow.
     _, group, group_sizes = np.unique(
-        np.stack([templates, media], axis=1), axis=0, return_inverse=True, return_counts=True
+        template_rows * len(media_ids) + media_rows, return_inverse=True, return_counts=True
     )
-    weights = weights / group_sizes[group.reshape(-1)]
+    weights = weights / group_sizes[group]
+    order = np.argsort(template_rows, kind="stable")  # IJB's files are nearly in this order
     pooled = np.zeros((len(template_ids), embeddings.shape[1]), np.float64)
-    for start in range(0, len(embeddings), chunk_size):
-        chunk = slice(start, start + chunk_size)
-        rows = template_rows[chunk]
-        order = np.argsort(rows, kind="stable")
-        weighted = embeddings[chunk][order] * weights[chunk][order, None]
-        sorted_rows = rows[order]
-        starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
-        pooled[sorted_rows[starts]] += np.add.reduceat(weighted, starts, axis=0)
+    for start in range(0, len(order), chunk_size):
+        images = order[start : start + chunk_size]
+        rows = template_rows[images]
+        weighted = embeddings.take(images, axis=0).astype(np.float64, copy=False)
+        weighted *= weights[images, None]
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        # A template cut by the chunk's edge gets its two parts added in two passes.
+        pooled[rows[starts]] += np.add.reduceat(weighted, starts, axis=0)
     return template_ids, l2_normalize(pooled)
 
 
