@@ -26,6 +26,10 @@ TPIR at FPIR f is the share of mated probes at rank 1 scoring above the
 threshold that the top `max(int(f * n) - 1, 0)` of the `n` non-mated probes'
 best scores set. The mean row adds the two galleries' rank-k hits over all
 probes and averages their TPIRs, as `ijb_evals.py` prints them.
+
+The paper reports TAR at FAR 1e-4 on both sets (PAPER.md section 8, which
+summarises a template as the mean of its images); the numbers it compares
+with come from this insightface protocol, so this is what is implemented.
 """
 
 import json

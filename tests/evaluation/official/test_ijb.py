@@ -138,6 +138,18 @@ def test_run_matches_the_protocol_written_out(small_ijbc, tmp_path, flip, norm_s
     assert "| TAR |" in (tmp_path / "report.md").read_text()
 
 
+def test_ijbb_names_its_files_and_galleries_its_own_way(tmp_path):
+    write_ijb(tmp_path / "data", name="ijbb")
+    out = tmp_path / "out"
+    out.mkdir()
+    cells = ijb.run("ijbb", tmp_path / "data", ProjectionExtractor(), out, align=align_face)
+    expected = {"ijbb", "ijbb_tar_at_far_1e-6", "ijbb_1n_rank1", "ijbb_1n_tpir_at_fpir_1e-2"}
+    assert expected <= set(cells)
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["identification"]) == {"S1", "S2", "mean"}
+    assert report["pairs"] == 28 and report["templates"] == 8
+
+
 def test_run_needs_the_aligner(small_ijbc, tmp_path):
     with pytest.raises(ValueError, match="`align` must be the face aligner"):
         ijb.run("ijbc", small_ijbc[0], ProjectionExtractor(), tmp_path)
