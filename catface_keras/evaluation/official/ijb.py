@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 
 from catface_keras.atomic_files import write_atomically, write_text_atomically
+from catface_keras.evaluation.calibration import far_text
 from catface_keras.evaluation.official import ijb_meta
 from catface_keras.evaluation.roc import FAR_DECADES, far_key, roc_curve
 from catface_keras.unit_vectors import NORM_FLOOR, l2_normalize
@@ -242,7 +243,7 @@ def _identification_counts(probe_features, probe_subjects, gallery_features, gal
         result[f"rank{k}_hits"] = int(np.sum(ranks <= k))
         result[f"rank{k}"] = float(np.mean(ranks <= k)) if len(ranks) else None
     for fpir in fpirs:
-        key = f"tpir_at_fpir_{fpir:.0e}".replace("e-0", "e-")
+        key = f"tpir_at_fpir_{far_text(fpir)}"
         if len(best) == 0 or len(ranks) == 0:
             result[key] = None
             continue
@@ -275,7 +276,7 @@ def identification(pooled, template_ids, galleries, probes, fpirs=FPIRS):
     for k in RANKS:
         mean[f"rank{k}"] = sum(r[f"rank{k}_hits"] for r in results.values()) / len(probes.templates)
     for fpir in fpirs:
-        key = f"tpir_at_fpir_{fpir:.0e}".replace("e-0", "e-")
+        key = f"tpir_at_fpir_{far_text(fpir)}"
         values = [r[key] for r in results.values()]
         mean[key] = None if None in values else float(np.mean(values))
     results["mean"] = mean
@@ -310,8 +311,9 @@ def _plot_roc(far, tar, path, title):
 
     plt = _pyplot()
     # A few thousand points on a log grid draw the same curve as 15 million.
-    grid = np.unique(np.searchsorted(far, np.geomspace(max(far[far > 0].min(), 1e-7), 1, 4000)))
-    shown = np.minimum(grid, len(far) - 1)
+    # (the last point at or below each grid FAR: the highest TAR there).
+    grid = np.geomspace(max(far[far > 0].min(), 1e-7), 1, 4000)
+    shown = np.unique(np.searchsorted(far, grid, side="right") - 1)
     shown = shown[far[shown] > 0]
     figure, axis = plt.subplots(figsize=(6, 4.5))
     axis.plot(far[shown], tar[shown], linewidth=1.5)
@@ -332,7 +334,7 @@ def _percent(value):
 
 
 def _markdown_report(name, options, tars, identification_results):
-    header = " | ".join(f"{far:.0e}" for far in tars)
+    header = " | ".join(far_text(far) for far in tars)
     lines = [
         f"# {name.upper()} (insightface protocol)", "",
         "Options: " + ", ".join(f"{key}={value}" for key, value in options.items()), "",
@@ -342,9 +344,7 @@ def _markdown_report(name, options, tars, identification_results):
         "| FAR read | " + " | ".join(f"{read:.2e}" for _, read in tars.values()) + " |",
     ]
     if identification_results:
-        keys = [f"rank{k}" for k in RANKS] + [
-            f"tpir_at_fpir_{f:.0e}".replace("e-0", "e-") for f in FPIRS
-        ]
+        keys = [f"rank{k}" for k in RANKS] + [f"tpir_at_fpir_{far_text(f)}" for f in FPIRS]
         lines += ["", "## 1:N identification (%)", "",
                   "| gallery | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
         for gallery, metrics in identification_results.items():
@@ -416,7 +416,7 @@ def run(name, root, extractor, out_dir, flip=True, norm_score=True, detector_sco
         "set": name, "options": options, "images": len(images.names),
         "templates": len(template_ids), "pairs": len(scores),
         "genuine_pairs": int(protocol.same.sum()),
-        "tar_at_far": {f"{f:.0e}": {"tar": t, "far_read": r} for f, (t, r) in tars.items()},
+        "tar_at_far": {far_text(f): {"tar": t, "far_read": r} for f, (t, r) in tars.items()},
         "identification": identification_results,
     }
     write_atomically(out_dir / "scores.npy", lambda temporary: np.save(temporary, scores))
