@@ -3,6 +3,7 @@
 import re
 import shutil
 
+import keras
 import numpy as np
 import pytest
 from evaluation.official.ijb_layout import ProjectionExtractor, write_ijb
@@ -13,6 +14,7 @@ from catface_keras.evaluation.official import ijb, ijb_meta
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory):
+    keras.utils.set_random_seed(0)
     root = tmp_path_factory.mktemp("pristine")
     write_ijb(root)
     return root
