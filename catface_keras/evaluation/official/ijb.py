@@ -25,7 +25,9 @@ k best scores (a tie with a non-mated template counts against the probe);
 TPIR at FPIR f is the share of mated probes at rank 1 scoring above the
 threshold that the top `max(int(f * n) - 1, 0)` of the `n` non-mated probes'
 best scores set. The mean row adds the two galleries' rank-k hits over all
-probes and averages their TPIRs, as `ijb_evals.py` prints them.
+probes and averages their TPIRs, as `ijb_evals.py` prints them. (The older
+`ijb_1n.py` merges G1 and G2 into one gallery and thresholds on non-mated
+pair scores instead; its numbers are not these.)
 
 The paper reports TAR at FAR 1e-4 on both sets (PAPER.md section 8, which
 summarises a template as the mean of its images); the numbers it compares
