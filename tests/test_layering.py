@@ -15,7 +15,7 @@ PACKAGE = ROOT / "catface_keras"
 # Lowest first.
 LAYERS = [
     {"<root>", "choices", "soft_biometrics", "atomic_files", "progress", "degradation_config",
-     "precision", "unit_vectors"},
+     "precision", "unit_vectors", "landmark_alignment"},
     {"data", "degrade", "distribution"},
     {"config", "layers", "losses"},
     {"backbones", "weights"},

@@ -6,7 +6,7 @@ import pytest
 from alignment.photo_faces import StubDetector, face_photo, write_photo
 
 from catface_keras.alignment.embedding import embed_faces
-from catface_keras.alignment.similarity import ARCFACE_TEMPLATE, align_face
+from catface_keras.landmark_alignment import ARCFACE_TEMPLATE, align_face
 from catface_keras.cli.main import main
 from catface_keras.data.synthetic import render_face
 from catface_keras.evaluation.calibration import save_calibration

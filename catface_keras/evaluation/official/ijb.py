@@ -4,8 +4,7 @@ The 1:1 protocol follows `recognition/arcface_torch/eval_ijbc.py`:
 
 1. Each loose crop is warped onto the ArcFace 112x112 template by the
    least-squares similarity transform of its five landmarks
-   (`catface_keras.alignment.similarity.align_face`, passed in as `align`:
-   `alignment` imports `evaluation`, so `evaluation` may not import it back).
+   (`catface_keras.landmark_alignment.align_face`).
 2. Its embedding plus its mirror image's embedding (`flip`), not normalised.
    Without `norm_score` each image feature is L2-normalised (the norm carries
    image quality; insightface's test mode N1 keeps it). With `detector_score`
@@ -44,6 +43,7 @@ from catface_keras.atomic_files import write_atomically, write_text_atomically
 from catface_keras.evaluation.calibration import far_text
 from catface_keras.evaluation.official import ijb_meta
 from catface_keras.evaluation.roc import FAR_DECADES, far_key, roc_curve
+from catface_keras.landmark_alignment import align_face
 from catface_keras.unit_vectors import NORM_FLOOR, l2_normalize
 
 # Rows of image features pooled, and pairs scored, at a time: chunks of a few
@@ -287,12 +287,11 @@ def identification(pooled, template_ids, galleries, probes, fpirs=FPIRS):
     return results
 
 
-def aligned_image_loader(protocol, align):
+def aligned_image_loader(protocol):
     """`load_images(indices) -> (n, 112, 112, 3)` uint8 RGB of the protocol's aligned crops.
 
-    `align(image, landmarks)`: `(H, W, 3)` uint8 and `(5, 2)` -> `(112, 112, 3)`
-    uint8 (`alignment.similarity.align_face`); the crops are read as BGR and
-    converted to RGB after the warp, as insightface does.
+    Each crop is read as BGR, warped onto the ArcFace template by its five
+    landmarks and converted to RGB after the warp, as insightface does.
     """
     images = protocol.images
 
@@ -303,7 +302,7 @@ def aligned_image_loader(protocol, align):
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is None:
                 raise ValueError(f"cannot decode the IJB image. Received: path={path}")
-            aligned = align(image, images.landmarks[index])
+            aligned = align_face(image, images.landmarks[index])
             batch[slot] = cv2.cvtColor(aligned, cv2.COLOR_BGR2RGB)
         return batch
 
@@ -357,7 +356,7 @@ def _markdown_report(name, options, tars, identification_results):
 
 
 def run(name, root, extractor, out_dir, flip=True, norm_score=True, detector_score=True,
-        batch_size=None, align=None):
+        batch_size=None):
     """Runs set `name`'s 1:1 (and, where its files are present, 1:N) protocol.
 
     All meta files are read and checked first (`ijb_meta.read_protocol`); then
@@ -375,8 +374,6 @@ def run(name, root, extractor, out_dir, flip=True, norm_score=True, detector_sco
             (the published setting: all on).
         batch_size: accepted for the benchmark runner's uniform options; the
             extractor batches the images.
-        align: `catface_keras.alignment.similarity.align_face` (required; the
-            caller passes it because this layer cannot import `alignment`).
 
     Returns:
         `{name: TAR at FAR 1e-4, f"{name}_tar_at_far_1e-6": ..., ...}` and, with
@@ -384,17 +381,11 @@ def run(name, root, extractor, out_dir, flip=True, norm_score=True, detector_sco
         `f"{name}_1n_tpir_at_fpir_1e-2"`, `..._1e-1` (the mean over galleries).
     """
     del batch_size
-    if not callable(align):
-        raise ValueError(
-            "`align` must be the face aligner, catface_keras.alignment.similarity.align_face. "
-            f"Received: align={align!r}"
-        )
     out_dir = pathlib.Path(out_dir)
     protocol = ijb_meta.read_protocol(root, name)
     images = protocol.images
-    key = name if flip else f"{name}_noflip"
     embedded = extractor.features(
-        key, len(images.names), aligned_image_loader(protocol, align), flip=flip, normalize=False
+        name, len(images.names), aligned_image_loader(protocol), flip=flip, normalize=False
     )
     weights = image_weights(embedded.embeddings, images.faceness, norm_score, detector_score)
     template_ids, pooled = template_features(

@@ -6,7 +6,7 @@ Shared by the IJB tests (`from evaluation.official.ijb_layout import ...`).
 import cv2
 import numpy as np
 
-from catface_keras.alignment.similarity import ARCFACE_TEMPLATE
+from catface_keras.landmark_alignment import ARCFACE_TEMPLATE
 from catface_keras.data.synthetic import render_face
 from catface_keras.evaluation.features import Features
 

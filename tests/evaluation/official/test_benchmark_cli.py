@@ -11,12 +11,13 @@ import sys
 import numpy as np
 import pytest
 from evaluation.official.benchmark_layouts import write_bin, write_scface, write_tinyface
+from evaluation.official.ijb_layout import write_ijb
 
 from catface_keras.cli import benchmark
 from catface_keras.cli.main import SUBCOMMANDS
 from catface_keras.evaluation import features as features_module
+from catface_keras.evaluation.official import ijb, tinyface
 from catface_keras.evaluation.official import run as official_run
-from catface_keras.evaluation.official import tinyface
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 
@@ -230,43 +231,34 @@ def test_a_damaged_bin_stops_before_the_model_loads(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_an_ijb_module_by_the_contract_fills_its_columns(tiny_model_path, root, tmp_path,
-                                                         monkeypatch):
-    # A stand-in for catface_keras.evaluation.official.ijb (another branch), with the
-    # contract's signature: no **options, so it gets only the options it names.
-    import types
-
+def test_ijb_runs_through_the_benchmark_with_the_options_it_names(tiny_model_path, root,
+                                                                 tmp_path, monkeypatch):
+    write_ijb(root, "ijbc")
     received = {}
+    original = ijb.run
 
-    def run(name, root, extractor, out_dir, flip=True, norm_score=True, detector_score=True,
-            batch_size=64):
+    def recording_run(name, root, extractor, out_dir, flip=True, norm_score=True,
+                      detector_score=True, batch_size=None):
         received.update(name=name, flip=flip, norm_score=norm_score,
                         detector_score=detector_score, batch_size=batch_size)
-        features = extractor.features(
-            name, 5, lambda indices: np.stack([np.full((112, 112, 3), 10 * i, np.uint8)
-                                               for i in indices]), flip=flip, normalize=False)
-        received["norms"] = np.linalg.norm(features.embeddings, axis=1)
-        (out_dir / "report.md").write_text("IJB report")
-        return {"ijbc": 0.9612, "ijbc_1n_rank1": 0.5}
+        return original(name, root, extractor, out_dir, flip=flip, norm_score=norm_score,
+                        detector_score=detector_score, batch_size=batch_size)
 
-    fake = types.ModuleType("fake_ijb")
-    fake.find = lambda root: ["ijbc"]
-    fake.run = run
-    monkeypatch.setitem(sys.modules, "fake_ijb", fake)
-    monkeypatch.setattr(official_run, "BENCHMARK_MODULES", (
-        "catface_keras.evaluation.official.verification_bins", "fake_ijb"))
+    monkeypatch.setattr(ijb, "run", recording_run)
     out = tmp_path / "out"
     assert run_benchmark(["--model", tiny_model_path, "--root", root, "--out", out,
                           "--only", "ijbc", "--no-flip", "--no-norm-score", "--batch-size",
                           "7"]) == 0
-    assert received["name"] == "ijbc" and received["batch_size"] == 7
-    assert not received["flip"] and not received["norm_score"] and received["detector_score"]
-    assert not np.allclose(received["norms"], 1)  # unnormalised sums, as IJB needs
-    assert (out / "stage1" / "features" / "ijbc-noflip-unnormalized.npy").is_file()
+    assert received == {"name": "ijbc", "flip": False, "norm_score": False,
+                        "detector_score": True, "batch_size": 7}
+    saved = np.load(out / "stage1" / "features" / "ijbc-noflip-unnormalized.npy")
+    assert saved.shape[0] == 32 and not np.allclose(np.linalg.norm(saved, axis=1), 1)
+    report = json.loads((out / "stage1" / "ijbc" / "report.json").read_text())
     results = json.loads((out / "results.json").read_text())
-    assert results["models"][0]["cells"]["ijbc"] == 0.9612
-    assert results["models"][0]["results"]["ijbc"]["ijbc_1n_rank1"] == 0.5
+    cell = results["models"][0]["cells"]["ijbc"]
+    assert cell == results["models"][0]["results"]["ijbc"]["ijbc"]
+    assert 0 <= cell <= 1
+    assert np.load(out / "stage1" / "ijbc" / "scores.npy").shape == (report["pairs"],)
     table = (out / "table.md").read_text()
-    assert "|  |  |  |  |  |  | 96.12 |" in table and "norm score off" in table
+    assert f"|  |  |  |  |  |  | {100 * cell:.2f} |" in table and "norm score off" in table
     assert "without the flip test" in table
-    assert (out / "stage1" / "ijbc" / "report.md").read_text() == "IJB report"

@@ -16,7 +16,7 @@ from sklearn.metrics import roc_curve as sklearn_roc_curve
 
 from evaluation.official.ijb_layout import ProjectionExtractor, write_ijb
 
-from catface_keras.alignment.similarity import ARCFACE_TEMPLATE, align_face, estimate_similarity
+from catface_keras.landmark_alignment import ARCFACE_TEMPLATE, align_face, estimate_similarity
 from catface_keras.evaluation.official import ijb
 from catface_keras.evaluation.official.ijb_meta import IJBSearchSet, read_protocol
 
@@ -91,9 +91,9 @@ def test_run_matches_the_protocol_written_out(small_ijbc, tmp_path, flip, norm_s
     root, written = small_ijbc
     extractor = ProjectionExtractor()
     cells = ijb.run("ijbc", root, extractor, tmp_path, flip=flip, norm_score=norm_score,
-                    detector_score=detector_score, align=align_face)
+                    detector_score=detector_score)
     images = written["images"]
-    assert extractor.calls == [("ijbc" if flip else "ijbc_noflip", len(images), flip, False)]
+    assert extractor.calls == [("ijbc", len(images), flip, False)]
 
     faceness = np.array([image[4] for image in images])
     expected = reference_template_features(extractor.embeddings, faceness, images, norm_score,
@@ -144,7 +144,7 @@ def test_ijbb_names_its_files_and_galleries_its_own_way(tmp_path):
     write_ijb(tmp_path / "data", name="ijbb")
     out = tmp_path / "out"
     out.mkdir()
-    cells = ijb.run("ijbb", tmp_path / "data", ProjectionExtractor(), out, align=align_face)
+    cells = ijb.run("ijbb", tmp_path / "data", ProjectionExtractor(), out)
     expected = {"ijbb", "ijbb_tar_at_far_1e-6", "ijbb_1n_rank1", "ijbb_1n_tpir_at_fpir_1e-2"}
     assert expected <= set(cells)
     report = json.loads((out / "report.json").read_text())
@@ -152,15 +152,10 @@ def test_ijbb_names_its_files_and_galleries_its_own_way(tmp_path):
     assert report["pairs"] == 28 and report["templates"] == 8
 
 
-def test_run_needs_the_aligner(small_ijbc, tmp_path):
-    with pytest.raises(ValueError, match="`align` must be the face aligner"):
-        ijb.run("ijbc", small_ijbc[0], ProjectionExtractor(), tmp_path)
-
-
 def test_the_aligned_crop_undoes_the_warp_of_the_loose_crop(small_ijbc):
     root, written = small_ijbc
     protocol = read_protocol(root, "ijbc")
-    aligned = ijb.aligned_image_loader(protocol, align_face)(np.arange(6))
+    aligned = ijb.aligned_image_loader(protocol)(np.arange(6))
     for slot in range(6):
         original = written["originals"][written["images"][slot][0]].astype(np.float64)
         centre = np.s_[20:92, 20:92]

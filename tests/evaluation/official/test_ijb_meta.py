@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from evaluation.official.ijb_layout import ProjectionExtractor, write_ijb
 
-from catface_keras.alignment.similarity import align_face
 from catface_keras.evaluation.official import ijb, ijb_meta
 
 
@@ -42,7 +41,7 @@ def expect_error(root, tmp_path, file_name, message):
     out.mkdir()
     extractor = ProjectionExtractor()
     with pytest.raises(ValueError, match=re.escape(file_name) + ".*" + message):
-        ijb.run("ijbc", root, extractor, out, align=align_face)
+        ijb.run("ijbc", root, extractor, out)
     assert extractor.calls == []  # nothing was embedded
     assert list(out.iterdir()) == []  # and nothing written
 
