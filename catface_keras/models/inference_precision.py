@@ -46,11 +46,15 @@ def resolve_precision(precision="auto", gpus=None, flags=None):
 
 
 def model_precision(model):
-    """The precision `model`'s convolutions and matrix products compute in."""
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)) and layer.weights:
-            return POLICY_PRECISIONS.get(layer.dtype_policy.name, layer.compute_dtype)
-    return POLICY_PRECISIONS.get(model.dtype_policy.name, model.compute_dtype)
+    """The precision most of `model`'s convolutions (or, without any, dense layers) compute
+    in; the few layers a network pins to float32 (its output heads) do not count."""
+    layers = list(model._flatten_layers(include_self=False, recursive=True))
+    for kind in (keras.layers.Conv2D, keras.layers.Dense):
+        policies = [layer.dtype_policy.name for layer in layers if isinstance(layer, kind)]
+        if policies:
+            policy = max(set(policies), key=policies.count)
+            return POLICY_PRECISIONS.get(policy, policy)
+    return POLICY_PRECISIONS.get(model.dtype_policy.name, model.dtype_policy.name)
 
 
 def model_at_precision(model, precision="auto"):

@@ -106,3 +106,17 @@ def test_a_model_whose_layers_fix_their_dtype_is_refused():
     model = keras.Model(inputs, keras.layers.Dense(2, dtype="float32")(inputs))
     with pytest.raises(ValueError, match="sets its layers' dtypes itself"):
         model_at_precision(model, "bfloat16")
+
+
+def test_stage2_network_runs_at_bfloat16(faces):
+    from tiny_models import tiny_network
+
+    from catface_keras.models.fusion import FusionModel
+
+    keras.utils.set_random_seed(0)
+    model = FusionModel(tiny_network(), fusion="catf")
+    network = model_at_precision(model, "bfloat16")
+    # Its attribute logits (the first dense layer Keras lists) stay float32; the rest is bf16.
+    assert model_precision(network) == "bfloat16"
+    assert network.stage1.feature_network.get_layer("stem_conv").compute_dtype == "bfloat16"
+    assert embedding_agreement(model, network, faces)["cosine_min"] >= 0.999
