@@ -82,5 +82,8 @@ def run(args):
             "catface export", error, args.out,
             f"no version was written and the existing versions in {args.out} are unchanged",
         )
-    print(f"catface export: wrote {path} (signatures serving_default, serving_bytes)")
+    print(f"catface export: wrote {path} (signatures serving_default, serving_bytes), "
+          f"computing in {model.precision}, batch norms folded; embedding cosine to the float32 "
+          f"model on {model.cosine_to_float32['images']} procedural faces: min "
+          f"{model.cosine_to_float32['cosine_min']:.6f}")
     return 0

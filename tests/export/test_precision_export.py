@@ -88,3 +88,22 @@ def test_imported_backbone_exports_its_embedding(imported_backbone_path, tmp_pat
     np.testing.assert_allclose(outputs["embedding_norm"].numpy(), norm, rtol=1e-5)
     np.testing.assert_allclose(outputs["embedding"].numpy(), embedding / norm[:, None],
                                rtol=1e-5, atol=1e-5)
+
+
+def test_serving_model_reports_its_cosine_and_refuses_an_overflow(keras_model):
+    from tiny_models import tiny_stage1_model
+
+    from catface_keras.export.inference_graph import serving_model
+
+    served = serving_model(keras_model, "float16")
+    assert served.precision == "float16" and served.folded_batch_norms == 16
+    assert served.cosine_to_float32["images"] == 8
+    assert served.cosine_to_float32["cosine_min"] >= 0.999
+    # Activations past float16's 65504: finite in float32, inf in float16.
+    model = tiny_stage1_model()
+    stem = model.get_layer("stem_bn")
+    stem.gamma.assign(np.full(stem.gamma.shape, 1e6, np.float32))
+    assert np.all(np.isfinite(model(np.zeros((1, 32, 32, 3), np.float32))["embedding"]))
+    with pytest.raises(ValueError, match="at float16 the network's embeddings of procedural "
+                       "faces are not finite"):
+        serving_model(model, "float16")
