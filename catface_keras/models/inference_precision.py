@@ -132,9 +132,9 @@ def embedding_agreement(reference, model, images):
         `cosine_agreement` of the two models' embeddings of the images.
     """
     images = np.asarray(images, np.float32)
-    return cosine_agreement(
-        *(np.asarray(network(images, training=False)["embedding"]) for network in (reference, model))
-    )
+    embeddings = [np.asarray(network(images, training=False)["embedding"])
+                  for network in (reference, model)]
+    return cosine_agreement(*embeddings)
 
 
 def precision_record(precision, agreement=None):
