@@ -113,9 +113,10 @@ def run(args):
             # The first batch again in float32: the same photos give the same rows first.
             first = embed_photos(paths[: args.batch_size], reference, detector,
                                  all_faces=args.all_faces, batch_size=args.batch_size)
-            agreement = cosine_agreement(first.embeddings,
-                                         result.embeddings[: len(first.files)])
-            print(f"{program}: {precision}: {agreement_text(agreement)}")
+            if len(first.files):  # else the first batch held no face
+                agreement = cosine_agreement(first.embeddings,
+                                             result.embeddings[: len(first.files)])
+                print(f"{program}: {precision}: {agreement_text(agreement)}")
     except (ValueError, ImportError) as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         return 2
