@@ -12,7 +12,7 @@ warm-up file `assets.extra/tf_serving_warmup_requests`; see `catface_keras.expor
 import pathlib
 import sys
 
-from catface_keras.cli.arguments import check_input_file
+from catface_keras.cli.arguments import add_precision_argument, check_input_file
 from catface_keras.cli.errors import report_os_error
 
 
@@ -36,6 +36,7 @@ def register(subparsers):
     parser.add_argument("--max-image-pixels", type=int, default=None, metavar="N",
                         help="serving_bytes refuses images whose header announces more pixels "
                         "(default: 40000000)")
+    add_precision_argument(parser, "float32", "the exported signatures compute in")
     parser.set_defaults(run=run)
 
 
@@ -64,9 +65,11 @@ def run(args):
         from catface_keras.export.warmup import serving_apis
 
         serving_apis()
+        from catface_keras.export.inference_graph import serving_model
         from catface_keras.models.loading import load_model
 
-        model = load_model(args.model)
+        # Batch norms folded, at --precision: see catface_keras.export.inference_graph.
+        model = serving_model(load_model(args.model, allow_embedder=True), args.precision)
         path = export_saved_model(
             model, args.out, args.version, overwrite=args.overwrite,
             max_image_pixels=args.max_image_pixels,
@@ -79,5 +82,8 @@ def run(args):
             "catface export", error, args.out,
             f"no version was written and the existing versions in {args.out} are unchanged",
         )
-    print(f"catface export: wrote {path} (signatures serving_default, serving_bytes)")
+    print(f"catface export: wrote {path} (signatures serving_default, serving_bytes), "
+          f"computing in {model.precision}, batch norms folded; embedding cosine to the float32 "
+          f"model on {model.cosine_to_float32['images']} procedural faces: min "
+          f"{model.cosine_to_float32['cosine_min']:.6f}")
     return 0

@@ -144,7 +144,14 @@ def format_evaluation_report(report):
                  "probes) degraded.")
     lines.append("")
     for model in report["models"]:
-        lines.append(f"- `{model['label']}`: `{model['path']}` (input {model['image_size']} px)")
+        computed = model.get("precision", {})
+        precision = f", computed in {computed['precision']}" if computed else ""
+        agreement = computed.get("cosine_to_float32")
+        if agreement:
+            precision += (f", embedding cosine to float32 min {agreement['cosine_min']:.6f} on "
+                          f"{agreement['images']} images")
+        lines.append(f"- `{model['label']}`: `{model['path']}` (input {model['image_size']} px"
+                     f"{precision})")
     lines.append("")
     protocols = report["protocols"]
     any_results = next(iter(results.values()))
