@@ -8,7 +8,7 @@ when all are there they are joined into `FOLDER/<name>.npy` (embeddings),
 `<name>.norms.npy` (and `<name>.logits.npy` for a model with attribute outputs),
 each written atomically, and the parts are removed. `FOLDER/<name>.json`
 records what the numbers depend on (the model file, its input size, the
-count, flip, normalize); a run that finds the same record reuses the saved
+precision it computes in, the count, flip, normalize); a run that finds the same record reuses the saved
 chunks or the joined files and embeds only what is missing, a different
 record starts afresh.
 
@@ -72,10 +72,15 @@ class FeatureExtractor:
         chunk_size: images embedded and saved together; a killed run loses at
             most one chunk.
         stream: where progress lines go (default stdout).
+        precision: what `model` computes in (`inference_precision.resolve_precision`).
+        reference: the same network at float32, for a `model` at another precision:
+            the first images this extractor embeds are embedded by both, and their
+            cosine (`inference_precision.embedding_agreement`) kept in `agreement`.
     """
 
     def __init__(self, model, folder, fingerprint, batch_size=64,
-                 chunk_size=DEFAULT_CHUNK_SIZE, stream=None):
+                 chunk_size=DEFAULT_CHUNK_SIZE, stream=None, precision="float32",
+                 reference=None):
         if batch_size < 1 or chunk_size < 1:
             raise ValueError("`batch_size` and `chunk_size` must be >= 1. Received: "
                              f"batch_size={batch_size}, chunk_size={chunk_size}")
@@ -85,11 +90,14 @@ class FeatureExtractor:
         self.batch_size = batch_size
         self.chunk_size = chunk_size
         self.stream = stream
+        self.precision = precision
+        self.reference = reference
+        self.agreement = None
         self.embedded = 0  # images run through the model by this extractor (resume tests)
 
     def _record(self, count, flip, normalize):
         return {"model": self.fingerprint, "image_size": int(self.model.image_size),
-                "count": int(count), "flip": bool(flip), "normalize": bool(normalize)}
+                "precision": self.precision, "count": int(count), "flip": bool(flip), "normalize": bool(normalize)}
 
     def features(self, key, count, load_images, flip=True, normalize=True):
         """`(count, D)` embeddings of images `0 .. count-1` (see the module docstring).
@@ -156,8 +164,11 @@ class FeatureExtractor:
                 if images.shape[0] != len(indices) or images.ndim != 4:
                     raise ValueError(f"load_images gave {images.shape} for {len(indices)} "
                                      f"images of {key}")
-                features = extract_features(self.model, resize_faces(images, size),
-                                            self.batch_size, flip=flip, normalize=normalize)
+                images = resize_faces(images, size)
+                if self.reference is not None and self.agreement is None and len(images):
+                    self._measure_agreement(images[:self.batch_size])
+                features = extract_features(self.model, images, self.batch_size, flip=flip,
+                                            normalize=normalize)
                 _save_chunk(file, features.embeddings, features.norms,
                             features.attribute_logits)
                 self.embedded += len(indices)
@@ -174,6 +185,16 @@ class FeatureExtractor:
         # The norms last: embeddings and norms on disk mean the set is complete.
         _save_npy(np.concatenate([part["norms"] for part in loaded]), paths["norms"])
         _remove(parts)
+
+    def _measure_agreement(self, images):
+        from catface_keras.models.inference_precision import (
+            agreement_text,
+            embedding_agreement,
+        )
+
+        self.agreement = embedding_agreement(self.reference, self.model, images)
+        print(f"{self.precision}: {agreement_text(self.agreement)}", file=self.stream,
+              flush=True)
 
 
 def _remove(path):

@@ -114,13 +114,22 @@ def load_benchmark_model(path):
     return load_model(path, allow_embedder=True)
 
 
+def _at_precision(model, precision):
+    """`(network, precision)`: `model` computing at `precision`, and that precision resolved."""
+    from catface_keras.models.inference_precision import model_at_precision, resolve_precision
+
+    precision = resolve_precision(precision)
+    return model_at_precision(model, precision), precision
+
+
 def _folder_name(label):
     return label.replace("/", "_")
 
 
 def run_benchmarks(model_paths, root, out, only=None, overwrite=False, batch_size=64,
                    flip=True, norm_score=True, detector_score=True, scface_test_subjects=None,
-                   load_model=load_benchmark_model, chunk_size=None, stream=None):
+                   precision="float32", load_model=load_benchmark_model, chunk_size=None,
+                   stream=None):
     """Runs every benchmark found under `root` for each model; writes the output folder.
 
     Args:
@@ -133,7 +142,10 @@ def run_benchmarks(model_paths, root, out, only=None, overwrite=False, batch_siz
         flip, norm_score, detector_score: test-time settings (IJB: insightface's
             published setting when all True; the others use `flip` only).
         scface_test_subjects: the SCface test-subject list file, or None (all).
-        load_model: `path -> model` (the lead passes precision through here).
+        precision: what the models compute in (`catface evaluate --precision`);
+            away from float32 the first images' cosine to float32 is printed and
+            recorded per model.
+        load_model: `path -> model` at float32.
         chunk_size: images embedded and saved together (default: the store's).
 
     Returns:
@@ -152,14 +164,20 @@ def run_benchmarks(model_paths, root, out, only=None, overwrite=False, batch_siz
                "batch_size": batch_size, "scface_test_subjects": scface_test_subjects}
     benchmarks = find_benchmarks(root, only)
     check_benchmarks(benchmarks, root, options)
+    # TensorFlow loads from here on, once the lists and meta files have been checked.
+    from catface_keras.models.inference_precision import precision_record
+
     labels = model_labels(model_paths)
     out.mkdir(parents=True, exist_ok=True)
     models, cells_by_model, notes = [], {}, []
     for label, path in zip(labels, model_paths):
         model = load_model(path)
+        network, resolved = _at_precision(model, precision)
         folder = out / _folder_name(label)
-        extractor = FeatureExtractor(model, folder / "features", model_fingerprint(path),
-                                     batch_size, chunk_size or DEFAULT_CHUNK_SIZE, stream)
+        extractor = FeatureExtractor(network, folder / "features", model_fingerprint(path),
+                                     batch_size, chunk_size or DEFAULT_CHUNK_SIZE, stream,
+                                     precision=resolved,
+                                     reference=None if resolved == "float32" else model)
         results, reports = {}, {}
         for name, module in benchmarks:
             print(f"catface benchmark: {label}: {name}", file=stream, flush=True)
@@ -173,6 +191,7 @@ def run_benchmarks(model_paths, root, out, only=None, overwrite=False, batch_siz
         cells_by_model[label] = cells
         models.append({"label": label, "path": str(path), "image_size": int(model.image_size),
                        "cells": {key: cells.get(key) for key, _ in COLUMNS},
+                       "precision": precision_record(resolved, extractor.agreement),
                        "results": results, "reports": reports,
                        "features": str(folder / "features")})
     split = next((cells.get("scface_split") for cells in cells_by_model.values()

@@ -262,3 +262,26 @@ def test_ijb_runs_through_the_benchmark_with_the_options_it_names(tiny_model_pat
     table = (out / "table.md").read_text()
     assert f"|  |  |  |  |  |  | {100 * cell:.2f} |" in table and "norm score off" in table
     assert "without the flip test" in table
+
+
+def test_bfloat16_embeds_apart_and_records_its_cosine_to_float32(tiny_model_path, tmp_path,
+                                                                 capsys):
+    root = tmp_path / "benchmarks"
+    root.mkdir()
+    write_bin(root / "lfw.bin", num_pairs=20)
+    out = tmp_path / "out"
+    assert run_benchmark(["--model", tiny_model_path, "--root", root, "--out", out]) == 0
+    float32 = np.load(out / "stage1" / "features" / "lfw.npy")
+    assert run_benchmark(["--model", tiny_model_path, "--root", root, "--out", out,
+                          "--overwrite", "--precision", "bfloat16"]) == 0
+    assert "bfloat16: embedding cosine to float32 on the first 40 image(s)" in (
+        capsys.readouterr().out)
+    bfloat16 = np.load(out / "stage1" / "features" / "lfw.npy")
+    # The cached float32 features were not reused: the record names the precision.
+    assert not np.array_equal(float32, bfloat16)
+    cosines = np.sum(float32 * bfloat16, axis=1)
+    assert cosines.min() > 0.99
+    record = json.loads((out / "results.json").read_text())["models"][0]["precision"]
+    assert record["precision"] == "bfloat16" and record["dtype_policy"] == "mixed_bfloat16"
+    agreement = record["cosine_to_float32"]
+    assert agreement["images"] == 40 and 0.99 < agreement["cosine_min"] <= 1
