@@ -183,9 +183,12 @@ def model_card(model, model_path, exports, training=None):
         "calibration": calibration_record(model_path),
         "weights": {
             "imported": imported,
-            "licence": IMPORTED_WEIGHTS_LICENCE if imported["imported"] else (
-                OWN_WEIGHTS_LICENCE if training["config"] != UNKNOWN else UNKNOWN
-            ),
+            "licence": {
+                True: IMPORTED_WEIGHTS_LICENCE,
+                False: OWN_WEIGHTS_LICENCE,
+                UNKNOWN: f"unknown. If the weights came from a published checkpoint: "
+                         f"{IMPORTED_WEIGHTS_LICENCE}",
+            }[imported["imported"]],
         },
         "intended_use": INTENDED_USE,
         "limitations_and_bias": list(LIMITATIONS),
