@@ -41,7 +41,7 @@ def test_onnx_and_litert_of_an_imported_backbone_in_one_version(
 
     # A second export is version 2; version 1 is never replaced without --overwrite.
     before = (version / "model.onnx").read_bytes()
-    again = argv[:4] + ["--format", "litert"]
+    again = argv[:5] + ["--format", "litert"]
     assert main(again) == 0
     assert (base / "2" / "model.tflite").is_file()
     assert main([*argv, "--version", "1"]) == 2
