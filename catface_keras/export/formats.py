@@ -121,11 +121,13 @@ def export_formats(
         as `check_formats` and `export_saved_model`.
     """
     formats = check_formats(formats, litert_quantize)
-    faces = check_faces_batch()
-    reference = {
-        name: value.numpy()
-        for name, value in portable_outputs(model, tf.constant(faces, tf.float32)).items()
-    }
+    faces, reference = None, None
+    if {"onnx", "litert"} & set(formats):
+        faces = check_faces_batch()
+        reference = {
+            name: value.numpy()
+            for name, value in portable_outputs(model, tf.constant(faces, tf.float32)).items()
+        }
     model_name = pathlib.Path(base_dir).resolve().name
     written = {}
 
