@@ -98,6 +98,13 @@ def embedding_cosines(first, second):
     )
 
 
+def model_precision(model):
+    """The exported files' precision: `float32`, or `float16 compute, float32 outputs` for a
+    mixed-precision model (the outputs are cast, see `portable.py`)."""
+    compute = model.dtype_policy.compute_dtype
+    return "float32" if compute == "float32" else f"{compute} compute, float32 outputs"
+
+
 def export_formats(
     model, base_dir, formats=("savedmodel",), version=None, overwrite=False,
     litert_quantize=None, model_path=None, training=None,
@@ -129,6 +136,7 @@ def export_formats(
             for name, value in portable_outputs(model, tf.constant(faces, tf.float32)).items()
         }
     model_name = pathlib.Path(base_dir).resolve().name
+    precision = model_precision(model)
     written = {}
 
     def write(directory):
@@ -136,21 +144,21 @@ def export_formats(
         if "savedmodel" in formats:
             write_saved_model(model, directory, model_name, warmup_batch_sizes, max_image_pixels)
             exports["savedmodel"] = {
-                "file": "saved_model.pb", "precision": "float32",
+                "file": "saved_model.pb", "precision": precision,
                 "signatures": ["serving_default", "serving_bytes"],
             }
         directory.mkdir(exist_ok=True)
         if "onnx" in formats:
             export_onnx(model, directory / ONNX_FILE)
             exports["onnx"] = _checked(
-                {"file": ONNX_FILE, "precision": "float32", "opset": ONNX_OPSET},
+                {"file": ONNX_FILE, "precision": precision, "opset": ONNX_OPSET},
                 reference, run_onnx(directory / ONNX_FILE, faces),
             )
         if "litert" in formats:
             export_litert(model, directory / LITERT_FILE)
             float_outputs = run_litert(directory / LITERT_FILE, faces)
             exports["litert"] = _checked(
-                {"file": LITERT_FILE, "precision": "float32"}, reference, float_outputs
+                {"file": LITERT_FILE, "precision": precision}, reference, float_outputs
             )
             if litert_quantize == "dynamic":
                 export_litert(model, directory / LITERT_DYNAMIC_FILE, quantize="dynamic")
@@ -167,7 +175,7 @@ def export_formats(
                              f"procedural faces: min {cosines.min():.4f}, mean "
                              f"{cosines.mean():.4f}",
                 }
-        card = model_card(model, model_path or "unknown", exports, training)
+        card = model_card(model, model_path, exports, training)
         write_model_card(card, directory)
         written["card"] = card
 

@@ -149,6 +149,8 @@ def training_record(model_path, config_files, metrics_file):
 def calibration_record(model_path):
     """The thresholds `catface evaluate` stored beside `model_path`, or "unknown"."""
     try:
+        if model_path is None:
+            raise ValueError("no model file")
         content = load_calibration(model_path)
     except ValueError:
         return {"file": UNKNOWN, "source": UNKNOWN, "thresholds": UNKNOWN}
@@ -164,7 +166,7 @@ def model_card(model, model_path, exports, training=None):
 
     Args:
         model: the exported model.
-        model_path: its `.keras` file (the calibration file sits beside it).
+        model_path: its `.keras` file (the calibration file sits beside it), or None.
         exports: format name -> dict of facts about its file (`file`, `precision`, checks).
         training: `training_record(...)`, or None when there is no run folder to read.
     """
@@ -174,7 +176,7 @@ def model_card(model, model_path, exports, training=None):
     return {
         "format": CARD_FORMAT,
         "version": CARD_VERSION,
-        "model_file": str(model_path),
+        "model_file": UNKNOWN if model_path is None else str(model_path),
         "architecture": architecture(model),
         "input_contract": input_contract(model),
         "exports": exports,
@@ -258,7 +260,8 @@ def model_card_markdown(card):
     lines += ["", "## Verification thresholds", ""]
     if calibration["thresholds"] == UNKNOWN:
         lines += [
-            f"Unknown: no calibration file ({calibration_path(card['model_file']).name}); "
+            f"Unknown: no calibration file ({calibration_path(card['model_file']).name} beside "
+            "the model); "
             "`catface evaluate` writes one. Do not use a threshold that was not calibrated on "
             "data like the deployment's."
         ]

@@ -69,7 +69,13 @@ def test_card_of_a_lone_model_says_unknown(format_model_paths, format_models, tm
     assert card["weights"]["imported"]["imported"] == UNKNOWN
     markdown = model_card_markdown(card)
     assert "Unknown: the model file is not in a run folder" in markdown
-    assert "Unknown: no calibration file (model.calibration.json)" in markdown
+    assert "Unknown: no calibration file (model.calibration.json beside the model)" in markdown
+
+
+def test_card_without_a_model_file(format_models):
+    card = model_card(format_models["stage1"], None, EXPORTS)
+    assert card["model_file"] == UNKNOWN and card["calibration"]["file"] == UNKNOWN
+    assert model_card_markdown(card).startswith("# Model card: unknown")
 
 
 def test_imported_weights_carry_their_licence(run_folder, format_models, format_model_paths):
