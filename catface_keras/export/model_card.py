@@ -54,8 +54,10 @@ OWN_WEIGHTS_LICENCE = (
 INTENDED_USE = (
     "Research on face recognition from low-quality images (turbulence, low resolution, "
     "noise): verification (is this the same person?) and identification against a consented "
-    "gallery, with a human reviewing every consequential match. The attribute probabilities "
-    "(Male, Bald, Big_Nose, Chubby, Narrow_Eyes) are auxiliary training signals from CelebA's "
+    "gallery, with a human reviewing every consequential match."
+)
+ATTRIBUTES_NOTE = (
+    " The attribute probabilities ({names}) are auxiliary training signals from CelebA's "
     "annotations, not reliable descriptions of a person."
 )
 LIMITATIONS = (
@@ -173,6 +175,7 @@ def model_card(model, model_path, exports, training=None):
     training = training or {"run_directory": UNKNOWN, "config_file": UNKNOWN,
                             "config": UNKNOWN, "data": UNKNOWN, "metrics": UNKNOWN}
     imported = _imported_weights(model, training)
+    names = portable_attribute_names(model)
     return {
         "format": CARD_FORMAT,
         "version": CARD_VERSION,
@@ -192,7 +195,9 @@ def model_card(model, model_path, exports, training=None):
                          f"{IMPORTED_WEIGHTS_LICENCE}",
             }[imported["imported"]],
         },
-        "intended_use": INTENDED_USE,
+        "intended_use": INTENDED_USE + (
+            ATTRIBUTES_NOTE.format(names=", ".join(names)) if names else ""
+        ),
         "limitations_and_bias": list(LIMITATIONS),
     }
 

@@ -57,6 +57,7 @@ def test_card_of_a_model_in_its_run_folder(run_folder, format_models):
     assert "| 1e-3 | 0.3125 |" in markdown
     assert "backbone: ir_tiny" in markdown  # the configuration, as YAML
     assert "sole basis" in markdown and "Demographic differentials" in markdown
+    assert "attribute probabilities (Male, Bald" in card["intended_use"]
 
 
 def test_card_of_a_lone_model_says_unknown(format_model_paths, format_models, tmp_path):
@@ -84,6 +85,7 @@ def test_imported_weights_carry_their_licence(run_folder, format_models, format_
     assert "non-commercial research purposes only" in card["weights"]["licence"]
     assert card["architecture"]["attributes"] == []
     assert set(card["input_contract"]["outputs"]) == {"embedding", "embedding_norm"}
+    assert "attribute" not in card["intended_use"]
 
     # Stage 1 started from imported weights (model.init) inherits their terms.
     config = {**CONFIG, "model": {**CONFIG["model"], "init": "/weights/backbone.keras"}}
