@@ -248,7 +248,7 @@ def model_card_markdown(card):
     else:
         lines += [
             f"Run folder `{training['run_directory']}`, configuration `{training['config_file']}`"
-            f"; data: {_inline(training['data'])}.",
+            f"; data: {_data_summary(training['data'])} (the `data` section below).",
             "",
             "```yaml",
             yaml.safe_dump(training["config"], sort_keys=False).rstrip(),
@@ -312,6 +312,14 @@ def _imported_weights(model, training):
     if config == UNKNOWN:
         return {"imported": UNKNOWN, "detail": "unknown (no run configuration)"}
     return {"imported": False, "detail": "no: trained from scratch (model.init not set)"}
+
+
+def _data_summary(data):
+    """`synthetic`, or `image_folder at /data/faces`, from a config's `data` section."""
+    if not isinstance(data, dict):
+        return _inline(data)
+    source = data.get("source", UNKNOWN)
+    return f"{source} at {data['path']}" if data.get("path") else str(source)
 
 
 def _output_description(name):

@@ -55,6 +55,7 @@ def test_card_of_a_model_in_its_run_folder(run_folder, format_models):
     markdown = model_card_markdown(card)
     assert "| verification.clean.accuracy | 0.875 |" in markdown
     assert "| 1e-3 | 0.3125 |" in markdown
+    assert "configuration `config.yaml`; data: synthetic (the `data` section below)" in markdown
     assert "backbone: ir_tiny" in markdown  # the configuration, as YAML
     assert "sole basis" in markdown and "Demographic differentials" in markdown
     assert "attribute probabilities (Male, Bald" in card["intended_use"]
