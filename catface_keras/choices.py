@@ -48,3 +48,11 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 EVALUATION_PROTOCOLS = ("verification", "templates", "identification", "attributes")
 EVALUATION_CONDITIONS = ("clean", "degraded", "mixed")
 THRESHOLD_SEARCHES = ("insightface", "exact")
+
+# `catface export --format`; the optional packages the ONNX and LiteRT formats run with
+# (installed by the setup.py extra of the same name: EXTRA_INSTALL.format(extra=...)).
+EXPORT_FORMATS = ("savedmodel", "onnx", "litert")
+EXPORT_FORMAT_PACKAGES = {"onnx": ("tf2onnx", "onnx", "onnxruntime"), "litert": ("ai_edge_litert",)}
+EXTRA_INSTALL = 'pip install "catface-keras[{extra}]"'
+# `catface export --litert-quantize`: dynamic-range (int8 weights, float activations).
+LITERT_QUANTIZATIONS = ("dynamic",)

@@ -181,6 +181,7 @@ def test_argument_errors_come_back_without_loading_tensorflow(tmp_path):
     (tmp_path / "results.json").write_text("{}")
     script = (
         "import argparse, sys\n"
+        "import catface_command\n"  # started as the `catface` command starts it
         "from catface_keras.cli import evaluate\n"
         "parser = argparse.ArgumentParser()\n"
         "evaluate.register(parser.add_subparsers())\n"

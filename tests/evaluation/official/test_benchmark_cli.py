@@ -208,7 +208,8 @@ def test_malformed_files_stop_before_tensorflow_and_name_the_file(tmp_path):
     mat.write_bytes(b"garbage")
     model = tmp_path / "m.keras"
     model.write_bytes(b"never loaded")
-    probe = ("import sys\nfrom catface_keras.cli.main import main\ncode = main(sys.argv[1:])\n"
+    # Started as the `catface` command starts it (`catface_command`).
+    probe = ("import sys\nfrom catface_command import main\ncode = main(sys.argv[1:])\n"
              "print('tensorflow loaded:', 'tensorflow' in sys.modules)\nsys.exit(code)\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run(
