@@ -50,7 +50,7 @@ def test_features_equal_extract_features_and_resume_after_a_kill(tiny_model, tmp
     np.testing.assert_allclose(features.attribute_logits, reference.attribute_logits, atol=1e-5)
     assert not (tmp_path / "features" / "lfw.parts").exists()
     record = json.loads((tmp_path / "features" / "lfw.json").read_text())
-    assert record == {"model": fingerprint, "image_size": 32, "count": 10, "flip": True,
+    assert record == {"model": fingerprint, "image_size": 32, "precision": "float32", "count": 10, "flip": True,
                       "normalize": True}
 
     # Complete: nothing is loaded or embedded again.
