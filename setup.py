@@ -17,6 +17,9 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["catface_keras", "catface_keras.*"]),
+    # The `catface` console script: starts the CLI without registering the models up front
+    # (see catface_keras/__init__.py).
+    py_modules=["catface_command"],
     install_requires=[
         "keras>=3.10,<4",
         "numpy>=1.26",
@@ -37,6 +40,11 @@ setup(
         # torch only builds the reference PyTorch iResNets in tests/weights; the
         # package reads checkpoints without it.
         "dev": ["pytest>=7", "scikit-learn>=1.3", "torch>=2.1"],
+        # `catface export --format onnx`: tf2onnx converts, onnxruntime checks the file.
+        "onnx": ["tf2onnx>=1.16", "onnx>=1.16", "onnxruntime>=1.18"],
+        # `catface export --format litert`: the LiteRT interpreter checks the file (the
+        # converter is TensorFlow's).
+        "litert": ["ai-edge-litert>=1.2"],
     },
-    entry_points={"console_scripts": ["catface=catface_keras.cli.main:main"]},
+    entry_points={"console_scripts": ["catface=catface_command:main"]},
 )

@@ -1,19 +1,27 @@
-"""Serving latency of an exported model: batch 1 and batch 64, after `tf.saved_model.load`.
+"""Serving latency of an exported model against the same network in process, batch 1 and 64.
 
 Exports a model (`--model PATH.keras`, or by default a random-weight IR-18 stage-1 model at
-112 px, `MultiBranchModel(backbone="ir_18", image_size=112)`) to a temporary
-directory with `catface_keras.export`, loads it back with `tf.saved_model.load` and times its
-signatures as TF Serving calls them: `serving_default` on uint8 faces and `serving_bytes` on
-JPEG strings (decoding included). Each timing is the median of `--calls` steady-state calls
-after `--warmup` untimed ones, in wall-clock and in process CPU milliseconds (`*_cpu_ms`, the
-cost of a call whatever else shares the machine). The process is pinned to `--cores` CPUs
-(default 2) and the TensorFlow thread pools are sized to match.
+112 px, `MultiBranchModel(backbone="ir_18", image_size=112)`) at each `--precisions` (as
+`catface export --precision` does: `catface_keras.export.inference_graph.serving_model`,
+batch norms folded unless `--no-fold`) to a temporary directory, loads it back with
+`tf.saved_model.load` and times its `serving_default` signature on uint8 faces, as TF
+Serving calls it, against the in-process network at the same precision
+(`model_at_precision`, unfolded, `predict_on_batch` on float32 faces: what `catface
+evaluate` runs). The two are called in turn, so that load from other jobs hits both alike.
+Each timing is the median of `--calls` steady-state calls after `--warmup` untimed ones, in
+wall-clock and in process CPU milliseconds (`*_cpu_ms`, the cost of a call whatever else
+shares the machine); `exported_over_in_process` is the ratio of the wall-clock medians
+(1.0: as fast; 1.1: 10 % slower), `exported_over_in_process_cpu` that of the CPU medians
+(the one to read on a loaded machine). `--bytes` also times `serving_bytes` on JPEG strings
+(decoding included). The process is pinned to `--cores` CPUs (default 2) and the
+TensorFlow thread pools are sized to match.
 
 Prints one JSON line; `load_average_before`/`after` are the 1/5/15-minute load averages that
 `uptime` shows, since other jobs may share the CPU.
 
     python benchmarks/export_latency.py
     python benchmarks/export_latency.py --model runs/demo/stage1.keras --calls 50
+    python benchmarks/export_latency.py --precisions float32 --no-fold   # the export of before
 """
 
 import argparse
@@ -38,24 +46,40 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls first (default: 3)")
     parser.add_argument("--calls", type=int, default=10,
                         help="timed calls per signature and batch size (default: 10)")
+    parser.add_argument("--precisions", default="float32,auto", metavar="LIST",
+                        help="comma-separated precisions among auto, float32, bfloat16, float16 "
+                        "(default: float32,auto)")
+    parser.add_argument("--no-fold", action="store_true",
+                        help="export without folding the batch norms (as before they were)")
+    parser.add_argument("--bytes", action="store_true",
+                        help="also time the serving_bytes signature on JPEG strings")
     return parser.parse_args(argv)
 
 
-def median_latency_ms(call, warmup, calls):
-    """`(wall, cpu)`: median wall-clock and process CPU milliseconds per call.
+def median_latency_ms(calls_by_name, warmup, calls):
+    """`{name: (wall, cpu)}`: median wall-clock and process CPU milliseconds per call.
 
-    The CPU time (all threads) is what a call costs whatever else runs on the machine; the
-    wall time is what a client waits, and grows when other jobs share the cores.
+    The callables are called in turn, `warmup` untimed rounds then `calls` timed ones, so
+    that a change of load hits all alike. The CPU time (all threads) is what a call costs
+    whatever else runs on the machine; the wall time is what a client waits, and grows when
+    other jobs share the cores.
     """
     for _ in range(warmup):
-        call()
-    wall, cpu = [], []
+        for call in calls_by_name.values():
+            call()
+    wall = {name: [] for name in calls_by_name}
+    cpu = {name: [] for name in calls_by_name}
     for _ in range(calls):
-        started, started_cpu = time.perf_counter(), time.process_time()
-        call()
-        wall.append(time.perf_counter() - started)
-        cpu.append(time.process_time() - started_cpu)
-    return round(1000 * statistics.median(wall), 2), round(1000 * statistics.median(cpu), 2)
+        for name, call in calls_by_name.items():
+            started, started_cpu = time.perf_counter(), time.process_time()
+            call()
+            wall[name].append(time.perf_counter() - started)
+            cpu[name].append(time.process_time() - started_cpu)
+    return {
+        name: (round(1000 * statistics.median(wall[name]), 2),
+               round(1000 * statistics.median(cpu[name]), 2))
+        for name in calls_by_name
+    }
 
 
 def main(argv=None):
@@ -69,38 +93,60 @@ def main(argv=None):
     tf.config.threading.set_intra_op_parallelism_threads(args.cores)
     tf.config.threading.set_inter_op_parallelism_threads(args.cores)
 
-    from catface_keras.models.loading import load_model
     from catface_keras.export import export_saved_model
+    from catface_keras.export.inference_graph import serving_model
+    from catface_keras.models.inference_precision import model_at_precision, resolve_precision
+    from catface_keras.models.loading import load_model
     from catface_keras.models.multibranch import MultiBranchModel
 
     if args.model:
-        model = load_model(args.model)
+        model = load_model(args.model, allow_embedder=True)
         description = args.model
     else:
         model = MultiBranchModel(backbone="ir_18", image_size=112)
         description = "ir_18 stage 1, 112 px, random weights"
-    with tempfile.TemporaryDirectory() as scratch:
-        started = time.perf_counter()
-        path = export_saved_model(model, os.path.join(scratch, "catface"))
-        export_s = time.perf_counter() - started
-        loaded = tf.saved_model.load(str(path))
-        rng = np.random.default_rng(0)
-        result = {"model": description, "export_s": round(export_s, 1)}
-        for batch in BATCH_SIZES:
-            faces = rng.integers(0, 256, (batch, 112, 112, 3), dtype=np.uint8)
-            images = tf.constant(faces)
-            encoded = tf.constant([tf.io.encode_jpeg(face, quality=90).numpy() for face in faces])
+    precisions = [name.strip() for name in args.precisions.split(",") if name.strip()]
+    result = {"model": description, "fold_batch_norms": not args.no_fold}
+    rng = np.random.default_rng(0)
+    faces = {batch: rng.integers(0, 256, (batch, 112, 112, 3), dtype=np.uint8)
+             for batch in BATCH_SIZES}
+    for requested in precisions:
+        precision = resolve_precision(requested)
+        network = model_at_precision(model, precision)
+        exported = serving_model(network, precision, fold=not args.no_fold)
+        entry = {"requested": requested}
+        with tempfile.TemporaryDirectory() as scratch:
+            started = time.perf_counter()
+            path = export_saved_model(exported, os.path.join(scratch, "catface"))
+            entry["export_s"] = round(time.perf_counter() - started, 1)
+            loaded = tf.saved_model.load(str(path))
             default = loaded.signatures["serving_default"]
             from_bytes = loaded.signatures["serving_bytes"]
-            wall, cpu = median_latency_ms(lambda: default(images=images), args.warmup, args.calls)
-            result[f"batch_{batch}_ms"] = wall
-            result[f"batch_{batch}_cpu_ms"] = cpu
-            result[f"batch_{batch}_images_per_s"] = round(1000 * batch / wall, 1)
-            wall, cpu = median_latency_ms(
-                lambda: from_bytes(image_bytes=encoded), args.warmup, args.calls
-            )
-            result[f"bytes_batch_{batch}_ms"] = wall
-            result[f"bytes_batch_{batch}_cpu_ms"] = cpu
+            for batch in BATCH_SIZES:
+                images = tf.constant(faces[batch])
+                floats = faces[batch].astype(np.float32)
+                calls = {
+                    "exported": lambda: default(images=images),
+                    "in_process": lambda: network.predict_on_batch(floats),
+                }
+                if args.bytes:
+                    encoded = tf.constant(
+                        [tf.io.encode_jpeg(face, quality=90).numpy() for face in faces[batch]]
+                    )
+                    calls["exported_bytes"] = lambda: from_bytes(image_bytes=encoded)
+                timings = median_latency_ms(calls, args.warmup, args.calls)
+                for name, (wall, cpu) in timings.items():
+                    entry[f"{name}_batch_{batch}_ms"] = wall
+                    entry[f"{name}_batch_{batch}_cpu_ms"] = cpu
+                entry[f"exported_batch_{batch}_images_per_s"] = round(
+                    1000 * batch / timings["exported"][0], 1
+                )
+                for index, kind in enumerate(("", "cpu_")):
+                    entry[f"exported_over_in_process_{kind}batch_{batch}"] = round(
+                        timings["exported"][index] / timings["in_process"][index], 3
+                    )
+        entry["load_average"] = [round(value, 2) for value in os.getloadavg()]
+        result[precision] = entry
     result.update(
         cores=args.cores,
         calls=args.calls,

@@ -29,6 +29,10 @@ DISTRIBUTIONS = ("auto", "none", "mirrored", "multi_worker")
 # Keras global dtype policies for `train.mixed_precision`: "auto" picks one from the
 # hardware (catface_keras.precision.choose_dtype_policy); None leaves the global policy alone.
 DTYPE_POLICIES = (None, "auto", "float32", "mixed_float16", "mixed_bfloat16")
+# What `catface evaluate`, `embed` and `export` compute in (`--precision`): "auto" picks
+# bfloat16 on a CPU with native bf16, float16 on a GPU, float32 elsewhere
+# (catface_keras.models.inference_precision).
+INFERENCE_PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 # Face sources (`data.source`) and the attributes each can label: `catface_keras.data.registry`.
 
 # TAR at FAR=1e-2 (the trainer's held-out metric) needs at least 100 impostor pairs, and
@@ -44,3 +48,11 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 EVALUATION_PROTOCOLS = ("verification", "templates", "identification", "attributes")
 EVALUATION_CONDITIONS = ("clean", "degraded", "mixed")
 THRESHOLD_SEARCHES = ("insightface", "exact")
+
+# `catface export --format`; the optional packages the ONNX and LiteRT formats run with
+# (installed by the setup.py extra of the same name: EXTRA_INSTALL.format(extra=...)).
+EXPORT_FORMATS = ("savedmodel", "onnx", "litert")
+EXPORT_FORMAT_PACKAGES = {"onnx": ("tf2onnx", "onnx", "onnxruntime"), "litert": ("ai_edge_litert",)}
+EXTRA_INSTALL = 'pip install "catface-keras[{extra}]"'
+# `catface export --litert-quantize`: dynamic-range (int8 weights, float activations).
+LITERT_QUANTIZATIONS = ("dynamic",)

@@ -53,6 +53,19 @@ def tiny_training_path(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def imported_backbone_path(tmp_path_factory):
+    """An `IResNetEmbedder` file as `catface import-weights` writes it (embedding only, no
+    attribute outputs): the committed tiny one (32 px, 12-d), copied to `.../backbone.keras`."""
+    import pathlib
+    import shutil
+
+    source = pathlib.Path(__file__).parent / "models/data/embedder_before_inference_split.keras"
+    path = tmp_path_factory.mktemp("imported") / "backbone.keras"
+    shutil.copyfile(source, path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tiny_model_path):
     """The saved tiny model, loaded once (as the commands load it). Do not train it."""
     return load_model(tiny_model_path)

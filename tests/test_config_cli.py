@@ -11,11 +11,11 @@ from catface_keras.cli.main import main
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-# Runs the CLI in a fresh interpreter and reports whether TensorFlow was imported by the
-# time it returned.
+# Runs the CLI as the `catface` command starts it (`catface_command`), in a fresh
+# interpreter, and reports whether TensorFlow was imported by the time it returned.
 PROBE = (
     "import sys\n"
-    "from catface_keras.cli.main import main\n"
+    "from catface_command import main\n"
     "code = main(sys.argv[1:])\n"
     "print('tensorflow loaded:', 'tensorflow' in sys.modules)\n"
     "sys.exit(code)\n"

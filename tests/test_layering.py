@@ -3,6 +3,12 @@
 Each top-level module or sub-package of `catface_keras` sits in one layer; an
 import (at module level or inside a function) may reach its own layer or the
 ones below. A new top-level module must be placed here.
+
+The package's `__init__` (`<root>`) is its facade and sits on top: it imports
+`serializable`, which registers every saved class with Keras. No module inside
+imports the facade; `from catface_keras import degrade` imports the sub-package
+`degrade` (Python runs `__init__` first for every import, which is no dependency
+of the design).
 """
 
 import ast
@@ -14,15 +20,17 @@ PACKAGE = ROOT / "catface_keras"
 
 # Lowest first.
 LAYERS = [
-    {"<root>", "choices", "soft_biometrics", "atomic_files", "progress", "degradation_config",
-     "precision", "unit_vectors"},
+    {"choices", "soft_biometrics", "atomic_files", "progress", "degradation_config",
+     "precision", "unit_vectors", "landmark_alignment"},
     {"data", "degrade", "distribution"},
     {"config", "layers", "losses"},
     {"backbones", "weights"},
     {"models"},
+    {"serializable"},
     {"evaluation", "alignment", "export", "visualization"},
     {"run_directory", "callbacks", "trainer", "ablation"},
     {"cli"},
+    {"<root>"},
 ]
 
 
@@ -44,7 +52,8 @@ def import_graph():
         graph[module]
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
+                # `from catface_keras import degrade` imports `degrade`, not the facade.
+                names = [node.module] if node.module != "catface_keras" else []
                 # `from catface_keras.models import stage1_training` imports a module too.
                 names += [f"{node.module}.{alias.name}" for alias in node.names]
             elif isinstance(node, ast.Import):
@@ -120,6 +129,11 @@ def test_no_import_cycles_between_modules_or_packages():
             package_part(t) for t in targets if package_part(t) != package_part(module)
         )
     assert find_cycle(parts) is None
+
+
+def test_the_facade_only_imports_the_registration():
+    assert import_graph()["catface_keras"] == {"catface_keras.serializable"}
+    assert layer_of("<root>") == len(LAYERS) - 1
 
 
 def test_the_checks_find_what_they_look_for():

@@ -29,7 +29,7 @@ import cv2
 
 from catface_keras.atomic_files import swap_into_place
 from catface_keras.alignment.photos import align_photo, read_photo
-from catface_keras.alignment.similarity import ALIGNED_SIZE
+from catface_keras.landmark_alignment import ALIGNED_SIZE
 from catface_keras.data.decoding import ImageDecodeError
 from catface_keras.data.image_folder import IMAGE_SUFFIXES
 from catface_keras.progress import track

@@ -7,7 +7,7 @@ import pathlib
 import numpy as np
 
 from catface_keras.alignment.detection import DetectedFace, select_faces
-from catface_keras.alignment.similarity import ALIGNED_SIZE, align_face
+from catface_keras.landmark_alignment import ALIGNED_SIZE, align_face
 from catface_keras.data.decoding import decode_image
 from catface_keras.data.image_folder import IMAGE_SUFFIXES
 

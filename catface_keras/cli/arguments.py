@@ -7,7 +7,7 @@ exit 2) before any work and before anything is written.
 import argparse
 import pathlib
 
-from catface_keras.choices import IMAGE_SUFFIXES
+from catface_keras.choices import IMAGE_SUFFIXES, INFERENCE_PRECISIONS
 
 
 def output_directory(text):
@@ -34,6 +34,16 @@ def output_image(text):
         raise argparse.ArgumentTypeError(f"{path} is a directory; --out must be an image file")
     _check_parents(path)
     return path
+
+
+def add_precision_argument(parser, default, what):
+    """`--precision auto|float32|bfloat16|float16`: what the model `what` (computes in)."""
+    parser.add_argument(
+        "--precision", choices=INFERENCE_PRECISIONS, default=default,
+        help=f"the arithmetic {what}: 'auto' is bfloat16 on a CPU with native bf16 "
+        "(AVX-512-BF16, AMX), float16 on a GPU, float32 elsewhere; weights, inputs and "
+        f"outputs stay float32 (default: {default})",
+    )
 
 
 def check_input_file(path, what):

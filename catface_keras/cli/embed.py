@@ -7,7 +7,9 @@
 unit rows, `norms` (N,) the AdaFace feature norm (quality), `files` (N,) paths
 relative to DIR, `face_index` (N,), `boxes` (N, 4) x1 y1 x2 y2, `confidence` (N,)
 and `landmarks` (N, 5, 2) (NaN without --align); `skipped_files` and
-`skipped_reasons` (M,) for images with no face or that do not decode.
+`skipped_reasons` (M,) for images with no face or that do not decode; `precision` ()
+what the model computed in (`--precision`) and, away from float32, `cosine_to_float32`
+(2,): the min and mean cosine of the first batch's embeddings to float32's.
 """
 
 import pathlib
@@ -17,6 +19,7 @@ import numpy as np
 
 from catface_keras.alignment import detection
 from catface_keras.atomic_files import write_atomically
+from catface_keras.cli.arguments import add_precision_argument
 
 
 def register(subparsers):
@@ -43,6 +46,7 @@ def register(subparsers):
     parser.add_argument("--batch-size", type=int, default=64,
                         help="faces per model call (default: 64)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    add_precision_argument(parser, "float32", "the model computes in")
     parser.set_defaults(run=run)
 
 
@@ -88,13 +92,31 @@ def run(args):
         return 2
 
     from catface_keras.alignment.embedding import embed_photos
+    from catface_keras.models.inference_precision import (
+        agreement_text,
+        cosine_agreement,
+        model_at_precision,
+        resolve_precision,
+    )
     from catface_keras.models.loading import load_model
 
     try:
         detector = detection.default_detector(args.min_face_size) if args.align else None
-        model = load_model(args.model, allow_embedder=True)
-        result = embed_photos([args.folder / name for name in names], model, detector,
-                              all_faces=args.all_faces, batch_size=args.batch_size)
+        reference = load_model(args.model, allow_embedder=True)
+        precision = resolve_precision(args.precision)
+        model = model_at_precision(reference, precision)
+        paths = [args.folder / name for name in names]
+        result = embed_photos(paths, model, detector, all_faces=args.all_faces,
+                              batch_size=args.batch_size)
+        agreement = None
+        if precision != "float32" and len(result.files):
+            # The first batch again in float32: the same photos give the same rows first.
+            first = embed_photos(paths[: args.batch_size], reference, detector,
+                                 all_faces=args.all_faces, batch_size=args.batch_size)
+            if len(first.files):  # else the first batch held no face
+                agreement = cosine_agreement(first.embeddings,
+                                             result.embeddings[: len(first.files)])
+                print(f"{program}: {precision}: {agreement_text(agreement)}")
     except (ValueError, ImportError) as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         return 2
@@ -113,6 +135,9 @@ def run(args):
         "landmarks": result.landmarks,
         "skipped_files": np.asarray([relative(path) for path, _ in result.skipped], dtype=str),
         "skipped_reasons": np.asarray([reason for _, reason in result.skipped], dtype=str),
+        "precision": np.asarray(precision, dtype=str),
+        **({} if agreement is None else {"cosine_to_float32": np.asarray(
+            [agreement["cosine_min"], agreement["cosine_mean"]], np.float64)}),
     })
     print(f"{program}: {len(result.files)} face(s) from {len(names)} image(s) into {args.out}; "
           f"{len(result.skipped)} skipped (no face or undecodable)")

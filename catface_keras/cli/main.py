@@ -10,6 +10,7 @@ import sys
 SUBCOMMANDS = {
     "ablate": "catface_keras.cli.ablate",
     "align": "catface_keras.cli.align",
+    "benchmark": "catface_keras.cli.benchmark",
     "data": "catface_keras.cli.data",
     "degrade": "catface_keras.cli.degrade",
     "demo": "catface_keras.cli.demo",

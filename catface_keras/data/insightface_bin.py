@@ -209,6 +209,20 @@ def _check_contents(path, loaded):
     return bins, np.array(issame, bool)
 
 
+def read_verification_items(path):
+    """The encoded images and pair labels of a `.bin`, checked but not decoded.
+
+    Returns:
+        `(bins, issame)`: `2P` encoded images (bytes or 1-D uint8 arrays) and
+        `(P,)` bool; raises `ValueError` as `read_verification_bin` does.
+    """
+    bins, issame = _check_contents(path, _load_pickle(path))
+    if not bins:
+        raise ValueError(f"{path} holds no image pairs")
+    _check_size(path, bins)
+    return bins, issame
+
+
 def read_verification_bin(path):
     """Reads an insightface verification `.bin` through the restricted unpickler.
 
@@ -225,10 +239,7 @@ def read_verification_bin(path):
             called), a wrong structure, or an image that does not decode
             (its index named) or has another size than the first.
     """
-    bins, issame = _check_contents(path, _load_pickle(path))
-    if not bins:
-        raise ValueError(f"{path} holds no image pairs")
-    _check_size(path, bins)
+    bins, issame = read_verification_items(path)
     images = None
     for index, item in enumerate(track(bins, len(bins), f"decoding {path}")):
         try:

@@ -97,3 +97,28 @@ def plot_score_histograms(scores_by_model, path, title):
     figure.tight_layout()
     figure.savefig(pathlib.Path(path), dpi=120)
     plt.close(figure)
+
+
+def plot_cmc_curves(curves, path, title):
+    """Cumulative match characteristic: identification rate against rank, one line per curve.
+
+    Args:
+        curves: dict label -> `(K,)` share of probes whose mate is within ranks 1 .. K.
+        path: PNG file to write.
+        title: figure title.
+    """
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 4.5))
+    for label, curve in curves.items():
+        curve = np.asarray(curve)
+        axis.plot(np.arange(1, len(curve) + 1), curve, marker=".", linewidth=1.5, label=label)
+    axis.xaxis.get_major_locator().set_params(integer=True)
+    axis.set_ylim(0.0, 1.01)
+    axis.set_xlabel("rank")
+    axis.set_ylabel("identification rate")
+    axis.set_title(title)
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(loc="lower right", fontsize="small")
+    figure.tight_layout()
+    figure.savefig(pathlib.Path(path), dpi=120)
+    plt.close(figure)

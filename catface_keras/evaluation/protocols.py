@@ -108,7 +108,8 @@ def embed_images(model, images, batch_size=64, flip=True, description="embedding
     """Flip-fused features of `images` (at the model's input size), with progress.
 
     Returns:
-        `(embeddings, attribute_logits)`: `(N, D)` L2-normalised, `(N, A)`.
+        `(embeddings, attribute_logits)`: `(N, D)` L2-normalised, `(N, A)` (None for a
+        model without attribute outputs).
     """
     # `extract_features` in chunks, so that progress can be reported; each
     # row is normalised on its own, so chunking does not change the result.
@@ -120,7 +121,8 @@ def embed_images(model, images, batch_size=64, flip=True, description="embedding
             embeddings.append(part.embeddings)
             logits.append(part.attribute_logits)
             bar.update(len(part.embeddings))
-    return np.concatenate(embeddings), np.concatenate(logits)
+    # A model without attribute outputs (an imported iResNet) has no logits.
+    return np.concatenate(embeddings), None if logits[0] is None else np.concatenate(logits)
 
 
 def _identification(gallery_features, probe_features, sets):
@@ -147,11 +149,17 @@ def _identification(gallery_features, probe_features, sets):
     return results
 
 
+NO_ATTRIBUTE_OUTPUTS = ("the model has no attribute outputs (an imported iResNet embeds faces "
+                        "only): no attribute accuracy")
+
+
 def _finite_or_none(value):
     return None if value is None or np.isnan(value) else float(value)
 
 
 def _attributes(logits, attribute_set, model_names):
+    if logits is None:
+        return {"accuracy": {}, "mean": None, "notes": [NO_ATTRIBUTE_OUTPUTS]}
     names = [name for name in attribute_set.names if name in model_names]
     if not names:
         return {"accuracy": {}, "mean": None, "notes": [
@@ -199,7 +207,8 @@ def evaluate(model, data, protocols=None, conditions=CONDITIONS, degradation=Non
 
     Args:
         model: a CATFace model (`embedding` and `attribute_logits` outputs,
-            `image_size` and `attribute_names` attributes).
+            `image_size` and `attribute_names` attributes), or an imported iResNet
+            (`embedding` and `image_size` only; its attribute results hold a note).
         data: an `EvaluationData`.
         protocols: names from `PROTOCOLS`, each defined by `data` (default:
             all that `data` defines).
@@ -262,6 +271,6 @@ def evaluate(model, data, protocols=None, conditions=CONDITIONS, degradation=Non
             )
         if "attributes" in protocols and len(set(CONDITION_SIDES[condition])) == 1:
             results["attributes"][condition] = _attributes(
-                first_logits, data.attributes, tuple(model.attribute_names)
+                first_logits, data.attributes, tuple(getattr(model, "attribute_names", ()))
             )
     return results, pair_scores

@@ -106,6 +106,7 @@ def _attribute_stage_lines(metrics, stages, conditions):
     lines.append(BASE_RATE_NOTE)
     return lines
 
+
 # Markdown report of `catface evaluate`: one table per protocol in the paper's
 # layout, a row per model, each metric's values per condition side by side.
 
@@ -216,7 +217,14 @@ def format_evaluation_report(report):
                  "probes) degraded.")
     lines.append("")
     for model in report["models"]:
-        lines.append(f"- `{model['label']}`: `{model['path']}` (input {model['image_size']} px)")
+        computed = model.get("precision", {})
+        precision = f", computed in {computed['precision']}" if computed else ""
+        agreement = computed.get("cosine_to_float32")
+        if agreement:
+            precision += (f", embedding cosine to float32 min {agreement['cosine_min']:.6f} on "
+                          f"{agreement['images']} images")
+        lines.append(f"- `{model['label']}`: `{model['path']}` (input {model['image_size']} px"
+                     f"{precision})")
     lines.append("")
     protocols = report["protocols"]
     any_results = next(iter(results.values()))

@@ -164,7 +164,7 @@ def _quality_curves(models, class_centres, labels, data, protocols, conditions, 
 def evaluate_models(models, paths, data, protocols, out, seed=1, batch_size=64,
                     overwrite=False, data_description=None, degradation=None,
                     conditions=None, threshold_search="insightface", flip=True,
-                    class_centres=None):
+                    class_centres=None, precisions=None):
     """Evaluates each model on `data` (`protocols.evaluate`) and writes the results folder.
 
     Args:
@@ -182,6 +182,9 @@ def evaluate_models(models, paths, data, protocols, out, seed=1, batch_size=64,
         class_centres: per model, the `(C, D)` class centres of its training head or
             None (`load_model_and_class_centres`); error-versus-reject curves of the
             recognizability index need them.
+        precisions: per model, what it computed in
+            (`catface_keras.models.inference_precision.precision_record`), recorded
+            under `models[i]["precision"]`; default: nothing recorded.
 
     Returns:
         The dict written to `results.json`.
@@ -235,8 +238,10 @@ def evaluate_models(models, paths, data, protocols, out, seed=1, batch_size=64,
                   "interpolation when shrinking, bilinear when enlarging",
         "models": [
             {"label": label, "path": str(path), "image_size": int(model.image_size),
-             "attribute_names": list(model.attribute_names)}
-            for label, path, model in zip(labels, paths, models)
+             "attribute_names": list(getattr(model, "attribute_names", ())),
+             **({} if precisions is None else {"precision": precision})}
+            for label, path, model, precision in zip(
+                labels, paths, models, precisions or [None] * len(models))
         ],
         "results": results,
         "plots": plots,

@@ -132,6 +132,33 @@ def export_saved_model(
         ImportError: `tensorflow_serving` (the warm-up protos) is not installed.
     """
     serving_apis()  # Fail before the export, not after it.
+    model_name = pathlib.Path(base_dir).resolve().name
+
+    def write(built):
+        write_saved_model(model, built, model_name, warmup_batch_sizes, max_image_pixels)
+
+    return export_version(base_dir, write, version, overwrite)
+
+
+def write_saved_model(
+    model, directory, model_name, warmup_batch_sizes=WARMUP_BATCH_SIZES, max_image_pixels=None
+):
+    """The SavedModel and its warm-up file in `directory` (not atomic: see `export_version`)."""
+    archive = (
+        serving_archive(model) if max_image_pixels is None
+        else serving_archive(model, max_image_pixels)
+    )
+    archive.write_out(str(directory), verbose=False)
+    write_warmup_requests(directory, model_name, warmup_batch_sizes)
+
+
+def export_version(base_dir, write, version=None, overwrite=False):
+    """Builds version `base_dir/version` with `write(directory)`, all or nothing; returns it.
+
+    `write` fills the directory it is given (which it may create); the version is reserved,
+    built in the scratch directory and renamed into place as the module docstring says.
+    Raises as `export_saved_model`.
+    """
     base_dir = pathlib.Path(base_dir)
     if version is not None:
         version_directory(base_dir, version)  # checks the number
@@ -139,13 +166,8 @@ def export_saved_model(
     base_dir.mkdir(parents=True, exist_ok=True)
     target, scratch = _reserve(base_dir, version, overwrite)
     try:
-        built = scratch / "saved_model"
-        archive = (
-            serving_archive(model) if max_image_pixels is None
-            else serving_archive(model, max_image_pixels)
-        )
-        archive.write_out(str(built), verbose=False)
-        write_warmup_requests(built, base_dir.resolve().name, warmup_batch_sizes)
+        built = scratch / "version"
+        write(built)
         fsync_tree(built)
         _move_into_place(built, target, overwrite)
     finally:

@@ -19,7 +19,8 @@ filter over the covered pixels when shrinking (no aliasing).
 The model contract (stage-1 `MultiBranchModel` and the stage-2 fused model alike): called on
 float RGB in [0, 255] `(batch, S, S, 3)`, S = `model.image_size`, it returns
 `{"embedding": (batch, D), "attribute_logits": (batch, A)}`, attributes in
-`model.attribute_names` order.
+`model.attribute_names` order. An imported iResNet (`IResNetEmbedder`, no `attribute_names`)
+returns `{"embedding"}` only, and its signatures the embedding and its norm only.
 """
 
 import keras
@@ -96,13 +97,14 @@ def serving_outputs(model, images):
     names = serving_attribute_names(model)
     outputs = model(resize_for_model(images, model.image_size), training=False)
     embedding = tf.cast(outputs["embedding"], tf.float32)
-    probabilities = tf.sigmoid(tf.cast(outputs["attribute_logits"], tf.float32))
     result = {
         EMBEDDING_OUTPUT: tf.math.l2_normalize(embedding, axis=-1),
         EMBEDDING_NORM_OUTPUT: tf.norm(embedding, axis=-1),
     }
-    for index, name in enumerate(names):
-        result[name] = probabilities[:, index]
+    if names:  # an imported iResNet has no attribute outputs
+        probabilities = tf.sigmoid(tf.cast(outputs["attribute_logits"], tf.float32))
+        for index, name in enumerate(names):
+            result[name] = probabilities[:, index]
     return result
 
 

@@ -8,7 +8,7 @@ import pytest
 from alignment.photo_faces import StubDetector, face_photo, write_photo
 
 from catface_keras.alignment.folder import REPORT_FILE
-from catface_keras.alignment.similarity import ARCFACE_TEMPLATE
+from catface_keras.landmark_alignment import ARCFACE_TEMPLATE
 from catface_keras.cli.main import SUBCOMMANDS, main
 from catface_keras.data.image_folder import read_image_folder
 

@@ -6,7 +6,7 @@ from alignment.photo_faces import face_photo
 
 from catface_keras.alignment.detection import DetectedFace, MtcnnDetector, select_faces
 from catface_keras.alignment.photos import align_photo
-from catface_keras.alignment.similarity import ARCFACE_TEMPLATE
+from catface_keras.landmark_alignment import ARCFACE_TEMPLATE
 from catface_keras.data.synthetic import render_face
 
 

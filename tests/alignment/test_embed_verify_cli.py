@@ -6,7 +6,7 @@ import pytest
 from alignment.photo_faces import StubDetector, face_photo, write_photo
 
 from catface_keras.alignment.embedding import embed_faces
-from catface_keras.alignment.similarity import ARCFACE_TEMPLATE, align_face
+from catface_keras.landmark_alignment import ARCFACE_TEMPLATE, align_face
 from catface_keras.cli.main import main
 from catface_keras.data.synthetic import render_face
 from catface_keras.evaluation.calibration import save_calibration
@@ -176,3 +176,41 @@ def test_verify_aligned_faces_skip_detection(tmp_path, tiny_model_path, use_dete
     assert main(["verify", str(first), str(first), "--model", str(tiny_model_path),
                  "--threshold", "0.5", "--aligned"]) == 0
     assert "same person" in capsys.readouterr().out and detector.calls == 0
+
+
+def test_embed_at_bfloat16_stores_the_precision_and_cosine(aligned_folder, tmp_path,
+                                                           tiny_model_path, capsys):
+    out = tmp_path / "emb.npz"
+    assert main(["embed", str(aligned_folder), "--model", str(tiny_model_path),
+                 "--out", str(out), "--precision", "bfloat16", "--batch-size", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "bfloat16: embedding cosine to float32 on the first 2 image(s)" in printed
+    reference = tmp_path / "reference.npz"
+    assert main(["embed", str(aligned_folder), "--model", str(tiny_model_path),
+                 "--out", str(reference)]) == 0
+    with np.load(out) as low, np.load(reference) as full:
+        assert str(low["precision"]) == "bfloat16" and str(full["precision"]) == "float32"
+        assert "cosine_to_float32" not in full.files
+        cosine_min, cosine_mean = low["cosine_to_float32"]
+        # The first batch (--batch-size 2): its rows against the float32 file's.
+        cosines = np.sum(low["embeddings"][:2] * full["embeddings"][:2], axis=1)
+        assert cosine_min == pytest.approx(cosines.min(), abs=1e-6)
+        assert cosine_mean == pytest.approx(cosines.mean(), abs=1e-6)
+        assert 0.999 <= cosine_min < 1
+        assert list(low["files"]) == list(full["files"])
+
+
+def test_embed_and_verify_an_imported_backbone(aligned_folder, tmp_path, imported_backbone_path,
+                                               use_detector, capsys):
+    out = tmp_path / "emb.npz"
+    assert main(["embed", str(aligned_folder), "--model", str(imported_backbone_path),
+                 "--out", str(out)]) == 0
+    with np.load(out) as data:
+        assert data["embeddings"].shape == (3, 12)
+        np.testing.assert_allclose(np.linalg.norm(data["embeddings"], axis=1), 1.0, rtol=1e-5)
+    use_detector(StubDetector([]))
+    face = aligned_folder / "p0" / "a.png"
+    assert main(["verify", str(face), str(face), "--model", str(imported_backbone_path),
+                 "--threshold", "0.5", "--aligned"]) == 0
+    score, line = scored(capsys.readouterr().out)
+    assert score == pytest.approx(1.0, abs=1e-5) and "same person" in line

@@ -53,7 +53,10 @@ def test_evaluation_data_is_matched_to_its_source(tmp_path):
 
 
 def test_registry_and_data_checks_load_without_tensorflow():
+    # As the `catface` command loads them (`catface_command` first; a plain
+    # `import catface_keras` registers the models, which loads TensorFlow).
     script = ("import sys\n"
+              "import catface_command\n"
               "import catface_keras.data.registry, catface_keras.data.checks\n"
               "sys.exit(3 if 'tensorflow' in sys.modules else 0)\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

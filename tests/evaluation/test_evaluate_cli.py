@@ -181,6 +181,7 @@ def test_argument_errors_come_back_without_loading_tensorflow(tmp_path):
     (tmp_path / "results.json").write_text("{}")
     script = (
         "import argparse, sys\n"
+        "import catface_command\n"  # started as the `catface` command starts it
         "from catface_keras.cli import evaluate\n"
         "parser = argparse.ArgumentParser()\n"
         "evaluate.register(parser.add_subparsers())\n"
@@ -272,3 +273,47 @@ def test_train_and_evaluate_report_the_same_verification_numbers(tmp_path):
         for key in ("accuracy", "accuracy_std", "auc", "eer", "tar_at_far_1e-1",
                     "fold_thresholds", "num_genuine"):
             assert trained[condition][key] == evaluated[condition][key], (condition, key)
+
+
+def test_evaluate_at_bfloat16_records_the_cosine_to_float32(tiny_model_path, tmp_path, capsys):
+    out = tmp_path / "eval"
+    argv = ["--model", tiny_model_path, "--out", out, "--protocol", "verification",
+            "--conditions", "clean", "--precision", "bfloat16", *SMALL_SYNTHETIC]
+    assert run_evaluate(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"{tiny_model_path} in bfloat16: embedding cosine to float32 on the first" in printed
+    results = json.loads((out / "results.json").read_text())
+    precision = results["models"][0]["precision"]
+    assert precision["precision"] == "bfloat16" and precision["dtype_policy"] == "mixed_bfloat16"
+    agreement = precision["cosine_to_float32"]
+    # The first batch: 6 x 4 + 3 + 6 x 3 = 45 images, fewer than the batch size of 64.
+    assert agreement["images"] == 45
+    assert 0.999 <= agreement["cosine_min"] <= agreement["cosine_mean"] < 1
+    assert "computed in bfloat16, embedding cosine to float32 min 0.99" in (
+        out / "report.md").read_text()
+
+
+def test_evaluate_defaults_to_float32(tiny_model_path, tmp_path, capsys):
+    out = tmp_path / "eval"
+    argv = ["--model", tiny_model_path, "--out", out, "--protocol", "verification",
+            "--conditions", "clean", *SMALL_SYNTHETIC]
+    assert run_evaluate(argv) == 0
+    assert "cosine to float32" not in capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert results["models"][0]["precision"] == {"precision": "float32", "dtype_policy": "float32"}
+
+
+def test_evaluate_an_imported_backbone_without_attributes(imported_backbone_path, tmp_path):
+    out = tmp_path / "eval"
+    argv = ["--model", imported_backbone_path, "--out", out, "--conditions", "clean",
+            *SMALL_SYNTHETIC]
+    assert run_evaluate(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["models"][0]["attribute_names"] == []
+    by_protocol = results["results"]["backbone"]
+    assert 0 <= by_protocol["verification"]["clean"]["accuracy"] <= 1
+    assert by_protocol["attributes"]["clean"]["accuracy"] == {}
+    assert by_protocol["attributes"]["clean"]["mean"] is None
+    assert ("attributes: the model has no attribute outputs (an imported iResNet embeds faces "
+            "only): no attribute accuracy") in results["notes"]
+    assert (out / "report.md").is_file()

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from catface_keras.alignment.similarity import (
+from catface_keras.landmark_alignment import (
     ALIGNED_SIZE,
     ARCFACE_TEMPLATE,
     align_face,
