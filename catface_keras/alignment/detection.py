@@ -22,7 +22,7 @@ _MTCNN_MIN_SIDE = 12
 # noise and background crops gave no detection at all, faces cut into shuffled tiles
 # gave 263 false ones from 0.80 up (median 0.96). 0.9 drops the doubtful quarter of
 # those (the 0.85 non-face of issue 24 among them) for 0.7 % of true faces, listed
-# in the report; a higher cut costs true faces fast (0.95: 2.3 %, 0.99: ~19 %).
+# in the report; a higher cut costs true faces fast (0.95: 2.3 %, 0.99: 16 %).
 DEFAULT_MIN_CONFIDENCE = 0.9
 
 
