@@ -345,7 +345,9 @@ def _align_in_workers(source, photos, make_detector, settings, workers):
     Spawned, not forked: a forked child would inherit TensorFlow's threads in an
     unknown state and the open lock of the scratch folder (a killed run's folder
     would then look live to the next run). At most `4 * workers` photos are in
-    flight, so memory does not grow with the folder.
+    flight, so memory does not grow with the folder. Each worker keeps TensorFlow's
+    default thread pools: fewer threads change MTCNN's float sums (its boxes move
+    in the last bits), and the output would no longer match one worker's.
     """
     pool = concurrent.futures.ProcessPoolExecutor(
         max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
