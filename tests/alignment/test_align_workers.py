@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from alignment.photo_faces import CrashesOnDarkCorner, StubDetector, face_photo, write_photo
 
-from catface_keras.alignment import detection
 from catface_keras.alignment.folder import REPORT_FILE, align_folder
 from catface_keras.landmark_alignment import ARCFACE_TEMPLATE
 from catface_keras.cli.main import main
