@@ -185,6 +185,11 @@ class Budget:
         return self.seconds is not None and time.perf_counter() - self.started > self.seconds
 
 
+def log(message):
+    """A progress line on stderr (stdout carries the summary)."""
+    print(f"[run.py {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
 def _attempt(function):
     """`function()`, or `{"error": ...}` when it raises (out of memory, an op XLA lacks)."""
     try:
@@ -214,6 +219,7 @@ def time_variants(variants, sizes, budget):
         if budget.spent():
             results[name] = {"skipped": "time budget spent"}
             continue
+        log(f"building {name}")
         made = _attempt(lambda: {"made": build()})
         if "error" in made:
             results[name] = made
@@ -225,6 +231,7 @@ def time_variants(variants, sizes, budget):
             if name in results or (round_index and budget.spent()):
                 continue
             warmup = sizes["warmup"] if round_index == 0 else 1
+            log(f"timing {name}, round {round_index + 1}")
             timed = _attempt(lambda: entry(step, images, warmup, sizes["steps"], flops, peak))
             if "error" in timed:
                 results[name] = timed
@@ -325,6 +332,7 @@ def main(argv=None):
     # The best of a few sizes: small ones fit the caches, large ones amortise the threads.
     gemm_sizes = (sizes["gemm"] // 2, sizes["gemm"], sizes["gemm"] * 3 // 2)
     dtypes = ("float32", "float16", "bfloat16") if gpu else ("float32", "bfloat16")
+    log("GEMM peak")
     peaks = {
         dtype: round(max(gemm_gflops(dtype, n) for n in gemm_sizes), 1) for dtype in dtypes
     }
@@ -356,6 +364,7 @@ def main(argv=None):
                     "stage1", pairs, sizes, name, backbone, peer_device, peaks,
                     flops.get(backbone)))
             key = f"{backbone}/{pairs}_pairs"
+            log(f"stage 1 {key}")
             results["stage1"][key] = {"backbone": backbone, "pairs": pairs,
                                       **_compare(time_variants(variants, sizes, budget),
                                                  peer_names)}
@@ -398,6 +407,7 @@ def main(argv=None):
                 sizes["steps"], forward_flops(stage1_model.network.feature_network), peak)),
             "batch": batch,
         }
+    log("stage 2, inference, export, degrade, input pipeline")
     if "export" not in skip and not budget.spent():
         calls = ["--calls", "2", "--warmup", "1"] if args.quick else []
         results["export"] = {"load_before": load(),

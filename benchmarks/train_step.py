@@ -54,13 +54,14 @@ def stage1_step(backbone, image_size, pairs, classes, jit_compile=False):
 
 
 def stage2_step(stage1, pairs, classes, fusion="catf"):
-    """`(step_fn, images_per_step, model)`: one stage-2 step (frozen stage 1)."""
+    """`(step_fn, images_per_step, model)`: one stage-2 step on `stage1` (a `MultiBranchTraining`,
+    frozen)."""
     from catface_keras.models.fusion import FusionModel
     from catface_keras.models.stage2_training import FusionTraining
 
     model = FusionTraining(FusionModel(stage1.network, fusion=fusion), num_classes=classes)
     model.compile(optimizer=trainer_optimizer())
-    inputs, targets = paired_batch(pairs, stage1.image_size, classes)
+    inputs, targets = paired_batch(pairs, stage1.network.image_size, classes)
     return (lambda: model.train_on_batch(inputs, targets)), 2 * pairs, model
 
 
