@@ -12,6 +12,7 @@ included), so it is the figure a user sees.
 import argparse
 import json
 import os
+import resource
 import pathlib
 import subprocess
 import sys
@@ -51,15 +52,19 @@ def main(argv=None):
         write_photos(scratch / "photos", args.faces, args.photos)
         for workers in args.workers:
             load = os.getloadavg()[0]
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)
             started = time.perf_counter()
             subprocess.run(
                 [sys.executable, "-m", "catface_keras.cli.main", "align", str(scratch / "photos"),
                  str(scratch / f"aligned{workers}"), "--workers", str(workers)],
                 check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             seconds = time.perf_counter() - started
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
             results["runs"].append({
                 "workers": workers, "seconds": round(seconds, 1),
                 "photos_per_s": round(args.photos / seconds, 2),
+                "cpu_s": round(cpu, 1), "cores_busy": round(cpu / seconds, 2),
                 "load_average_before": round(load, 2),
                 "load_average_after": round(os.getloadavg()[0], 2)})
         reports = [(scratch / f"aligned{w}" / "align_report.json").read_text() for w in args.workers]
