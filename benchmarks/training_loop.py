@@ -10,8 +10,11 @@ the training data exactly as `catface train` does (`load_training_data`,
 stage-1 model from the config, then measures in one process:
 
 - `pipeline`: the input pipeline alone (batches drawn, nothing trained);
-- `step`: `train_on_batch` on one batch held in memory (no input work);
+- `step`: `model.fit` on one batch held in memory, repeated (no input work);
 - `loop`: `model.fit` on the pipeline, as `catface train` runs it.
+
+Both fits time whole epochs of `--steps` steps after one untimed epoch (tracing),
+the best of two, so they differ only in where the batches come from.
 
 `loop_overhead` is `1 - loop / step`: the share of the step's throughput the input
 pipeline costs. Every figure carries the 1-minute load average before and after
@@ -108,10 +111,10 @@ class _EpochTimes:
 def measure(config, steps, warmup=2):
     """`{"pipeline", "step", "loop"}` images/s of `config`'s stage-1 training."""
     import keras
+    import tensorflow as tf
 
     from catface_keras.models.builders import build_stage1_model, make_optimizer
     from catface_keras.precision import choose_dtype_policy
-    from train_step import time_steps
 
     keras.config.set_dtype_policy(choose_dtype_policy(config.train.mixed_precision) or "float32")
     images_per_step = 2 * config.train.batch_size
@@ -124,20 +127,15 @@ def measure(config, steps, warmup=2):
 
     model = build_stage1_model(config, train.num_classes)
     model.compile(optimizer=make_optimizer(config.optimizer, steps_per_epoch))
-    inputs, targets = next(iter(dataset))
-    before = load()
-    wall, _ = time_steps(lambda: model.train_on_batch(inputs, targets), warmup, steps)
-    result["step"] = {"images_per_s": round(images_per_step / wall, 1), "load_before": before,
-                      "load_after": load()}
-
-    # Epochs of `steps` steps; the first traces the step and fills the pipeline.
-    times = _EpochTimes.make()
-    before = load()
-    model.fit(dataset, epochs=3, steps_per_epoch=steps, callbacks=[times], verbose=0,
-              shuffle=False)
-    loop_seconds = min(times.seconds[1:])
-    result["loop"] = {"images_per_s": round(images_per_step * steps / loop_seconds, 1),
-                      "load_before": before, "load_after": load()}
+    one_batch = tf.data.Dataset.from_tensors(next(iter(dataset))).repeat()
+    for name, source in (("step", one_batch), ("loop", dataset)):
+        # Epochs of `steps` steps; the first traces the step (and fills the pipeline).
+        times = _EpochTimes.make()
+        before = load()
+        model.fit(source, epochs=3, steps_per_epoch=steps, callbacks=[times], verbose=0,
+                  shuffle=False)
+        result[name] = {"images_per_s": round(images_per_step * steps / min(times.seconds[1:]), 1),
+                        "load_before": before, "load_after": load()}
     result["loop_overhead"] = round(
         1 - result["loop"]["images_per_s"] / result["step"]["images_per_s"], 3)
     return result
