@@ -120,7 +120,11 @@ def _calibrate(labels, paths, scores, source, overwrite, flip, calibration_split
         if calibration_split is None:
             thresholds = thresholds_at_fars(*pair_scores)
         else:
-            pair_scores, rest = _split_scores(pair_scores, calibration_split, seed)
+            try:
+                pair_scores, rest = _split_scores(pair_scores, calibration_split, seed)
+            except ValueError as error:  # too few pairs of a kind to split
+                notes.append(f"{label}: no calibration file written: {error}")
+                continue
             thresholds = thresholds_at_fars(*pair_scores)
             split = {"fraction": float(calibration_split), "seed": int(seed),
                      "calibration_pairs": len(pair_scores[1]), "held_out_pairs": len(rest[1])}

@@ -348,3 +348,16 @@ def test_calibration_split_out_of_range_is_refused(tiny_model_path, tmp_path, ca
             *SMALL_SYNTHETIC]
     assert run_evaluate(argv) == 2
     assert "--calibration-split must be in (0, 1), got 1.0" in capsys.readouterr().err
+
+
+def test_a_split_too_small_to_hold_both_kinds_is_a_note(tiny_model_path, tmp_path):
+    model = tmp_path / "m.keras"
+    model.write_bytes(tiny_model_path.read_bytes())
+    argv = ["--model", model, "--out", tmp_path / "eval", "--protocol", "verification",
+            "--conditions", "clean", "--calibration-split", "0.01", *SMALL_SYNTHETIC]
+    assert run_evaluate(argv) == 0
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert results["calibration"] == {"m": None}
+    assert any("no calibration file written: A calibration split of 0.01 leaves a part "
+               "without genuine pairs" in note for note in results["notes"])
+    assert not (tmp_path / "m.calibration.json").exists()
