@@ -47,7 +47,7 @@ def test_quick_run_writes_every_entry(tmp_path):
     for name, variant in stage1["variants"].items():
         assert _timed(variant), (name, variant)
         assert variant["step_s"] > 0 and variant["load_before"] >= 0
-        assert 0 < variant["fraction_of_peak"] < 10
+        assert 0 <= variant["fraction_of_peak"] < 10 and variant["gflops"] >= 0  # rounded: 0 for slow tiny steps
     # Two images (HQ and LQ) per pair; the best of ours over the best peer.
     assert stage1["ours"]["best"] in ("keras", "keras_xla")
     assert stage1["ratio"] == pytest.approx(
