@@ -20,6 +20,12 @@ the best of two, so they differ only in where the batches come from.
 pipeline costs. Every figure carries the 1-minute load average before and after
 it (the machine may be shared). `benchmarks/run.py` times `pipeline` through
 `input_pipeline_rate` (on a GPU the host prepares the batches).
+
+Measured 2026-12-06 on a shared 2-core AMD EPYC (mixed_bfloat16, CelebA JPEGs):
+IR-18 at 112 px, 16 pairs: pipeline alone 283 images/s, step 14.8, loop 14.4
+(2.7 % below the step; load 3.8-4.5); IR-18 at 64 px, 32 pairs: pipeline 448,
+step 20.1, loop 22.1 (load 6.4-7.7, within noise). The pipeline, already
+parallel and prefetched, costs under 10 % of a step on 2 cores.
 """
 
 import argparse
