@@ -33,6 +33,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+import threading
 import time
 
 import cv2
@@ -330,9 +331,18 @@ def _align_one(path, detector, settings):
 _worker_detector = None
 
 
-def _start_worker(make_detector):
+def _start_worker(make_detector, parent_pid):
     global _worker_detector
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     _worker_detector = make_detector()
+
+
+def _exit_with_parent(parent_pid, interval_s=1.0):
+    """Ends this worker once its parent is gone (a killed `catface align`): the pool's
+    queues never report it, so the worker would wait for work for ever."""
+    while os.getppid() == parent_pid:
+        time.sleep(interval_s)
+    os._exit(1)
 
 
 def _align_in_worker(path, settings):
@@ -351,7 +361,7 @@ def _align_in_workers(source, photos, make_detector, settings, workers):
     """
     pool = concurrent.futures.ProcessPoolExecutor(
         max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-        initializer=_start_worker, initargs=(make_detector,))
+        initializer=_start_worker, initargs=(make_detector, os.getpid()))
     try:
         pending = collections.deque()
         for folder, name in photos:

@@ -1,6 +1,9 @@
 """`align_folder(workers=N)`: the same folder and report as one worker, errors passed on."""
 
 import functools
+import os
+import subprocess
+import sys
 import json
 
 import numpy as np
@@ -81,3 +84,14 @@ def test_cli_with_two_mtcnn_workers_matches_one(photos, tmp_path, mtcnn_detector
     assert main(["align", str(photos), str(tmp_path / "two"), "--workers", "2"]) == 0
     first, second = _folder(tmp_path / "one"), _folder(tmp_path / "two")
     assert len(first) > 3 and first == second
+
+
+@pytest.mark.slow  # a Python process
+def test_a_worker_ends_when_its_parent_is_gone():
+    # Before: the workers of a killed `catface align` waited for work for ever.
+    code = ("from catface_keras.alignment.folder import _exit_with_parent\n"
+            "_exit_with_parent(parent_pid=-1, interval_s=0.01)\n"
+            "raise SystemExit(0)\n")
+    completed = subprocess.run([sys.executable, "-c", code], timeout=300,
+                               env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert completed.returncode == 1
