@@ -12,7 +12,10 @@ Each timing is the median of `--calls` steady-state calls after `--warmup` untim
 wall-clock and in process CPU milliseconds (`*_cpu_ms`, the cost of a call whatever else
 shares the machine); `exported_over_in_process` is the ratio of the wall-clock medians
 (1.0: as fast; 1.1: 10 % slower), `exported_over_in_process_cpu` that of the CPU medians
-(the one to read on a loaded machine). `--bytes` also times `serving_bytes` on JPEG strings
+(the one to read on a loaded machine). With onnxruntime installed (`.[onnx]`), the float32
+export is also written as ONNX (`catface export --format onnx`) and run by ONNX Runtime on
+the same cores, the inference peer: `exported_over_onnxruntime_*` (1.0 or less: our
+SavedModel at least as fast; `--no-onnx` skips it). `--bytes` also times `serving_bytes` on JPEG strings
 (decoding included). The process is pinned to `--cores` CPUs (default 2) and the
 TensorFlow thread pools are sized to match.
 
@@ -51,6 +54,8 @@ def parse_args(argv=None):
                         "(default: float32,auto)")
     parser.add_argument("--no-fold", action="store_true",
                         help="export without folding the batch norms (as before they were)")
+    parser.add_argument("--no-onnx", action="store_true",
+                        help="skip the ONNX Runtime peer (float32 only)")
     parser.add_argument("--bytes", action="store_true",
                         help="also time the serving_bytes signature on JPEG strings")
     return parser.parse_args(argv)
@@ -80,6 +85,25 @@ def median_latency_ms(calls_by_name, warmup, calls):
                round(1000 * statistics.median(cpu[name]), 2))
         for name in calls_by_name
     }
+
+
+def onnxruntime_session(model, directory, cores):
+    """An ONNX Runtime session of `model` exported as `catface export --format onnx`
+    writes it, on `cores` threads; None where onnxruntime is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        return None
+    import onnxruntime
+
+    from catface_keras.export.onnx import export_onnx
+
+    path = os.path.join(directory, "model.onnx")
+    export_onnx(model, path)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = cores
+    options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
 def main(argv=None):
@@ -122,6 +146,10 @@ def main(argv=None):
             loaded = tf.saved_model.load(str(path))
             default = loaded.signatures["serving_default"]
             from_bytes = loaded.signatures["serving_bytes"]
+            session = None
+            if precision == "float32" and not args.no_onnx:
+                session = onnxruntime_session(exported, scratch, args.cores)
+                entry["onnxruntime"] = session is not None
             for batch in BATCH_SIZES:
                 images = tf.constant(faces[batch])
                 floats = faces[batch].astype(np.float32)
@@ -129,6 +157,9 @@ def main(argv=None):
                     "exported": lambda: default(images=images),
                     "in_process": lambda: network.predict_on_batch(floats),
                 }
+                if session is not None:
+                    input_name = session.get_inputs()[0].name
+                    calls["onnxruntime"] = lambda: session.run(None, {input_name: floats})
                 if args.bytes:
                     encoded = tf.constant(
                         [tf.io.encode_jpeg(face, quality=90).numpy() for face in faces[batch]]
@@ -141,10 +172,12 @@ def main(argv=None):
                 entry[f"exported_batch_{batch}_images_per_s"] = round(
                     1000 * batch / timings["exported"][0], 1
                 )
-                for index, kind in enumerate(("", "cpu_")):
-                    entry[f"exported_over_in_process_{kind}batch_{batch}"] = round(
-                        timings["exported"][index] / timings["in_process"][index], 3
-                    )
+                peers = ("in_process", "onnxruntime") if session is not None else ("in_process",)
+                for peer in peers:
+                    for index, kind in enumerate(("", "cpu_")):
+                        entry[f"exported_over_{peer}_{kind}batch_{batch}"] = round(
+                            timings["exported"][index] / timings[peer][index], 3
+                        )
         entry["load_average"] = [round(value, 2) for value in os.getloadavg()]
         result[precision] = entry
     result.update(

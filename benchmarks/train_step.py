@@ -43,24 +43,25 @@ def trainer_optimizer():
     return make_optimizer(OptimizerConfig(lr_milestones=[]), 1000)
 
 
-def stage1_step(backbone, image_size, pairs, classes):
-    """`(step_fn, images_per_step, model)`: one stage-1 paired SGD step."""
+def stage1_step(backbone, image_size, pairs, classes, jit_compile=False):
+    """`(step_fn, images_per_step, model)`: one stage-1 paired SGD step (`jit_compile`: XLA)."""
     model = MultiBranchTraining(
         MultiBranchModel(backbone=backbone, image_size=image_size), num_classes=classes
     )
-    model.compile(optimizer=trainer_optimizer())
+    model.compile(optimizer=trainer_optimizer(), jit_compile=jit_compile)
     inputs, targets = paired_batch(pairs, image_size, classes)
     return (lambda: model.train_on_batch(inputs, targets)), 2 * pairs, model
 
 
 def stage2_step(stage1, pairs, classes, fusion="catf"):
-    """`(step_fn, images_per_step, model)`: one stage-2 step (frozen stage 1)."""
+    """`(step_fn, images_per_step, model)`: one stage-2 step on `stage1` (a `MultiBranchTraining`,
+    frozen)."""
     from catface_keras.models.fusion import FusionModel
     from catface_keras.models.stage2_training import FusionTraining
 
     model = FusionTraining(FusionModel(stage1.network, fusion=fusion), num_classes=classes)
     model.compile(optimizer=trainer_optimizer())
-    inputs, targets = paired_batch(pairs, stage1.image_size, classes)
+    inputs, targets = paired_batch(pairs, stage1.network.image_size, classes)
     return (lambda: model.train_on_batch(inputs, targets)), 2 * pairs, model
 
 

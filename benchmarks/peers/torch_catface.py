@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 BACKBONES = {
     "ir_18": ((2, 2, 2, 2), (64, 128, 256, 512)),
+    "ir_50": ((3, 4, 14, 3), (64, 128, 256, 512)),
     "ir_tiny": ((1, 1, 1, 1), (16, 32, 48, 64)),
 }
 
@@ -178,8 +179,17 @@ class Stage1(nn.Module):
         return 3.0 * (fr_loss + distillation["fr"]) + sb_loss + distillation["sb"]
 
 
-def make_step(model, inputs, channels_last=False, bf16=False):
-    """A zero-argument function running one SGD step of `model(*inputs)`."""
+def make_step(model, inputs, channels_last=False, bf16=False, fp16=False, compile=False,
+              device="cpu"):
+    """A zero-argument function running one SGD step of `model(*inputs)` on `device`.
+
+    `bf16` / `fp16`: autocast to that dtype (`fp16` with a `GradScaler`, as AMP training
+    does); `compile`: the forward pass through `torch.compile` (compiled on the first
+    call, which the caller's warm-up absorbs). The step ends on `float(loss)`, which
+    waits for the device.
+    """
+    model = model.to(device)
+    inputs = [x.to(device) for x in inputs]
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         inputs = [
@@ -187,14 +197,20 @@ def make_step(model, inputs, channels_last=False, bf16=False):
         ]
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    forward = torch.compile(model) if compile else model
+    device_type = torch.device(device).type
+    dtype = torch.float16 if fp16 else torch.bfloat16
+    scaler = torch.amp.GradScaler(device_type, enabled=fp16)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = model(*inputs)
-        loss.backward()
+        with torch.autocast(device_type, dtype=dtype, enabled=bf16 or fp16):
+            loss = forward(*inputs)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         return float(loss.detach())
 
     return step
@@ -204,7 +220,24 @@ CONFIGURATIONS = {
     "float32": {},
     "channels_last": {"channels_last": True},
     "bf16_autocast_channels_last": {"channels_last": True, "bf16": True},
+    "amp_fp16_channels_last": {"channels_last": True, "fp16": True},
+    "amp_fp16_channels_last_compiled": {"channels_last": True, "fp16": True, "compile": True},
+    "bf16_autocast_channels_last_compiled": {"channels_last": True, "bf16": True,
+                                             "compile": True},
 }
+
+
+def device_configurations(cuda, compile=True):
+    """The configurations worth timing on this device: AMP float16 + channels_last (with and
+    without `torch.compile`) on CUDA; float32, channels_last and bf16 autocast on a CPU
+    (and bf16 compiled with `compile`)."""
+    if cuda:
+        names = ["amp_fp16_channels_last", "amp_fp16_channels_last_compiled"]
+    else:
+        names = ["float32", "channels_last", "bf16_autocast_channels_last"]
+        if compile:
+            names.append("bf16_autocast_channels_last_compiled")
+    return names if compile else [name for name in names if not name.endswith("_compiled")]
 
 
 def stage1_inputs(pairs, image_size, num_classes, seed=0):
@@ -226,12 +259,15 @@ def plain_inputs(batch, image_size, num_classes, seed=0):
     ]
 
 
-def peer_steps(kind, size, image_size, num_classes, configuration, backbone="ir_18"):
+def peer_steps(kind, size, image_size, num_classes, configuration, backbone="ir_18",
+               device="cpu"):
     """`(step_fn, images_per_step)` for kind "stage1" (size = pairs) or "plain"."""
     torch.manual_seed(0)
     options = CONFIGURATIONS[configuration]
     if kind == "stage1":
         model = Stage1(num_classes, image_size, backbone=backbone)
-        return make_step(model, stage1_inputs(size, image_size, num_classes), **options), 2 * size
+        return (make_step(model, stage1_inputs(size, image_size, num_classes), device=device,
+                          **options), 2 * size)
     model = PlainIResNet(num_classes, image_size, backbone=backbone)
-    return make_step(model, plain_inputs(size, image_size, num_classes), **options), size
+    return (make_step(model, plain_inputs(size, image_size, num_classes), device=device,
+                      **options), size)

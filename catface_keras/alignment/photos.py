@@ -42,8 +42,22 @@ def align_photo(image, detector, all_faces=False, size=ALIGNED_SIZE):
     Returns:
         A list of `AlignedFace`, largest box first; empty when no face is found.
     """
-    faces = select_faces(detector.detect(image), all_faces)
-    return [AlignedFace(align_face(image, face.landmarks, size), face) for face in faces]
+    return align_confident_faces(image, detector, all_faces, size)[0]
+
+
+def align_confident_faces(image, detector, all_faces=False, size=ALIGNED_SIZE,
+                          min_confidence=0.0):
+    """`align_photo` keeping only the detections scored >= `min_confidence`.
+
+    Returns:
+        `(aligned, dropped)`: the `AlignedFace`s, largest box first, and the
+        `DetectedFace`s scored below `min_confidence`, in the detector's order.
+    """
+    detected = detector.detect(image)
+    kept = [face for face in detected if face.confidence >= min_confidence]
+    dropped = [face for face in detected if face.confidence < min_confidence]
+    faces = select_faces(kept, all_faces)
+    return [AlignedFace(align_face(image, face.landmarks, size), face) for face in faces], dropped
 
 
 def list_images(folder):

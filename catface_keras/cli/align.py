@@ -29,6 +29,14 @@ def register(subparsers):
                         "largest")
     parser.add_argument("--min-face-size", type=int, default=20, metavar="PIXELS",
                         help="smallest face side looked for (default: 20)")
+    parser.add_argument("--min-confidence", type=float,
+                        default=detection.DEFAULT_MIN_CONFIDENCE, metavar="SCORE",
+                        help="drop detections scored below this (MTCNN's last-stage score in "
+                        "[0, 1]); they are listed in the report under below_min_confidence "
+                        f"(default: {detection.DEFAULT_MIN_CONFIDENCE})")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="processes that detect and align, each with its own detector "
+                        "(about one per CPU core; the output is the same for any N; default: 1)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing DST (once the new one is complete)")
     parser.set_defaults(run=run)
@@ -39,15 +47,26 @@ def run(args):
     from catface_keras.alignment.folder import align_folder, check_folders
 
     try:
+        if args.workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {args.workers}")
+        if not 0.0 <= args.min_confidence <= 1.0:
+            raise ValueError(f"--min-confidence must be in [0, 1], got {args.min_confidence}")
         check_folders(args.source, args.destination, args.overwrite)
-        detector = detection.default_detector(args.min_face_size)
+        if args.workers == 1:
+            detector = detection.default_detector(args.min_face_size)
+        else:
+            # Checked here, so that a missing package is one message, not one per worker.
+            detection.check_detector_installed()
+            detector = detection.detector_factory(args.min_face_size)
         summary = align_folder(args.source, args.destination, detector,
-                               all_faces=args.all_faces, overwrite=args.overwrite)
+                               all_faces=args.all_faces, overwrite=args.overwrite,
+                               min_confidence=args.min_confidence, workers=args.workers)
     except (ValueError, ImportError) as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         return 2
     print(f"{program}: {summary.faces} face(s) from {summary.photos_with_face} of "
           f"{summary.photos} photo(s) of {summary.identities} person(s) into "
-          f"{args.destination}; no face in {summary.no_face}, undecodable {summary.undecodable} "
-          f"(listed in {summary.report_path})")
+          f"{args.destination}; no face in {summary.no_face}, undecodable {summary.undecodable}, "
+          f"{summary.below_min_confidence} detection(s) below --min-confidence "
+          f"{args.min_confidence:g} dropped (listed in {summary.report_path})")
     return 0

@@ -75,6 +75,10 @@ def register(subparsers):
     parser.add_argument("--attributes-csv", type=pathlib.Path, default=None, metavar="CSV",
                         help="with an image folder: attribute labels, rows 'path,Male,Bald,...' "
                         "(paths relative to the folder; 1, 0 or -1 for unknown)")
+    parser.add_argument("--calibration-split", type=float, default=None, metavar="SHARE",
+                        help="calibrate the thresholds `catface verify` reads on this seeded "
+                        "share of the clean verification pairs (e.g. 0.3) and record the FAR "
+                        "and TAR they give on the rest (default: on all of them)")
     parser.add_argument("--pairs", type=int, default=None,
                         help="verification pairs of each kind drawn from labelled images "
                         "(default: 3000)")
@@ -136,6 +140,8 @@ def _check_arguments(args):
     for name in ("batch_size", "pairs"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.calibration_split is not None and not 0 < args.calibration_split < 1:
+        raise ValueError(f"--calibration-split must be in (0, 1), got {args.calibration_split}")
     if args.identities < 2 or args.images_per_identity < 2:
         raise ValueError("--identities and --images-per-identity must be >= 2, got "
                          f"{args.identities} and {args.images_per_identity}")
@@ -229,6 +235,7 @@ def run(args):
             degradation=_degradation(args.experiment), conditions=args.conditions,
             threshold_search=args.threshold_search, flip=args.flip,
             class_centres=class_centres, precisions=precisions,
+            calibration_split=args.calibration_split,
         )
     except ValueError as error:
         print(f"{program}: error: {error}", file=sys.stderr)

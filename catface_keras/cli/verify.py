@@ -6,7 +6,9 @@
 The score is the cosine similarity of the two faces' flip-fused embeddings;
 "same person" when it is >= the threshold. The threshold at `--far` is read
 from the model's calibration file (`stage2.calibration.json`, written by
-`catface evaluate`), unless `--threshold` gives one.
+`catface evaluate`), unless `--threshold` gives one; the output says which
+pairs it was calibrated on (the evaluated ones, or a calibration split with the
+FAR and TAR measured on the held-out rest).
 """
 
 import math
@@ -14,7 +16,12 @@ import pathlib
 import sys
 
 from catface_keras.alignment import detection
-from catface_keras.evaluation.calibration import calibration_path, far_text, load_threshold
+from catface_keras.evaluation.calibration import (
+    calibration_path,
+    describe_calibration,
+    far_text,
+    load_threshold,
+)
 from catface_keras.evaluation.verification import cosine_scores
 
 
@@ -56,7 +63,8 @@ def _threshold(args):
     if not 0 < args.far < 1:
         raise ValueError(f"--far must be in (0, 1), got {args.far}")
     threshold = load_threshold(args.model, args.far)
-    return threshold, f"at FAR {far_text(args.far)} from {calibration_path(args.model)}"
+    return threshold, (f"at FAR {far_text(args.far)} from {calibration_path(args.model)}, "
+                       f"{describe_calibration(args.model, args.far)}")
 
 
 def run(args):

@@ -8,9 +8,22 @@ sidecar JSON file next to the model, `stage2.keras` -> `stage2.calibration.json`
 
     {"format": "catface-calibration", "version": 1,
      "model": "stage2.keras", "source": "lfw.bin (3000 genuine, 3000 impostor pairs)",
+     "calibrated_on": "evaluated",
      "thresholds": {"1e-3": 0.312, "1e-4": 0.401}}
 
-`catface verify` reads it (`load_threshold`).
+`calibrated_on` says which pairs the thresholds come from: `"evaluated"`, the
+same pairs `catface evaluate` reports on (optimistic: the threshold is fitted to
+them), or `"split"`, a seeded calibration share of them (`split_pairs`, `catface
+evaluate --calibration-split 0.3`); then `split` records the share and
+`held_out` the FAR and TAR each threshold gives on the other pairs, the rates a
+user can expect on pairs the threshold has not seen:
+
+     "calibrated_on": "split",
+     "split": {"fraction": 0.3, "seed": 1, "calibration_pairs": 1800, "held_out_pairs": 4200},
+     "held_out": {"1e-3": {"far": 0.0012, "tar": 0.981}}
+
+Files without the key (older ones) were calibrated on the evaluated pairs.
+`catface verify` reads it (`load_threshold`, `describe_calibration`).
 """
 
 import json
@@ -85,14 +98,69 @@ def thresholds_at_fars(scores, same, fars=FAR_DECADES):
     }
 
 
-def save_calibration(model_path, thresholds, source):
+def split_pairs(same, fraction, seed=1):
+    """A seeded split of pairs into a calibration share and the held-out rest.
+
+    Genuine and impostor pairs are split separately (each kind keeps its share), so
+    both parts hold both kinds.
+
+    Args:
+        same: `(P,)` bools, True for genuine pairs.
+        fraction: share of each kind for calibration, in (0, 1).
+        seed: the split's seed (the same seed gives the same split).
+
+    Returns:
+        `(calibration, held_out)`: sorted int index arrays, disjoint, covering `0..P-1`.
+
+    Raises:
+        ValueError: `fraction` out of range, or a part would miss a kind of pair.
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not (
+        0 < fraction < 1
+    ):
+        raise ValueError(f"`fraction` must be a number in (0, 1). Received: fraction={fraction!r}")
+    same = np.asarray(same, bool)
+    rng = np.random.default_rng(seed)
+    calibration = []
+    for kind in (True, False):
+        members = np.flatnonzero(same == kind)
+        count = int(round(fraction * len(members)))
+        if count < 1 or count >= len(members):
+            raise ValueError(
+                f"A calibration split of {fraction:g} leaves a part without "
+                f"{'genuine' if kind else 'impostor'} pairs. Received: {len(members)} such pairs"
+            )
+        calibration.append(rng.choice(members, count, replace=False))
+    calibration = np.sort(np.concatenate(calibration))
+    held_out = np.setdiff1d(np.arange(len(same)), calibration)
+    return calibration, held_out
+
+
+def rates_at_thresholds(scores, same, thresholds):
+    """`{far: {"far": measured FAR, "tar": measured TAR}}` of each threshold on these pairs
+    (a pair is accepted when its score is >= the threshold)."""
+    scores, same = np.asarray(scores, np.float64), np.asarray(same, bool)
+    return {
+        far: {"far": float(np.mean(scores[~same] >= threshold)),
+              "tar": float(np.mean(scores[same] >= threshold))}
+        for far, threshold in thresholds.items()
+    }
+
+
+def save_calibration(model_path, thresholds, source, split=None, held_out=None):
     """Writes the sidecar calibration file of `model_path` atomically; returns its path.
 
     Args:
         model_path: the model file (`.keras`) the thresholds belong to.
         thresholds: dict `far -> threshold` (floats).
         source: a short description of the pairs they were measured on.
+        split: None when the thresholds come from the evaluated pairs themselves; for a
+            calibration split, `{"fraction", "seed", "calibration_pairs", "held_out_pairs"}`.
+        held_out: with `split`, `rates_at_thresholds` of the held-out pairs.
     """
+    if (split is None) != (held_out is None):
+        raise ValueError("`split` and `held_out` go together. "
+                         f"Received: split={split!r}, held_out={held_out!r}")
     if not thresholds:
         raise ValueError(f"`thresholds` must hold at least one FAR. Received: {thresholds!r}")
     entries = {}
@@ -109,8 +177,15 @@ def save_calibration(model_path, thresholds, source):
         "version": VERSION,
         "model": pathlib.Path(model_path).name,
         "source": str(source),
+        "calibrated_on": "evaluated" if split is None else "split",
         "thresholds": entries,
     }
+    if split is not None:
+        content["split"] = dict(split)
+        content["held_out"] = {
+            far_text(far): {name: round(float(value), 6) for name, value in rates.items()}
+            for far, rates in sorted(held_out.items())
+        }
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomically(json.dumps(content, indent=2) + "\n", path)
     return path
@@ -118,8 +193,8 @@ def save_calibration(model_path, thresholds, source):
 
 def _how_to_create(model_path):
     return (
-        f"calibrate with `catface evaluate --model {model_path} --data PAIRS --out DIR` "
-        "(it writes this file), or pass --threshold"
+        f"calibrate with `catface evaluate --model {model_path} --data PAIRS --out DIR "
+        "[--calibration-split 0.3]` (it writes this file), or pass --threshold"
     )
 
 
@@ -166,3 +241,23 @@ def load_threshold(model_path, far):
             f"or {_how_to_create(model_path)}"
         )
     return float(stored[key])
+
+
+def describe_calibration(model_path, far):
+    """Where the threshold at `far` came from, for `catface verify`'s output.
+
+    `"calibrated on the evaluated pairs of SOURCE"` (the pairs evaluate reported on),
+    or for a split `"calibrated on a 30 % split of SOURCE; on the 4200 held-out pairs
+    FAR 1.2e-3, TAR 0.981"`.
+    """
+    content = load_calibration(model_path)
+    source = content.get("source", "unknown pairs")
+    split = content.get("split")
+    if content.get("calibrated_on", "evaluated") != "split" or not isinstance(split, dict):
+        return f"calibrated on the evaluated pairs of {source} (no held-out check)"
+    text = f"calibrated on a {100 * float(split.get('fraction', 0)):g} % split of {source}"
+    rates = content.get("held_out", {}).get(far_text(_check_far(far)))
+    if isinstance(rates, dict) and {"far", "tar"} <= set(rates):
+        text += (f"; on the {split.get('held_out_pairs', '?')} held-out pairs FAR "
+                 f"{rates['far']:.2g}, TAR {rates['tar']:.3f}")
+    return text

@@ -20,7 +20,9 @@ from catface_keras.choices import EVALUATION_CONDITIONS as CONDITIONS
 from catface_keras.degradation_config import DegradationConfig
 from catface_keras.evaluation.calibration import (
     calibration_path,
+    rates_at_thresholds,
     save_calibration,
+    split_pairs,
     thresholds_at_fars,
 )
 from catface_keras.evaluation.erc import plot_erc
@@ -100,9 +102,10 @@ def _collect_notes(results):
     return list(dict.fromkeys(notes))
 
 
-def _calibrate(labels, paths, scores, source, overwrite, flip):
+def _calibrate(labels, paths, scores, source, overwrite, flip, calibration_split=None, seed=1):
     """Writes each model's calibration sidecar (`calibration.save_calibration`) from its clean
-    verification scores; an existing one is replaced only with `overwrite`.
+    verification scores, or from a `calibration_split` share of them (`split_pairs`, seeded
+    by `seed`, the held-out rates recorded); an existing one is replaced only with `overwrite`.
 
     Returns:
         `(files, notes)`: dict label -> the file written (None if none) and notes.
@@ -113,7 +116,19 @@ def _calibrate(labels, paths, scores, source, overwrite, flip):
         pair_scores = scores[label].get("verification", {}).get("clean")
         if pair_scores is None or not flip:
             continue
-        thresholds = thresholds_at_fars(*pair_scores)
+        split = held_out = None
+        if calibration_split is None:
+            thresholds = thresholds_at_fars(*pair_scores)
+        else:
+            try:
+                pair_scores, rest = _split_scores(pair_scores, calibration_split, seed)
+            except ValueError as error:  # too few pairs of a kind to split
+                notes.append(f"{label}: no calibration file written: {error}")
+                continue
+            thresholds = thresholds_at_fars(*pair_scores)
+            split = {"fraction": float(calibration_split), "seed": int(seed),
+                     "calibration_pairs": len(pair_scores[1]), "held_out_pairs": len(rest[1])}
+            held_out = rates_at_thresholds(*rest, thresholds)
         sidecar = calibration_path(path)
         if not thresholds:
             continue
@@ -124,8 +139,15 @@ def _calibrate(labels, paths, scores, source, overwrite, flip):
         same = np.asarray(pair_scores[1], bool)
         description = (f"{source} ({int(same.sum())} genuine, {int((~same).sum())} impostor "
                        "pairs, clean)")
-        files[label] = str(save_calibration(path, thresholds, description))
+        files[label] = str(save_calibration(path, thresholds, description, split, held_out))
     return files, notes
+
+
+def _split_scores(pair_scores, fraction, seed):
+    """`(scores, same)` -> its calibration part and held-out part (`split_pairs`)."""
+    scores, same = np.asarray(pair_scores[0]), np.asarray(pair_scores[1], bool)
+    calibration, held_out = split_pairs(same, fraction, seed)
+    return (scores[calibration], same[calibration]), (scores[held_out], same[held_out])
 
 
 def _quality_curves(models, class_centres, labels, data, protocols, conditions, degradation,
@@ -164,7 +186,7 @@ def _quality_curves(models, class_centres, labels, data, protocols, conditions, 
 def evaluate_models(models, paths, data, protocols, out, seed=1, batch_size=64,
                     overwrite=False, data_description=None, degradation=None,
                     conditions=None, threshold_search="insightface", flip=True,
-                    class_centres=None, precisions=None):
+                    class_centres=None, precisions=None, calibration_split=None):
     """Evaluates each model on `data` (`protocols.evaluate`) and writes the results folder.
 
     Args:
@@ -185,6 +207,9 @@ def evaluate_models(models, paths, data, protocols, out, seed=1, batch_size=64,
         precisions: per model, what it computed in
             (`catface_keras.models.inference_precision.precision_record`), recorded
             under `models[i]["precision"]`; default: nothing recorded.
+        calibration_split: None to calibrate `catface verify`'s thresholds on all the
+            clean verification pairs; a share in (0, 1) to calibrate on that seeded
+            share and record the FAR and TAR they give on the rest.
 
     Returns:
         The dict written to `results.json`.
@@ -225,7 +250,8 @@ def evaluate_models(models, paths, data, protocols, out, seed=1, batch_size=64,
         write_atomically(out / name, lambda path: plot_erc(curves["curves"], path))
         plots.append(name)
     calibration, calibration_notes = _calibrate(labels, paths, scores, data_description or
-                                                data.source, overwrite, flip)
+                                                data.source, overwrite, flip,
+                                                calibration_split, seed)
     report = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "protocols": list(protocols),

@@ -19,6 +19,6 @@ def use_detector(monkeypatch):
     """`use_detector(d)`: the commands get `d` instead of building MTCNN."""
 
     def install(detector):
-        monkeypatch.setattr(detection, "default_detector", lambda min_face_size=20: detector)
+        monkeypatch.setattr(detection, "default_detector", lambda min_face_size=20, min_confidence=0.0: detector)
 
     return install

@@ -30,8 +30,10 @@ def write_photo(path, image_rgb):
 class StubDetector:
     """Finds, in every image that is not uniform, the faces whose landmarks it is given.
 
-    `faces`: a list of `(landmarks (5, 2), box side)`; landmarks in image pixels.
-    `calls` counts the images it was asked about.
+    `faces`: a list of `(landmarks (5, 2), box side)` or `(landmarks, box side,
+    confidence)` (default 0.99); landmarks in image pixels. `calls` counts the
+    images it was asked about. Picklable, so `functools.partial(StubDetector, faces)`
+    can make one in each `align_folder` worker.
     """
 
     def __init__(self, faces):
@@ -43,8 +45,18 @@ class StubDetector:
         if image.min() == image.max():
             return []
         found = []
-        for landmarks, side in self.faces:
+        for landmarks, side, *confidence in self.faces:
             centre = np.mean(landmarks, axis=0)
             box = np.concatenate([centre - side / 2, centre + side / 2])
-            found.append(DetectedFace(box=box, confidence=0.99, landmarks=np.asarray(landmarks)))
+            found.append(DetectedFace(box=box, confidence=confidence[0] if confidence else 0.99,
+                                      landmarks=np.asarray(landmarks, np.float64)))
         return found
+
+
+class CrashesOnDarkCorner(StubDetector):
+    """A `StubDetector` that raises on an image whose top-left pixel is black."""
+
+    def detect(self, image):
+        if not image[0, 0].any():
+            raise RuntimeError("detector crashed")
+        return super().detect(image)

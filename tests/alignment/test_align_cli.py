@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from alignment.photo_faces import StubDetector, face_photo, write_photo
 
+from catface_keras.alignment.detection import DEFAULT_MIN_CONFIDENCE
 from catface_keras.alignment.folder import REPORT_FILE
 from catface_keras.landmark_alignment import ARCFACE_TEMPLATE
 from catface_keras.cli.main import SUBCOMMANDS, main
@@ -44,7 +45,9 @@ def test_align_writes_faces_and_reports_the_rest(photos, tmp_path, mtcnn_detecto
     assert "no face in 1, undecodable 1" in out
     report = json.loads((destination / REPORT_FILE).read_text())
     assert report["counts"] == {"photos": 5, "photos_with_face": 3, "faces": 3, "no_face": 1,
-                                "undecodable": 1, "identities": 2}
+                                "undecodable": 1, "identities": 2, "below_min_confidence": 0}
+    assert report["min_confidence"] == DEFAULT_MIN_CONFIDENCE
+    assert report["below_min_confidence"] == []
     assert report["no_face"] == ["alice/wall.png"]
     assert [entry["photo"] for entry in report["undecodable"]] == ["alice/broken.jpg"]
     assert report["not_in_a_person_folder"] == ["README"]
@@ -142,3 +145,42 @@ def test_source_without_person_folders_is_refused(tmp_path, use_detector, capsys
     assert main(["align", str(tmp_path / "nothing"), str(tmp_path / "out")]) == 2
     assert "is not a folder" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_detections_below_min_confidence_are_dropped_and_listed(photos, tmp_path, use_detector,
+                                                                capsys):
+    doubtful = ARCFACE_TEMPLATE * 1.5 + 10  # the larger box: it would win without the cut
+    sure = ARCFACE_TEMPLATE * 0.8 + 150
+    use_detector(StubDetector([(doubtful, 120, 0.85), (sure, 60, 0.95)]))
+    destination = tmp_path / "aligned"
+
+    assert main(["align", str(photos), str(destination)]) == 0
+
+    assert "3 detection(s) below --min-confidence 0.9 dropped" in capsys.readouterr().out
+    report = json.loads((destination / REPORT_FILE).read_text())
+    assert report["counts"]["below_min_confidence"] == 3
+    assert [(entry["photo"], entry["confidence"]) for entry in report["below_min_confidence"]] == [
+        ("alice/a1.jpg", 0.85), ("alice/a2.png", 0.85), ("bob/b1.jpg", 0.85)]
+    # The crop is the surer (smaller) face's.
+    (kept,) = [entry for entry in report["faces"] if entry["photo"] == "bob/b1.jpg"]
+    assert kept["confidence"] == 0.95
+    np.testing.assert_allclose(kept["landmarks"], sure, atol=0.01)
+
+    # Above both scores nothing is kept: each photo is "no face", each detection listed.
+    assert main(["align", str(photos), str(destination), "--overwrite",
+                 "--min-confidence", "0.99"]) == 0
+    report = json.loads((destination / REPORT_FILE).read_text())
+    assert report["counts"]["faces"] == 0 and report["counts"]["below_min_confidence"] == 6
+    assert report["no_face"] == ["alice/a1.jpg", "alice/a2.png", "alice/wall.png", "bob/b1.jpg"]
+
+
+@pytest.mark.parametrize("argument, message", [
+    (["--workers", "0"], "--workers must be >= 1, got 0"),
+    (["--min-confidence", "1.5"], "--min-confidence must be in [0, 1], got 1.5"),
+])
+def test_bad_workers_or_confidence_is_refused(photos, tmp_path, use_detector, capsys, argument,
+                                              message):
+    use_detector(StubDetector([]))
+    assert main(["align", str(photos), str(tmp_path / "aligned"), *argument]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "aligned").exists()

@@ -7,8 +7,11 @@ import pytest
 
 from catface_keras.evaluation.calibration import (
     calibration_path,
+    describe_calibration,
     load_threshold,
+    rates_at_thresholds,
     save_calibration,
+    split_pairs,
     threshold_at_far,
     thresholds_at_fars,
 )
@@ -119,3 +122,64 @@ def test_bad_thresholds_are_not_saved(tmp_path, thresholds):
     with pytest.raises(ValueError):
         save_calibration(tmp_path / "m.keras", thresholds, "x")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_split_pairs_keeps_each_kind_share_and_is_seeded():
+    same = np.arange(100) < 30  # 30 genuine, 70 impostor
+    calibration, held_out = split_pairs(same, 0.3, seed=4)
+    assert same[calibration].sum() == 9 and (~same[calibration]).sum() == 21
+    assert np.intersect1d(calibration, held_out).size == 0
+    np.testing.assert_array_equal(np.union1d(calibration, held_out), np.arange(100))
+    again, _ = split_pairs(same, 0.3, seed=4)
+    other, _ = split_pairs(same, 0.3, seed=5)
+    np.testing.assert_array_equal(calibration, again)
+    assert not np.array_equal(calibration, other)
+
+
+@pytest.mark.parametrize("fraction, same, message", [
+    (0.0, np.arange(10) < 5, "fraction=0.0"),
+    (1, np.arange(10) < 5, "fraction=1"),
+    (0.1, np.arange(10) < 2, "without genuine pairs. Received: 2"),
+    (0.5, np.arange(10) < 9, "without impostor pairs. Received: 1"),
+])
+def test_split_pairs_refuses_a_part_without_a_kind(fraction, same, message):
+    with pytest.raises(ValueError, match=message):
+        split_pairs(same, fraction)
+
+
+def test_rates_at_thresholds_by_hand():
+    scores = np.array([0.1, 0.5, 0.7, 0.9, 0.4, 0.8])
+    same = np.array([False, False, False, False, True, True])
+    rates = rates_at_thresholds(scores, same, {0.25: 0.7, 0.5: 0.45})
+    assert rates == {0.25: {"far": 0.5, "tar": 0.5}, 0.5: {"far": 0.75, "tar": 0.5}}
+
+
+def test_the_record_says_which_pairs_a_threshold_came_from(tmp_path):
+    model = tmp_path / "m.keras"
+    save_calibration(model, {1e-2: 0.3}, "lfw.bin (300 genuine, 300 impostor pairs, clean)")
+    content = json.loads(calibration_path(model).read_text())
+    assert content["calibrated_on"] == "evaluated" and "split" not in content
+    assert describe_calibration(model, 1e-2) == (
+        "calibrated on the evaluated pairs of lfw.bin (300 genuine, 300 impostor pairs, "
+        "clean) (no held-out check)")
+
+    split = {"fraction": 0.3, "seed": 1, "calibration_pairs": 180, "held_out_pairs": 420}
+    save_calibration(model, {1e-2: 0.3}, "lfw.bin (90 genuine, 90 impostor pairs, clean)",
+                     split=split, held_out={1e-2: {"far": 0.0142857, "tar": 0.9}})
+    content = json.loads(calibration_path(model).read_text())
+    assert content["calibrated_on"] == "split" and content["split"] == split
+    assert content["held_out"] == {"1e-2": {"far": 0.014286, "tar": 0.9}}
+    assert describe_calibration(model, 1e-2) == (
+        "calibrated on a 30 % split of lfw.bin (90 genuine, 90 impostor pairs, clean); on the "
+        "420 held-out pairs FAR 0.014, TAR 0.900")
+    with pytest.raises(ValueError, match="`split` and `held_out` go together"):
+        save_calibration(model, {1e-2: 0.3}, "x", split=split)
+
+
+def test_a_file_without_calibrated_on_was_calibrated_on_the_evaluated_pairs(tmp_path):
+    model = tmp_path / "m.keras"
+    calibration_path(model).write_text(json.dumps({
+        "format": "catface-calibration", "version": 1, "model": "m.keras",
+        "source": "old pairs", "thresholds": {"1e-3": 0.4}}))
+    assert describe_calibration(model, 1e-3).startswith("calibrated on the evaluated pairs of "
+                                                        "old pairs")

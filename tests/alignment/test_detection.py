@@ -84,3 +84,32 @@ def test_detector_refuses_other_than_rgb_uint8(mtcnn_detector, image):
 def test_min_face_size_is_checked():
     with pytest.raises(ValueError, match="min_face_size=5"):
         MtcnnDetector(min_face_size=5)
+
+
+def test_no_candidate_stage_logs_nothing(mtcnn_detector, capfd):
+    # Blank: PNet keeps nothing; noise: RNet keeps nothing. mtcnn 1.0.0 ran the next
+    # network on an empty batch and TensorFlow logged "Local rendezvous is aborting ...
+    # Incompatible shapes: [0,48,48,3]" to stderr.
+    noise = np.random.default_rng(0).integers(0, 256, (300, 260, 3), dtype=np.uint8)
+    capfd.readouterr()
+    assert mtcnn_detector.detect(np.full((200, 200, 3), 128, np.uint8)) == []
+    assert mtcnn_detector.detect(noise) == []
+    assert "rendezvous" not in capfd.readouterr().err
+
+
+def test_detections_match_mtcnn_detect_faces(mtcnn_detector):
+    photo = np.full((360, 520, 3), 180, np.uint8)
+    photo[40:240, 20:220] = render_face(0, 0, 200)
+    photo[100:220, 320:440] = render_face(2, 0, 120)
+    expected = mtcnn_detector._mtcnn.detect_faces(photo, output_type="numpy", box_format="xyxy")
+    found = mtcnn_detector.detect(photo)
+    assert len(found) == len(expected) == 2
+    for face, row in zip(found, expected):
+        np.testing.assert_array_equal(face.box, row[1:5])
+        assert face.confidence == row[5]
+        np.testing.assert_array_equal(face.landmarks, np.stack([row[6:11], row[11:16]], axis=1))
+
+
+def test_min_confidence_is_checked():
+    with pytest.raises(ValueError, match="min_confidence=1.5"):
+        MtcnnDetector(min_confidence=1.5)

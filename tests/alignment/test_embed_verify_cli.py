@@ -137,8 +137,16 @@ def test_verify_reads_the_calibrated_threshold(two_photos, tiny_model_path, tmp_
     out = capsys.readouterr().out
     assert f"threshold {score + 0.01:.4f} at FAR 1e-3 from {tmp_path / 'model.calibration.json'}" \
         in out and "different people" in out
+    assert "calibrated on the evaluated pairs of test pairs (no held-out check)" in out
     assert main(["verify", str(first), str(second), "--model", str(model), "--far", "0.01"]) == 0
     assert "same person" in capsys.readouterr().out
+
+    split = {"fraction": 0.3, "seed": 1, "calibration_pairs": 60, "held_out_pairs": 140}
+    save_calibration(model, {1e-2: score - 0.01}, "test pairs", split=split,
+                     held_out={1e-2: {"far": 0.0143, "tar": 0.95}})
+    assert main(["verify", str(first), str(second), "--model", str(model), "--far", "0.01"]) == 0
+    assert ("calibrated on a 30 % split of test pairs; on the 140 held-out pairs FAR 0.014, "
+            "TAR 0.950: same person") in capsys.readouterr().out
 
 
 def test_verify_without_calibration_says_how_to_make_one(two_photos, tmp_path, tiny_model_path,

@@ -317,3 +317,47 @@ def test_evaluate_an_imported_backbone_without_attributes(imported_backbone_path
     assert ("attributes: the model has no attribute outputs (an imported iResNet embeds faces "
             "only): no attribute accuracy") in results["notes"]
     assert (out / "report.md").is_file()
+
+
+def test_calibration_split_calibrates_on_a_share_and_checks_on_the_rest(tiny_model_path,
+                                                                        tmp_path):
+    model = tmp_path / "m.keras"
+    model.write_bytes(tiny_model_path.read_bytes())
+    argv = ["--model", model, "--out", tmp_path / "eval", "--protocol", "verification",
+            "--conditions", "clean", "--calibration-split", "0.5", *SMALL_SYNTHETIC]
+    assert run_evaluate(argv) == 0
+    from catface_keras.evaluation.calibration import calibration_path, describe_calibration
+
+    content = json.loads(calibration_path(model).read_text())
+    # 20 genuine and 20 impostor pairs, half of each for calibration: 10 impostors
+    # measure FAR 1e-1 only.
+    assert content["calibrated_on"] == "split"
+    assert content["split"] == {"fraction": 0.5, "seed": 1, "calibration_pairs": 20,
+                                "held_out_pairs": 20}
+    assert "(10 genuine, 10 impostor pairs, clean)" in content["source"]
+    assert list(content["thresholds"]) == list(content["held_out"]) == ["1e-1"]
+    rates = content["held_out"]["1e-1"]
+    # Rates over 10 held-out pairs of each kind.
+    assert rates["far"] * 10 == pytest.approx(round(rates["far"] * 10))
+    assert rates["tar"] * 10 == pytest.approx(round(rates["tar"] * 10))
+    assert "held-out pairs FAR" in describe_calibration(model, 0.1)
+
+
+def test_calibration_split_out_of_range_is_refused(tiny_model_path, tmp_path, capsys):
+    argv = ["--model", tiny_model_path, "--out", tmp_path / "eval", "--calibration-split", "1",
+            *SMALL_SYNTHETIC]
+    assert run_evaluate(argv) == 2
+    assert "--calibration-split must be in (0, 1), got 1.0" in capsys.readouterr().err
+
+
+def test_a_split_too_small_to_hold_both_kinds_is_a_note(tiny_model_path, tmp_path):
+    model = tmp_path / "m.keras"
+    model.write_bytes(tiny_model_path.read_bytes())
+    argv = ["--model", model, "--out", tmp_path / "eval", "--protocol", "verification",
+            "--conditions", "clean", "--calibration-split", "0.01", *SMALL_SYNTHETIC]
+    assert run_evaluate(argv) == 0
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert results["calibration"] == {"m": None}
+    assert any("no calibration file written: A calibration split of 0.01 leaves a part "
+               "without genuine pairs" in note for note in results["notes"])
+    assert not (tmp_path / "m.calibration.json").exists()
