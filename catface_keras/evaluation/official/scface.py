@@ -30,6 +30,15 @@ import numpy as np
 
 from catface_keras.atomic_files import write_text_atomically
 from catface_keras.choices import IMAGE_SUFFIXES
+from catface_keras.evaluation.official.table import write_json
+from catface_keras.evaluation.official.tinyface import (
+    CMC_RANKS,
+    check_image_size,
+    cmc,
+    file_loader,
+    image_ranks,
+    write_cmc,
+)
 
 NAME = "scface"
 GALLERY_FOLDER = "mugshot_frontal_cropped_all"
@@ -96,8 +105,6 @@ def load_protocol(root, scface_test_subjects=None):
         `paths`, limited to the test subjects), `test_subjects`, `split`
         (a sentence for the report) and `infrared` (probes left out).
     """
-    from catface_keras.evaluation.official.tinyface import check_image_size
-
     database = database_folder(root)
     if database is None:
         raise ValueError(f"{root} holds no {GALLERY_FOLDER} folder (SCface)")
@@ -173,15 +180,6 @@ def check(name, root, scface_test_subjects=None, **options):
 def run(name, root, extractor, out_dir, flip=True, scface_test_subjects=None, **options):
     """Embeds the mugshots and probes, writes `report.md`, `results.json`, `cmc.csv` and
     `cmc.png`, returns `{"scface_d1", "scface_d2", "scface_d3"}` (rank-1 per distance)."""
-    from catface_keras.evaluation.official.table import write_json
-    from catface_keras.evaluation.official.tinyface import (
-        CMC_RANKS,
-        cmc,
-        file_loader,
-        image_ranks,
-        write_cmc,
-    )
-
     protocol = load_protocol(root, scface_test_subjects)
     paths, subjects, distances = protocol["paths"], protocol["subjects"], protocol["distances"]
     # Every image is embedded, whatever the split, so that another split reuses the file.

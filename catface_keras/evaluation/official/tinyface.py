@@ -29,6 +29,7 @@ import numpy as np
 
 from catface_keras.atomic_files import write_atomically, write_text_atomically
 from catface_keras.choices import IMAGE_SUFFIXES
+from catface_keras.evaluation.official.table import write_json
 
 NAME = "tinyface"
 ALIGNED_FOLDER = "aligned_pad_0.1_pad_high"
@@ -264,8 +265,6 @@ def write_cmc(out_dir, curves, title):
 def run(name, root, extractor, out_dir, flip=True, **options):
     """Embeds the probes, matches and distractors, writes `report.md`, `results.json`,
     `cmc.csv` and `cmc.png`, returns `{"tinyface_r1", "tinyface_r5", "tinyface_r20"}`."""
-    from catface_keras.evaluation.official.table import write_json
-
     protocol = load_protocol(root)
     paths, labels = protocol["paths"], protocol["labels"]
     features = extractor.features(NAME, len(paths), file_loader(paths), flip=flip,

@@ -12,6 +12,7 @@ import pathlib
 import numpy as np
 
 from catface_keras.atomic_files import write_atomically, write_text_atomically
+from catface_keras.evaluation.official.table import write_json
 
 # The five of the paper's table first, then the two other sets insightface ships.
 SETS = ("lfw", "cfp_fp", "cplfw", "agedb_30", "calfw", "cfp_ff", "vgg2_fp")
@@ -67,7 +68,6 @@ def run(name, root, extractor, out_dir, flip=True, label="model", **options):
     Returns:
         `{name: accuracy, name + "_std": std}` (fractions).
     """
-    from catface_keras.evaluation.official.table import write_json
     from catface_keras.evaluation.plots import plot_roc_curves, plot_score_histograms
     from catface_keras.evaluation.verification import verification_summary
 
