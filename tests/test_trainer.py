@@ -66,7 +66,8 @@ def test_cli_train_writes_model_metrics_and_logs(tmp_path, capsys):
     assert (out / "stage1.keras").exists() and any((out / "logs").iterdir())
     assert not lock_path(out).exists()  # the run let go of its directory
     printed = capsys.readouterr().out
-    assert "mixed" in printed and "stage1 degraded" in printed and "Narrow_Eyes" in printed
+    assert "mixed" in printed and "Attributes (held-out), stage1" in printed
+    assert "degraded bal. [95 % CI]" in printed and "Narrow_Eyes" in printed
     assert "bal. [95 % CI]" in printed and "base: share of the majority class" in printed
     # Started again on the finished run: refused with a message, exit code 2.
     assert main(["train", "--config", str(config_path), "--out", str(out)]) == 2
