@@ -18,8 +18,8 @@ import yaml
 
 from catface_keras.atomic_files import write_text_atomically
 from catface_keras.evaluation.calibration import calibration_path, load_calibration
-from catface_keras.export.portable import output_names, portable_attribute_names
-from catface_keras.export.serving import SERVING_IMAGE_SIZE
+from catface_keras.export.portable import output_names
+from catface_keras.export.serving import SERVING_IMAGE_SIZE, serving_attribute_names
 
 CARD_FORMAT = "catface-model-card"
 CARD_VERSION = 1
@@ -89,7 +89,7 @@ def architecture(model):
         "fusion": getattr(model, "fusion", None),
         "image_size": int(model.image_size),
         "embedding_dim": int(model.embedding_dim),
-        "attributes": list(portable_attribute_names(model)),
+        "attributes": list(serving_attribute_names(model)),
         "parameters": int(model.count_params()),
         "trainable_parameters": int(
             sum(int(_size(weight)) for weight in model.trainable_weights)
@@ -175,7 +175,7 @@ def model_card(model, model_path, exports, training=None):
     training = training or {"run_directory": UNKNOWN, "config_file": UNKNOWN,
                             "config": UNKNOWN, "data": UNKNOWN, "metrics": UNKNOWN}
     imported = _imported_weights(model, training)
-    names = portable_attribute_names(model)
+    names = serving_attribute_names(model)
     return {
         "format": CARD_FORMAT,
         "version": CARD_VERSION,

@@ -28,6 +28,7 @@ from catface_keras.export.serving import (
     RESIZE_METHOD,
     SERVING_IMAGE_SIZE,
     serving_attribute_names,
+    serving_outputs,
 )
 
 
@@ -56,34 +57,15 @@ def resize_faces(images, image_size):
     return tf.transpose(planes, [0, 2, 3, 1])
 
 
-def portable_attribute_names(model):
-    """`serving_attribute_names(model)`, or `()` for an embedding-only model (no
-    `attribute_names`: an imported backbone)."""
-    if getattr(model, "attribute_names", None) is None:
-        serving_attribute_names(model)  # checks image_size
-        return ()
-    return serving_attribute_names(model)
-
-
 def portable_outputs(model, images):
-    """float32 `(batch, 112, 112, 3)` in [0, 255] -> the outputs of the module docstring."""
-    names = portable_attribute_names(model)
-    outputs = model(resize_faces(images, model.image_size), training=False)
-    embedding = tf.cast(outputs["embedding"], tf.float32)
-    result = {
-        EMBEDDING_OUTPUT: tf.math.l2_normalize(embedding, axis=-1),
-        EMBEDDING_NORM_OUTPUT: tf.norm(embedding, axis=-1),
-    }
-    if names:
-        probabilities = tf.sigmoid(tf.cast(outputs["attribute_logits"], tf.float32))
-        for index, name in enumerate(names):
-            result[name] = probabilities[:, index]
-    return result
+    """float32 `(batch, 112, 112, 3)` in [0, 255] -> the outputs of the module docstring:
+    `serving.serving_outputs` with the resize written as matrix products."""
+    return serving_outputs(model, images, resize=resize_faces)
 
 
 def portable_function(model):
     """A `tf.function` of `portable_outputs` with input `images` float32 `(None, 112, 112, 3)`."""
-    portable_attribute_names(model)
+    serving_attribute_names(model)  # checks the contract before tracing
 
     @tf.function(
         input_signature=[
@@ -100,7 +82,7 @@ def portable_function(model):
 
 def output_names(model):
     """The output names in the order the files list them: embedding, norm, attributes."""
-    return (EMBEDDING_OUTPUT, EMBEDDING_NORM_OUTPUT, *portable_attribute_names(model))
+    return (EMBEDDING_OUTPUT, EMBEDDING_NORM_OUTPUT, *serving_attribute_names(model))
 
 
 def check_faces(faces):

@@ -83,19 +83,20 @@ def resize_for_model(images, image_size):
     return tf.image.resize(images, [image_size, image_size], method=RESIZE_METHOD, antialias=True)
 
 
-def serving_outputs(model, images):
-    """The signatures' shared computation.
+def serving_outputs(model, images, resize=resize_for_model):
+    """The signatures' shared computation (and, with another `resize`, the portable files').
 
     Args:
         model: a model following the contract of the module docstring.
         images: float32 `(batch, 112, 112, 3)`, RGB in [0, 255].
+        resize: `(images, image_size) -> (batch, image_size, image_size, 3)` float32.
 
     Returns:
         dict: `embedding` `(batch, D)` unit-norm, `embedding_norm` `(batch,)`, and one
         `(batch,)` sigmoid probability per attribute name.
     """
     names = serving_attribute_names(model)
-    outputs = model(resize_for_model(images, model.image_size), training=False)
+    outputs = model(resize(images, model.image_size), training=False)
     embedding = tf.cast(outputs["embedding"], tf.float32)
     result = {
         EMBEDDING_OUTPUT: tf.math.l2_normalize(embedding, axis=-1),
