@@ -25,6 +25,39 @@ def _pyplot():
 _CONDITION_STYLES = ("-", "--", ":", "-.")
 
 
+def plot_far_tar(lines, path, title, min_far=None):
+    """ROC curves given as points, on a log-scale FAR axis.
+
+    Args:
+        lines: `(far, tar, options)` per curve: `(K,)` arrays in increasing FAR and
+            matplotlib line keywords (`label`, `color`, `linestyle`).
+        path: PNG file to write.
+        title: figure title.
+        min_far: left end of the FAR axis (default: the decade below the smallest
+            positive FAR drawn).
+    """
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 4.5))
+    smallest = 1.0
+    for far, tar, options in lines:
+        # FAR = 0 has no place on a log axis; the curve starts at 1 / impostors.
+        shown = far > 0
+        axis.plot(far[shown], tar[shown], linewidth=1.5, **options)
+        smallest = min(smallest, far[shown].min())
+    axis.set_xscale("log")
+    axis.set_xlim(10 ** np.floor(np.log10(smallest)) if min_far is None else min_far, 1.0)
+    axis.set_ylim(0.0, 1.01)
+    axis.set_xlabel("false accept rate (FAR)")
+    axis.set_ylabel("true accept rate (TAR)")
+    axis.set_title(title)
+    axis.grid(True, which="both", alpha=0.3)
+    if any("label" in options for _, _, options in lines):
+        axis.legend(loc="lower right", fontsize="small")
+    figure.tight_layout()
+    figure.savefig(pathlib.Path(path), dpi=120)
+    plt.close(figure)
+
+
 def plot_roc_curves(scores_by_model, path, title):
     """ROC curves on a log-scale FAR axis, one colour per model, one line style per condition.
 
@@ -34,29 +67,14 @@ def plot_roc_curves(scores_by_model, path, title):
         path: PNG file to write.
         title: figure title.
     """
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(6, 4.5))
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    smallest = 1.0
+    colours = _pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
+    lines = []
     for index, (label, by_condition) in enumerate(scores_by_model.items()):
         for style, (condition, (scores, same)) in zip(_CONDITION_STYLES, by_condition.items()):
             far, tar, _ = roc_curve(scores, same)
-            # FAR = 0 has no place on a log axis; the curve starts at 1 / impostors.
-            shown = far > 0
-            axis.plot(far[shown], tar[shown], color=colours[index % len(colours)], linestyle=style,
-                      linewidth=1.5, label=f"{label} ({condition})")
-            smallest = min(smallest, far[shown].min())
-    axis.set_xscale("log")
-    axis.set_xlim(10 ** np.floor(np.log10(smallest)), 1.0)
-    axis.set_ylim(0.0, 1.01)
-    axis.set_xlabel("false accept rate (FAR)")
-    axis.set_ylabel("true accept rate (TAR)")
-    axis.set_title(title)
-    axis.grid(True, which="both", alpha=0.3)
-    axis.legend(loc="lower right", fontsize="small")
-    figure.tight_layout()
-    figure.savefig(pathlib.Path(path), dpi=120)
-    plt.close(figure)
+            lines.append((far, tar, {"color": colours[index % len(colours)], "linestyle": style,
+                                     "label": f"{label} ({condition})"}))
+    plot_far_tar(lines, path, title)
 
 
 def plot_score_histograms(scores_by_model, path, title):

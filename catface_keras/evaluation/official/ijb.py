@@ -310,26 +310,15 @@ def aligned_image_loader(protocol):
 
 
 def _plot_roc(far, tar, path, title):
-    from catface_keras.evaluation.plots import _pyplot
+    from catface_keras.evaluation.plots import plot_far_tar
 
-    plt = _pyplot()
     # A few thousand points on a log grid draw the same curve as 15 million.
     # (the last point at or below each grid FAR: the highest TAR there).
     grid = np.geomspace(max(far[far > 0].min(), 1e-7), 1, 4000)
     shown = np.unique(np.searchsorted(far, grid, side="right") - 1)
     shown = shown[far[shown] > 0]
-    figure, axis = plt.subplots(figsize=(6, 4.5))
-    axis.plot(far[shown], tar[shown], linewidth=1.5)
-    axis.set_xscale("log")
-    axis.set_xlim(1e-6, 1.0)
-    axis.set_ylim(0.0, 1.01)
-    axis.set_xlabel("false accept rate (FAR)")
-    axis.set_ylabel("true accept rate (TAR)")
-    axis.set_title(title)
-    axis.grid(True, which="both", alpha=0.3)
-    figure.tight_layout()
-    write_atomically(path, lambda temporary: figure.savefig(temporary, dpi=120))
-    plt.close(figure)
+    write_atomically(path, lambda temporary: plot_far_tar(
+        [(far[shown], tar[shown], {})], temporary, title, min_far=1e-6))
 
 
 def _percent(value):
