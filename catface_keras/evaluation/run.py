@@ -70,15 +70,21 @@ def model_labels(paths):
     return labels
 
 
-def _json_safe(value):
+def json_safe(value):
+    """`value` with numpy scalars and arrays as Python ones, paths as str and NaN/inf as
+    None, ready for `json.dumps`."""
     if isinstance(value, dict):
-        return {str(key): _json_safe(item) for key, item in value.items()}
+        return {str(key): json_safe(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
+        return [json_safe(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not np.isfinite(value):
         return None
+    if isinstance(value, pathlib.PurePath):
+        return str(value)
     return value
 
 
@@ -280,7 +286,7 @@ def evaluate_models(models, paths, data, protocols, out, seed=1, batch_size=64,
         "(OpenCV, area interpolation when shrinking, bilinear when enlarging)"
         for label, model in zip(labels, models) if int(model.image_size) != size
     ] + calibration_notes + quality_notes + _collect_notes(results)
-    report = _json_safe(report)
+    report = json_safe(report)
     write_text_atomically(format_evaluation_report(report), out / REPORT_FILE)
     write_text_atomically(json.dumps(report, indent=2) + "\n", out / RESULTS_FILE)
     return report

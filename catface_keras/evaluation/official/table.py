@@ -14,6 +14,7 @@ import pathlib
 import numpy as np
 
 from catface_keras.atomic_files import write_text_atomically
+from catface_keras.evaluation.run import json_safe
 
 # (key, header) in the paper's order.
 COLUMNS = (
@@ -31,23 +32,6 @@ COLUMNS = (
     ("scface_d3", "SCFace d3 R1"),
 )
 IJB_HEADER_NOTE = "IJB-B and IJB-C: TAR at FAR = 1e-4."
-
-
-def json_safe(value):
-    """`value` with numpy scalars and arrays as Python ones and NaN/inf as None."""
-    if isinstance(value, dict):
-        return {str(key): json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return json_safe(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, pathlib.PurePath):
-        return str(value)
-    return value
 
 
 def write_json(path, value):
