@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from catface_keras.choices import EXPORT_FORMATS as FORMATS
 from catface_keras.choices import LITERT_QUANTIZATIONS
-from catface_keras.export.inference_graph import check_faces
+from catface_keras.export.inference_graph import procedural_check_faces
 from catface_keras.export.litert import export_litert, litert_interpreter_class, run_litert
 from catface_keras.export.model_card import model_card, write_model_card
 from catface_keras.export.onnx import ONNX_OPSET, export_onnx, onnx_modules, run_onnx
@@ -107,7 +107,7 @@ def export_formats(
     formats = check_formats(formats, litert_quantize)
     faces, reference = None, None
     if {"onnx", "litert"} & set(formats):
-        faces = check_faces(SERVING_IMAGE_SIZE)
+        faces = procedural_check_faces(SERVING_IMAGE_SIZE)
         reference = {
             name: value.numpy()
             for name, value in portable_outputs(model, tf.constant(faces, tf.float32)).items()

@@ -21,7 +21,7 @@ from catface_keras.models.inference_precision import (
 CHECK_IDENTITIES = range(900_000, 900_008)
 
 
-def check_faces(image_size):
+def procedural_check_faces(image_size):
     """`(8, image_size, image_size, 3)` uint8 procedural faces, one each of eight people."""
     return np.stack([render_face(identity, 0, image_size) for identity in CHECK_IDENTITIES])
 
@@ -33,8 +33,8 @@ def serving_model(model, precision="float32", fold=True):
     Returns a model following the serving contract of `catface_keras.export.serving`
     (`image_size`, `attribute_names` where the network has attributes), inputs and outputs
     float32, whose `precision` is the resolved precision and `cosine_to_float32` (an
-    `embedding_agreement` dict) compares its embeddings with `model`'s on `check_faces`;
-    `model` itself is left as it is.
+    `embedding_agreement` dict) compares its embeddings with `model`'s on
+    `procedural_check_faces`; `model` itself is left as it is.
 
     Raises:
         ValueError: the served network's embeddings are not finite (float16 overflows where
@@ -44,7 +44,7 @@ def serving_model(model, precision="float32", fold=True):
     served = model_at_precision(model, precision)
     if fold:
         served = fold_batch_norms(served)
-    agreement = embedding_agreement(model, served, check_faces(int(model.image_size)))
+    agreement = embedding_agreement(model, served, procedural_check_faces(int(model.image_size)))
     if not np.isfinite(agreement["cosine_min"]):
         raise ValueError(
             f"at {precision} the network's embeddings of procedural faces are not finite (its "
