@@ -329,9 +329,9 @@ def main(argv=None):
         "load_average": [round(value, 2) for value in os.getloadavg()],
         "cpus": os.cpu_count(),
     }
-    from catface_keras.evaluation.run import _json_safe
+    from catface_keras.evaluation.run import json_safe
 
-    write_report(out, _json_safe(record))
+    write_report(out, json_safe(record))
     print((out / "report.md").read_text())
     return 0
 
