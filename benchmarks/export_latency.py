@@ -7,8 +7,9 @@ batch norms folded unless `--no-fold`) to a temporary directory, loads it back w
 `tf.saved_model.load` and times its `serving_default` signature on uint8 faces, as TF
 Serving calls it, against the in-process network at the same precision
 (`model_at_precision`, unfolded, `predict_on_batch` on float32 faces: what `catface
-evaluate` runs). The two are called in turn, so that load from other jobs hits both alike.
-Each timing is the median of `--calls` steady-state calls after `--warmup` untimed ones, in
+evaluate` runs). They are called in turn, a block of calls each (`median_latency_ms`), so
+that load from other jobs hits all alike. Each timing is the median of `--calls` steady-state
+calls after `--warmup` untimed ones, in
 wall-clock and in process CPU milliseconds (`*_cpu_ms`, the cost of a call whatever else
 shares the machine); `exported_over_in_process` is the ratio of the wall-clock medians
 (1.0: as fast; 1.1: 10 % slower), `exported_over_in_process_cpu` that of the CPU medians
@@ -47,8 +48,9 @@ def parse_args(argv=None):
                         help="model to export (default: random-weight IR-18 stage 1, 112 px)")
     parser.add_argument("--cores", type=int, default=2, help="CPU cores to use (default: 2)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls first (default: 3)")
-    parser.add_argument("--calls", type=int, default=10,
-                        help="timed calls per signature and batch size (default: 10)")
+    parser.add_argument("--calls", type=int, default=15,
+                        help="timed calls per signature and batch size, in 5 blocks "
+                        "(default: 15)")
     parser.add_argument("--precisions", default="float32,auto", metavar="LIST",
                         help="comma-separated precisions among auto, float32, bfloat16, float16 "
                         "(default: float32,auto)")
@@ -61,25 +63,32 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def median_latency_ms(calls_by_name, warmup, calls):
+def median_latency_ms(calls_by_name, warmup, calls, rounds=5):
     """`{name: (wall, cpu)}`: median wall-clock and process CPU milliseconds per call.
 
-    The callables are called in turn, `warmup` untimed rounds then `calls` timed ones, so
-    that a change of load hits all alike. The CPU time (all threads) is what a call costs
-    whatever else runs on the machine; the wall time is what a client waits, and grows when
-    other jobs share the cores.
+    Each callable is called `warmup` untimed times, then the timed calls run in `rounds`
+    blocks, the callables taking turns block by block (so that a change of load hits all
+    alike), each block opened by one untimed call. Blocks, not single calls in turn: ONNX
+    Runtime's worker threads spin for a while after a call (its fastest setting, the
+    default), and a TensorFlow call made right after one shares the cores with them (on
+    2 cores it measured 31.5 ms instead of 22.5). The CPU time (all threads) is what a call
+    costs whatever else runs on the machine; the wall time is what a client waits, and grows
+    when other jobs share the cores.
     """
-    for _ in range(warmup):
-        for call in calls_by_name.values():
+    for call in calls_by_name.values():
+        for _ in range(warmup):
             call()
     wall = {name: [] for name in calls_by_name}
     cpu = {name: [] for name in calls_by_name}
-    for _ in range(calls):
+    sizes = [calls // rounds + (index < calls % rounds) for index in range(rounds)]
+    for size in (size for size in sizes if size):
         for name, call in calls_by_name.items():
-            started, started_cpu = time.perf_counter(), time.process_time()
             call()
-            wall[name].append(time.perf_counter() - started)
-            cpu[name].append(time.process_time() - started_cpu)
+            for _ in range(size):
+                started, started_cpu = time.perf_counter(), time.process_time()
+                call()
+                wall[name].append(time.perf_counter() - started)
+                cpu[name].append(time.process_time() - started_cpu)
     return {
         name: (round(1000 * statistics.median(wall[name]), 2),
                round(1000 * statistics.median(cpu[name]), 2))

@@ -50,6 +50,17 @@ def test_default_signature_matches_keras_model(loaded, keras_model):
                                                 "Narrow_Eyes"}
 
 
+def test_weights_are_frozen_into_the_serving_graph(loaded, keras_model):
+    # Constants, not variables, so that oneDNN lays each kernel out once (see ServingArchive).
+    assert keras_model.weights
+    assert not loaded.signatures["serving_default"].variables
+    graph = loaded.signatures["serving_default"].graph.as_graph_def()
+    ops = {node.op for node in graph.node}
+    ops |= {node.op for function in graph.library.function for node in function.node_def}
+    assert "Conv2D" in ops
+    assert not ops & {"ReadVariableOp", "VarHandleOp", "ResourceGather"}
+
+
 def test_bytes_signature_matches_keras_model_on_png(loaded, keras_model):
     images = faces(seed=1)
     encoded = tf.constant([tf.io.encode_png(image).numpy() for image in images])
