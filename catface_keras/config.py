@@ -18,7 +18,7 @@ import os
 import pathlib
 import types
 import typing
-from typing import Optional
+from typing import Optional, Union
 
 import yaml
 
@@ -26,7 +26,7 @@ from catface_keras import choices
 from catface_keras.data import checks
 from catface_keras.data.registry import TRAIN, source_names
 from catface_keras.degradation_config import DegradationConfig, check_values
-from catface_keras.soft_biometrics import PAPER_ATTRIBUTES
+from catface_keras.soft_biometrics import BALANCED_POSITIVE_WEIGHTS, PAPER_ATTRIBUTES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +95,8 @@ class LossConfig:
     lq_images: str = "degraded"
     index_diversion_weight: float = 0.0  # Chai et al. 2023; 0: off
     attribute_weights: Optional[list[float]] = None
-    attribute_positive_weights: Optional[list[float]] = None
+    # Per attribute, or "balanced": negatives / positives among the training labels.
+    attribute_positive_weights: Optional[Union[list[float], str]] = None
     adaface_margin: float = 0.4
     adaface_h: float = 0.333
     adaface_scale: float = 64.0
@@ -504,9 +505,17 @@ def check_experiment(config):
             f"loss.partial_fc_sample_rate={loss.partial_fc_sample_rate}, "
             f"loss.index_diversion_weight={loss.index_diversion_weight}"
         )
+    if isinstance(loss.attribute_positive_weights, str) and (
+        loss.attribute_positive_weights != BALANCED_POSITIVE_WEIGHTS
+    ):
+        raise ConfigError(
+            f"`loss.attribute_positive_weights` must be a list of weights, one per attribute, "
+            f"or {BALANCED_POSITIVE_WEIGHTS!r}. "
+            f"Received: loss.attribute_positive_weights={loss.attribute_positive_weights!r}"
+        )
     for key in ("attribute_weights", "attribute_positive_weights"):
         weights = getattr(loss, key)
-        if weights is None:
+        if weights is None or isinstance(weights, str):
             continue
         if len(weights) != len(model.attribute_names):
             raise ConfigError(

@@ -1,8 +1,11 @@
-"""The soft-biometric attributes CATFace uses (docs/PAPER.md section 1), in label order.
+"""The soft-biometric attributes CATFace uses (docs/PAPER.md section 1), in label order, and
+the weighting of their rare positive labels.
 
 Kept free of TensorFlow so that configuration and data code can name them
 without loading it.
 """
+
+import numpy as np
 
 PAPER_ATTRIBUTES = ("Male", "Bald", "Big_Nose", "Chubby", "Narrow_Eyes")
 
@@ -20,3 +23,43 @@ CELEBA_ATTRIBUTES = (
 # An attribute label that is not known (labels are 1 positive, 0 negative, -1 unknown);
 # the SB loss and the attribute accuracy leave it out.
 MISSING_LABEL = -1
+
+# `loss.attribute_positive_weights: balanced`: weights computed from the training labels.
+BALANCED_POSITIVE_WEIGHTS = "balanced"
+
+
+def balanced_positive_weights(labels, attribute_names):
+    """Per attribute, negatives / positives among the known `labels`.
+
+    With these weights on its positive term, each attribute's binary cross-entropy weighs
+    both classes equally: what balanced accuracy scores, and what keeps a rare attribute
+    (CelebA's Bald: 2.5 % positive) from being learnt as the constant answer "no".
+
+    Args:
+        labels: `(N, A)` attribute labels, 1 positive, 0 negative, `MISSING_LABEL` unknown.
+        attribute_names: the A names, for the error message.
+
+    Returns:
+        list of A floats, rounded to 3 significant digits.
+
+    Raises:
+        ValueError: an attribute without a positive or without a negative label.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.shape[1] != len(attribute_names):
+        raise ValueError(
+            f"`labels` must be (N, {len(attribute_names)}), one column per attribute. "
+            f"Received shape: {labels.shape}"
+        )
+    weights = []
+    for name, column in zip(attribute_names, labels.T):
+        positives, negatives = int(np.sum(column == 1)), int(np.sum(column == 0))
+        if not positives or not negatives:
+            raise ValueError(
+                f"loss.attribute_positive_weights: {BALANCED_POSITIVE_WEIGHTS} needs positive "
+                f"and negative training labels of every attribute; {name} has {positives} "
+                f"positive and {negatives} negative. Give the weights as numbers, or leave "
+                f"{name} out of model.attribute_names."
+            )
+        weights.append(float(f"{negatives / positives:.3g}"))
+    return weights

@@ -51,6 +51,7 @@ from catface_keras.run_directory import (
     write_json_atomically,
     write_run_config,
 )
+from catface_keras.soft_biometrics import BALANCED_POSITIVE_WEIGHTS, balanced_positive_weights
 
 
 class TrainingDivergedError(RuntimeError):
@@ -126,6 +127,37 @@ def load_data(config):
     except (OSError, ValueError) as error:
         # The readers name the file and line; the CLI prints this without a traceback.
         raise DatasetError(str(error)) from error
+
+
+def with_balanced_positive_weights(config, train_faces):
+    """`config` with `loss.attribute_positive_weights: balanced` replaced by the weights
+    of `train_faces`' labels (`balanced_positive_weights`), printed; else `config`.
+
+    Raises:
+        DatasetError: the source does not list its labels up front (TFRecord shards), or an
+            attribute has no positive or no negative label.
+    """
+    if config.loss.attribute_positive_weights != BALANCED_POSITIVE_WEIGHTS:
+        return config
+    names = list(config.model.attribute_names)
+    labels = getattr(train_faces, "attribute_labels", None)
+    if labels is None:
+        raise DatasetError(
+            f"loss.attribute_positive_weights: {BALANCED_POSITIVE_WEIGHTS} counts the training "
+            f"labels before training, and data.source={config.data.source!r} holds them only "
+            "inside its records. Give the weights as numbers (negatives / positives per "
+            "attribute)."
+        )
+    try:
+        weights = balanced_positive_weights(labels, names)
+    except ValueError as error:
+        raise DatasetError(str(error)) from error
+    print(
+        f"loss.attribute_positive_weights: {BALANCED_POSITIVE_WEIGHTS} -> "
+        + ", ".join(f"{name} {weight:g}" for name, weight in zip(names, weights)),
+        flush=True,
+    )
+    return config.replace("loss", attribute_positive_weights=weights)
 
 
 HELDOUT_PROTOCOLS = ("verification", "attributes")
@@ -246,6 +278,7 @@ def train_stage(config, stage, out_dir, init=None, verbose="auto", callbacks=())
         check_stage1_file(start)  # before reading the dataset, which can take a while
     train_faces, test_faces = load_data(config)
     write_run_config(config, out_dir, stage.layout)
+    config = with_balanced_positive_weights(config, train_faces)
     seed = config.train.seed + stage.seed_offset
     keras.utils.set_random_seed(seed)
     start_epoch = completed_epochs(out_dir, stage.layout)

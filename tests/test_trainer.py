@@ -94,3 +94,44 @@ def test_diverging_run_stops_with_a_message_and_keeps_no_model(tmp_path):
     with pytest.raises(TrainingDivergedError, match="Lower optimizer.learning_rate"):
         run_stage1(config, tmp_path, verbose=0)
     assert not (tmp_path / "stage1.keras").exists()
+
+
+def test_balanced_positive_weights_are_negatives_over_positives():
+    from catface_keras.soft_biometrics import MISSING_LABEL, balanced_positive_weights
+
+    labels = np.array([[1, 0], [0, 0], [0, 1], [MISSING_LABEL, 0], [0, 0]])
+    # Male: 1 positive, 3 negatives (the unknown label left out); Bald: 1 and 4.
+    assert balanced_positive_weights(labels, ["Male", "Bald"]) == [3.0, 4.0]
+    assert balanced_positive_weights(np.array([[1], [0], [0]] * 1 + [[0]] * 4), ["Bald"]) == [6.0]
+    with pytest.raises(ValueError, match="Bald has 0 positive and 4 negative"):
+        balanced_positive_weights(np.array([[1, 0], [0, 0]] * 2), ["Male", "Bald"])
+    with pytest.raises(ValueError, match=r"must be \(N, 2\)"):
+        balanced_positive_weights(np.zeros((5, 3)), ["Male", "Bald"])
+
+
+def test_balanced_config_weights_come_from_the_training_labels(capsys):
+    from catface_keras.data.face_arrays import FaceArrays
+    from catface_keras.data.sources import InMemoryFaces, StreamingFaces
+    from catface_keras.trainer import DatasetError, with_balanced_positive_weights
+
+    config = config_from_dict(TINY).replace("model", attribute_names=["Male", "Bald"]).replace(
+        "loss", attribute_positive_weights="balanced")
+    attributes = np.array([[1, 0], [1, 1], [0, 0], [0, 0], [0, 0]], np.int8)
+    faces = InMemoryFaces(FaceArrays(np.zeros((5, 8, 8, 3), np.uint8), np.arange(5),
+                                     attributes, ("Male", "Bald")))
+    resolved = with_balanced_positive_weights(config, faces)
+    assert resolved.loss.attribute_positive_weights == [1.5, 4.0]
+    assert "balanced -> Male 1.5, Bald 4" in capsys.readouterr().out
+    # Weights given as numbers are left alone.
+    given = config.replace("loss", attribute_positive_weights=[2.0, 3.0])
+    assert with_balanced_positive_weights(given, faces) is given
+    records = StreamingFaces(None, 5, 5, ("Male", "Bald"), 8, None)
+    with pytest.raises(DatasetError, match="holds them only inside its records"):
+        with_balanced_positive_weights(config, records)
+
+
+def test_unknown_positive_weights_word_is_refused():
+    from catface_keras.config import ConfigError
+
+    with pytest.raises(ConfigError, match="a list of weights, one per attribute, or 'balanced'"):
+        config_from_dict(TINY).replace("loss", attribute_positive_weights="balance")

@@ -54,7 +54,8 @@ def _follow_attribute_names(raw, config, changes):
     old = list(config.model.attribute_names)
     for key in ("attribute_weights", "attribute_positive_weights"):
         weights = getattr(config.loss, key)
-        if weights is None or key in changes.get("loss", {}) or names == old:
+        if (weights is None or isinstance(weights, str) or key in changes.get("loss", {})
+                or names == old):
             continue
         if all(name in old for name in names):
             raw["loss"][key] = [weights[old.index(name)] for name in names]

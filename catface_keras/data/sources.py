@@ -80,6 +80,11 @@ class InMemoryFaces:
     def callbacks(self):
         return []
 
+    @property
+    def attribute_labels(self):
+        """`(N, A)` attribute labels of the training images."""
+        return self.faces.attributes
+
     def check_usable(self):
         """Drawn faces always decode."""
 
@@ -108,6 +113,8 @@ class StreamingFaces:
         attribute_names: the attribute label order.
         image_size: the side images are decoded to.
         skipped: counts undecodable images (skipped, never fatal).
+        attribute_labels: `(N, A)` labels of all images where the source lists them up
+            front (None: only the records hold them, as in TFRecord shards).
     """
 
     epoch_elements: Callable
@@ -118,6 +125,7 @@ class StreamingFaces:
     skipped: SkippedImages
     # `fn() -> dataset` like `epoch_elements`, in the cheapest order to sample (None: epoch 0's).
     sample_elements: Optional[Callable] = None
+    attribute_labels: Optional[np.ndarray] = None
 
     @property
     def callbacks(self):
@@ -263,6 +271,7 @@ def _training_view(faces, data):
         attribute_names=tuple(faces.attribute_names),
         image_size=data.image_size,
         skipped=SkippedImages(),
+        attribute_labels=np.asarray(faces.attributes),
     )
 
 

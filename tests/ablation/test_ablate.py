@@ -281,7 +281,7 @@ def test_rows_are_scored_on_a_pairs_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr("catface_keras.models.loading.load_model",
                         lambda path: loaded.append(path) or Model())
-    monkeypatch.setattr(runner_module, "load_pairs_data",
+    monkeypatch.setattr(runner_module, "pairs_file_data",
                         lambda pairs_file, root, size: ("pairs", str(pairs_file), size))
 
     def evaluate(model, data, names, **kwargs):
@@ -307,8 +307,8 @@ def test_rows_are_scored_on_a_pairs_file(tmp_path, monkeypatch):
 
 
 def test_attribute_rows_keep_the_weights_of_the_attributes_they_keep():
-    # The CelebA configs weight each attribute's positives; the attributes table's rows
-    # predict fewer attributes and must keep the matching weights.
+    # Weights given per attribute: the attributes table's rows predict fewer attributes and
+    # must keep the matching weights.
     import pathlib
 
     from catface_keras.ablation.budgets import apply_budget, apply_changes
@@ -316,7 +316,13 @@ def test_attribute_rows_keep_the_weights_of_the_attributes_they_keep():
 
     small = load_config(pathlib.Path(__file__).resolve().parents[2] / "training" / "configs"
                         / "celeba_small.yaml")
-    base = apply_budget(small, "small")
+    # The CelebA configs say "balanced": each row computes its own from the labels.
+    assert small.loss.attribute_positive_weights == "balanced"
+    assert {apply_changes(small, row.stage1).loss.attribute_positive_weights
+            for row in TABLES["attributes"].rows} == {"balanced"}
+    base = apply_budget(
+        small.replace("loss", attribute_positive_weights=[1.35, 40.8, 3.14, 15.5, 7.66]), "small"
+    )
     weights = {row.name: apply_changes(base, row.stage1).loss.attribute_positive_weights
                for row in TABLES["attributes"].rows}
     assert weights["5 SB"] == [1.35, 40.8, 3.14, 15.5, 7.66]
