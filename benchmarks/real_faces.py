@@ -20,6 +20,11 @@ OUT/report.json:
 - OUT/degradation_grid.png: the degradation families drawn on real test faces;
 - wall time and the process's peak resident memory.
 
+`--validation FRACTION` sets the test identities aside and holds out a seeded FRACTION of
+the train identities with two or more images instead (a CelebA-format copy in
+OUT/validation_data, partition 2 marking them): the split on which settings are chosen, so
+that the test identities only ever measure. The report then says "validation identities".
+
 `--quick` keeps the first few hundred images (whole identities, a CelebA-format copy
 in OUT/quick_data with links to the images) and trains one epoch per stage: a check
 that the pipeline runs, not a measurement. The folder must hold CelebA's files
@@ -57,12 +62,17 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help=f"first {QUICK_TRAIN_IMAGES} train and {QUICK_TEST_IMAGES} test "
                         "images, one epoch per stage: a smoke run")
+    parser.add_argument("--validation", type=float, default=None, metavar="FRACTION",
+                        help="leave the test identities out and hold out this fraction of the "
+                        "train identities (those with 2+ images) instead, e.g. 0.2")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a finished run in --out")
     parser.add_argument("--evaluate-only", action="store_true",
                         help="train nothing: evaluate the models already in OUT/run "
                         "(stage1.keras, stage2.keras) and write the report")
     args = parser.parse_args(argv)
+    if args.validation is not None and not 0 < args.validation < 1:
+        parser.error(f"--validation must be a fraction in (0, 1). Received: {args.validation}")
     if not args.celeba.is_dir():
         parser.error(f"--celeba must be a CelebA-format folder. Received: --celeba={args.celeba}")
     if args.evaluate_only:
@@ -108,6 +118,43 @@ def quick_subset(celeba, root, train_images, test_images):
         lines = _find_lines(celeba, name)
         _write(root / name, [line for line in lines if line.split()[:1] and
                              line.split()[0] in kept])
+    lines = _find_lines(celeba, "list_attr_celeba.txt")
+    rows = [line for line in lines[2:] if line.split()[:1] and line.split()[0] in kept]
+    _write(root / "list_attr_celeba.txt", [str(len(rows)), lines[1]] + rows)
+    return root
+
+
+def validation_split(celeba, root, fraction, seed=0):
+    """A CelebA-format copy of `celeba` without its test identities, a seeded `fraction` of
+    its train identities with two or more images (verification needs pairs) marked test
+    (partition 2) instead; files linked, lists rewritten.
+
+    Returns:
+        `root`.
+    """
+    from catface_keras.data.celeba import IMAGE_DIRECTORY, PARTITIONS, read_celeba
+
+    table = read_celeba(celeba, attribute_names=())
+    train = table.partitions == PARTITIONS.index("train")
+    identities, counts = np.unique(table.identities[train], return_counts=True)
+    candidates = identities[counts >= 2]
+    rng = np.random.default_rng(seed)
+    held = rng.choice(candidates, int(round(fraction * len(candidates))), replace=False)
+    names = [pathlib.Path(path).name for path in np.asarray(table.paths)[train]]
+    kept = set(names)
+    validation = {pathlib.Path(path).name
+                  for path in np.asarray(table.paths)[train & np.isin(table.identities, held)]}
+    images = pathlib.Path(root, IMAGE_DIRECTORY)
+    images.mkdir(parents=True, exist_ok=True)
+    for path in np.asarray(table.paths)[train]:
+        link = images / pathlib.Path(path).name
+        if not link.exists():
+            link.symlink_to(pathlib.Path(path).resolve())
+    _write(root / "identity_CelebA.txt",
+           [line for line in _find_lines(celeba, "identity_CelebA.txt")
+            if line.split()[:1] and line.split()[0] in kept])
+    _write(root / "list_eval_partition.txt",
+           [f"{name} {2 if name in validation else 0}" for name in names])
     lines = _find_lines(celeba, "list_attr_celeba.txt")
     rows = [line for line in lines[2:] if line.split()[:1] and line.split()[0] in kept]
     _write(root / "list_attr_celeba.txt", [str(len(rows)), lines[1]] + rows)
@@ -198,12 +245,16 @@ def write_report(out, record):
     from catface_keras.atomic_files import write_text_atomically
 
     conditions = record["conditions"]
+    held = "test" if record.get("validation") is None else "validation"
     lines = [
         "# CATFace on real faces", "",
         f"Data: `{record['data']['path']}`: {record['data']['train_images']} train images of "
-        f"{record['data']['train_identities']} identities; test: "
+        f"{record['data']['train_identities']} identities; {held}: "
         f"{record['data']['test_images']} images of {record['data']['test_identities']} other "
         f"identities. Config: `{record['config']}` ({record['model']}). "
+        + (f"**Validation split: the test identities are left out; {record['validation']:g} "
+           "of the train identities with 2+ images are held out instead.** "
+           if held == "validation" else "")
         + ("**--quick: a smoke run, not a measurement.**" if record["quick"] else "")
         + ("--evaluate-only: the models were trained before; the training time is not "
            "counted." if record.get("evaluate_only") else ""),
@@ -214,7 +265,7 @@ def write_report(out, record):
         f"(all threads); {record['cpus']} CPUs visible, load average at the end "
         f"{record['load_average']}.", "",
         f"## Verification ({record['pairs']['genuine']} genuine, {record['pairs']['impostor']} "
-        "impostor pairs of test identities)", "",
+        f"impostor pairs of {held} identities)", "",
         "Degraded: both images degraded at the model's input size (`catface_keras.degrade`, "
         "the training mix, fixed seed); mixed: first clean, second degraded. Raw pixels: "
         "cosine of mean-removed pixels at the same size, the floor a model must beat.", "",
@@ -222,7 +273,7 @@ def write_report(out, record):
     lines += verification_table(record["verification"], conditions)
     attribute_conditions = [c for c in conditions
                             if c in record["evaluation"]["stage1"]["attributes"]]
-    lines += ["", "## Attributes (test identities)", ""]
+    lines += ["", f"## Attributes ({held} identities)", ""]
     lines += attribute_table(record["evaluation"], ["stage1", "stage2"], attribute_conditions)
     lines += ["", "Constant predictor: always the majority class (its accuracy is the "
               "majority's base rate). Balanced accuracy: mean of the true-positive and "
@@ -255,8 +306,10 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     celeba = args.celeba
     config = load_config(args.config)
+    if args.validation is not None:
+        celeba = validation_split(celeba, out / "validation_data", args.validation)
     if args.quick:
-        celeba = quick_subset(args.celeba, out / "quick_data", QUICK_TRAIN_IMAGES,
+        celeba = quick_subset(celeba, out / "quick_data", QUICK_TRAIN_IMAGES,
                               QUICK_TEST_IMAGES)
         config = config.replace("train", epochs=1, batch_size=16)
         config = config.replace("optimizer", lr_milestones=[])
@@ -305,6 +358,7 @@ def main(argv=None):
     same = np.asarray(data.verification.same, bool)
     record = {
         "quick": bool(args.quick),
+        "validation": args.validation,
         "evaluate_only": bool(args.evaluate_only),
         "config": str(args.config),
         "model": f"{config.model.backbone} at {config.data.image_size} px, stage 1 "

@@ -25,6 +25,7 @@ from catface_keras.ablation.metrics import row_metrics
 from catface_keras.ablation.report import budget_lines, write_report
 from catface_keras.ablation.tables import TABLES, select_rows
 from catface_keras.atomic_files import write_text_atomically
+from catface_keras.evaluation.protocol_data import pairs_file_data
 from catface_keras.run_directory import STAGE1, STAGE2
 
 
@@ -115,7 +116,7 @@ class TableRunner:
         model = load_model(model_path)
         size = int(model.image_size)
         if size not in self._pairs_data:
-            self._pairs_data[size] = load_pairs_data(*self.pairs, size)
+            self._pairs_data[size] = pairs_file_data(*self.pairs, size)
         results, _ = evaluate(model, self._pairs_data[size], ("verification",),
                               degradation=config.degrade, seed=config.evaluation.seed,
                               batch_size=config.evaluation.batch_size,
@@ -210,26 +211,6 @@ class TableRunner:
         return records
 
 
-def load_pairs_data(pairs_file, root, image_size):
-    """The `EvaluationData` of a pair list or insightface `.bin` at `image_size`.
-
-    Args:
-        pairs_file: a `.bin` (its own images and pairs), or a pair list as `catface
-            evaluate --pairs-file` reads (LFW pairs.txt or 'path1 path2 label' lines).
-        root: the folder a pair list's paths are relative to (ignored for a `.bin`).
-    """
-    from catface_keras.data.registry import evaluation_source, face_source
-    from catface_keras.evaluation.protocol_data import evaluation_data
-
-    pairs_file = pathlib.Path(pairs_file)
-    if pairs_file.suffix.lower() == ".bin":
-        faces = face_source(evaluation_source(pairs_file)).evaluation_faces(pairs_file, image_size)
-    else:
-        faces = face_source(evaluation_source(root)).evaluation_faces(
-            pathlib.Path(root), image_size, None, pairs_file)
-    return evaluation_data(faces, source=str(pairs_file))
-
-
 def run_table(
     table, config, seeds, out_dir, budget="small", progress=print, seed_offset=0, train=True,
     rows=None, pairs=None,
@@ -248,7 +229,7 @@ def run_table(
             far, training nothing.
         rows: names (or slugs) of the rows to train, None for all; the other rows'
             results finished before still appear in the table.
-        pairs: optional `(pairs_file, root)` (see `load_pairs_data`): each row's model is
+        pairs: optional `(pairs_file, root)` (see `pairs_file_data`): each row's model is
             also scored on those pairs.
 
     Returns:

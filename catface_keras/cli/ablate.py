@@ -4,7 +4,11 @@ import pathlib
 import sys
 
 from catface_keras.ablation.budgets import MAX_SEEDS
-from catface_keras.cli.arguments import output_directory
+from catface_keras.cli.arguments import (
+    add_pairs_file_arguments,
+    checked_pairs_file,
+    output_directory,
+)
 from catface_keras.config import ConfigError, load_config
 
 TABLE_NAMES = ("distillation", "fusion", "attributes", "catf-parts", "distillation-weight")
@@ -37,17 +41,8 @@ def register(subparsers):
         help="train only these rows (names or slugs, comma-separated, e.g. 'none,SA cosine'); "
         "rows finished before by another call still appear in the table",
     )
-    parser.add_argument(
-        "--pairs-file", type=pathlib.Path, default=None, metavar="FILE",
-        help="also score every row's model on these pairs: an insightface .bin, or a pair "
-        "list as `catface evaluate --pairs-file` reads (LFW pairs.txt or 'path1 path2 label' "
-        "lines) with paths relative to --pairs-root",
-    )
-    parser.add_argument(
-        "--pairs-root", type=pathlib.Path, default=None, metavar="DIR",
-        help="the folder a --pairs-file pair list's paths are relative to (default: the "
-        "pair list's folder)",
-    )
+    add_pairs_file_arguments(parser, "--pairs-file", "--pairs-root",
+                             "also score every row's model on these pairs")
     parser.add_argument(
         "--report-only", action="store_true",
         help="write the table from the rows finished so far, training nothing",
@@ -66,20 +61,11 @@ def run(args):
         print(f"{program}: error: --report-only: {args.out} holds no finished rows "
               "(no results/ folder); run without --report-only to train them", file=sys.stderr)
         return 2
-    pairs = None
-    if args.pairs_file is not None:
-        root = args.pairs_root or args.pairs_file.parent
-        if not args.pairs_file.is_file():
-            print(f"{program}: error: --pairs-file {args.pairs_file} is not a file",
-                  file=sys.stderr)
-            return 2
-        if args.pairs_file.suffix.lower() != ".bin" and not root.is_dir():
-            print(f"{program}: error: --pairs-root must be the folder the pair list's paths "
-                  f"are relative to. Received: --pairs-root {root}", file=sys.stderr)
-            return 2
-        pairs = (args.pairs_file, root)
-    elif args.pairs_root is not None:
-        print(f"{program}: error: --pairs-root goes with --pairs-file", file=sys.stderr)
+    try:
+        pairs = checked_pairs_file(args.pairs_file, args.pairs_root, "--pairs-file",
+                                   "--pairs-root")
+    except ValueError as error:
+        print(f"{program}: error: {error}", file=sys.stderr)
         return 2
     rows = None
     if args.rows is not None:

@@ -57,6 +57,43 @@ def check_input_file(path, what):
     return path
 
 
+def add_pairs_file_arguments(parser, file_flag, root_flag, purpose):
+    """`FILE_FLAG FILE` (a `.bin` or a pair list) and `ROOT_FLAG DIR` (the folder the pair
+    list's paths are relative to); `purpose` completes "FILE_FLAG: ..." in the help."""
+    parser.add_argument(
+        file_flag, type=pathlib.Path, default=None, metavar="FILE",
+        help=f"{purpose}: an insightface .bin, or a pair list as `catface evaluate "
+        f"--pairs-file` reads (LFW pairs.txt or 'path1 path2 label' lines) with paths relative "
+        f"to {root_flag}",
+    )
+    parser.add_argument(
+        root_flag, type=pathlib.Path, default=None, metavar="DIR",
+        help=f"the folder a {file_flag} pair list's paths are relative to (default: the pair "
+        "list's folder)",
+    )
+
+
+def checked_pairs_file(pairs_file, root, file_flag, root_flag):
+    """`(pairs_file, root)` for `pairs_file_data`, or None without `pairs_file`; the root
+    defaults to the pair list's folder.
+
+    Raises:
+        ValueError: naming the flag: the file is missing, a pair list's root is not a
+            folder, or a root is given without a file.
+    """
+    if pairs_file is None:
+        if root is not None:
+            raise ValueError(f"{root_flag} goes with {file_flag}")
+        return None
+    root = root or pairs_file.parent
+    if not pairs_file.is_file():
+        raise ValueError(f"{file_flag} {pairs_file} is not a file")
+    if pairs_file.suffix.lower() != ".bin" and not root.is_dir():
+        raise ValueError(f"{root_flag} must be the folder the pair list's paths are relative "
+                         f"to. Received: {root_flag} {root}")
+    return pairs_file, root
+
+
 def check_output_file(path, argument="--out"):
     """Raises `argparse.ArgumentTypeError` unless `path` can be written as a file: it must
     not be a directory, and no existing parent may be a file."""

@@ -6,7 +6,12 @@ import sys
 from catface_keras.choices import EVALUATION_CONDITIONS as CONDITIONS
 from catface_keras.choices import EVALUATION_PROTOCOLS as PROTOCOLS
 from catface_keras.choices import THRESHOLD_SEARCHES
-from catface_keras.cli.arguments import add_precision_argument, output_directory
+from catface_keras.cli.arguments import (
+    add_pairs_file_arguments,
+    add_precision_argument,
+    checked_pairs_file,
+    output_directory,
+)
 from catface_keras.cli.errors import report_os_error
 from catface_keras.config import load_config
 from catface_keras.data.registry import (
@@ -79,6 +84,11 @@ def register(subparsers):
                         help="calibrate the thresholds `catface verify` reads on this seeded "
                         "share of the clean verification pairs (e.g. 0.3) and record the FAR "
                         "and TAR they give on the rest (default: on all of them)")
+    add_pairs_file_arguments(
+        parser, "--calibration-pairs", "--calibration-root",
+        "calibrate the thresholds `catface verify` reads on these pairs (e.g. other people's "
+        "faces than the evaluated ones) and record the FAR and TAR they give on the evaluated "
+        "clean pairs (default: on the evaluated pairs)")
     parser.add_argument("--pairs", type=int, default=None,
                         help="verification pairs of each kind drawn from labelled images "
                         "(default: 3000)")
@@ -142,6 +152,11 @@ def _check_arguments(args):
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.calibration_split is not None and not 0 < args.calibration_split < 1:
         raise ValueError(f"--calibration-split must be in (0, 1), got {args.calibration_split}")
+    args.calibration = checked_pairs_file(args.calibration_pairs, args.calibration_root,
+                                          "--calibration-pairs", "--calibration-root")
+    if args.calibration is not None and args.calibration_split is not None:
+        raise ValueError("--calibration-pairs and --calibration-split exclude each other: "
+                         "the thresholds come from one set of pairs")
     if args.identities < 2 or args.images_per_identity < 2:
         raise ValueError("--identities and --images-per-identity must be >= 2, got "
                          f"{args.identities} and {args.images_per_identity}")
@@ -218,6 +233,10 @@ def run(args):
     try:
         models, class_centres = load_models(args.model)
         data = load_data(args, int(models[0].image_size))
+        calibration_data = None
+        if args.calibration is not None:
+            calibration_data = protocol_data.pairs_file_data(*args.calibration,
+                                                             int(models[0].image_size))
         models, precisions = at_precision(models, args.model, args.precision, data.images,
                                           args.batch_size, program)
         available = data.protocols()
@@ -235,7 +254,7 @@ def run(args):
             degradation=_degradation(args.experiment), conditions=args.conditions,
             threshold_search=args.threshold_search, flip=args.flip,
             class_centres=class_centres, precisions=precisions,
-            calibration_split=args.calibration_split,
+            calibration_split=args.calibration_split, calibration_data=calibration_data,
         )
     except ValueError as error:
         print(f"{program}: error: {error}", file=sys.stderr)

@@ -22,6 +22,14 @@ user can expect on pairs the threshold has not seen:
      "split": {"fraction": 0.3, "seed": 1, "calibration_pairs": 1800, "held_out_pairs": 4200},
      "held_out": {"1e-3": {"far": 0.0012, "tar": 0.981}}
 
+`"pairs_file"`: a separate pair file (`catface evaluate --calibration-pairs FILE`, e.g.
+other people's faces than the evaluated ones); `checked_on` names the evaluated pairs and
+`held_out` the FAR and TAR each threshold gives on them:
+
+     "calibrated_on": "pairs_file",
+     "checked_on": {"source": "heldout/ (3000 genuine, 3000 impostor pairs, clean)", "pairs": 6000},
+     "held_out": {"1e-3": {"far": 0.0009, "tar": 0.975}}
+
 Files without the key (older ones) were calibrated on the evaluated pairs.
 `catface verify` reads it (`load_threshold`, `describe_calibration`).
 """
@@ -39,6 +47,8 @@ from catface_keras.evaluation.roc import FAR_DECADES
 FORMAT = "catface-calibration"
 VERSION = 1
 SUFFIX = ".calibration.json"
+# `calibrated_on` of thresholds fitted to a separate pair file (`--calibration-pairs`).
+PAIRS_FILE = "pairs_file"
 
 
 def calibration_path(model_path):
@@ -147,7 +157,8 @@ def rates_at_thresholds(scores, same, thresholds):
     }
 
 
-def save_calibration(model_path, thresholds, source, split=None, held_out=None):
+def save_calibration(model_path, thresholds, source, split=None, held_out=None,
+                     checked_on=None):
     """Writes the sidecar calibration file of `model_path` atomically; returns its path.
 
     Args:
@@ -156,11 +167,19 @@ def save_calibration(model_path, thresholds, source, split=None, held_out=None):
         source: a short description of the pairs they were measured on.
         split: None when the thresholds come from the evaluated pairs themselves; for a
             calibration split, `{"fraction", "seed", "calibration_pairs", "held_out_pairs"}`.
-        held_out: with `split`, `rates_at_thresholds` of the held-out pairs.
+        held_out: with `split` or `checked_on`, `rates_at_thresholds` of the pairs the
+            thresholds were not fitted to.
+        checked_on: for thresholds from a separate pair file (`catface evaluate
+            --calibration-pairs`), `{"source", "pairs"}` of the evaluated pairs that
+            `held_out` was measured on.
     """
-    if (split is None) != (held_out is None):
-        raise ValueError("`split` and `held_out` go together. "
-                         f"Received: split={split!r}, held_out={held_out!r}")
+    if split is not None and checked_on is not None:
+        raise ValueError("`split` and `checked_on` exclude each other. "
+                         f"Received: split={split!r}, checked_on={checked_on!r}")
+    if (split is None and checked_on is None) != (held_out is None):
+        raise ValueError("`held_out` goes with `split` or `checked_on`. "
+                         f"Received: split={split!r}, checked_on={checked_on!r}, "
+                         f"held_out={held_out!r}")
     if not thresholds:
         raise ValueError(f"`thresholds` must hold at least one FAR. Received: {thresholds!r}")
     entries = {}
@@ -177,11 +196,17 @@ def save_calibration(model_path, thresholds, source, split=None, held_out=None):
         "version": VERSION,
         "model": pathlib.Path(model_path).name,
         "source": str(source),
-        "calibrated_on": "evaluated" if split is None else "split",
+        "calibrated_on": (
+            "split" if split is not None else PAIRS_FILE if checked_on is not None
+            else "evaluated"
+        ),
         "thresholds": entries,
     }
     if split is not None:
         content["split"] = dict(split)
+    if checked_on is not None:
+        content["checked_on"] = dict(checked_on)
+    if held_out is not None:
         content["held_out"] = {
             far_text(far): {name: round(float(value), 6) for name, value in rates.items()}
             for far, rates in sorted(held_out.items())
@@ -252,12 +277,18 @@ def describe_calibration(model_path, far):
     """
     content = load_calibration(model_path)
     source = content.get("source", "unknown pairs")
-    split = content.get("split")
-    if content.get("calibrated_on", "evaluated") != "split" or not isinstance(split, dict):
+    split, checked = content.get("split"), content.get("checked_on")
+    calibrated_on = content.get("calibrated_on", "evaluated")
+    if calibrated_on == "split" and isinstance(split, dict):
+        text = f"calibrated on a {100 * float(split.get('fraction', 0)):g} % split of {source}"
+        checked_text = f"the {split.get('held_out_pairs', '?')} held-out pairs"
+    elif calibrated_on == PAIRS_FILE and isinstance(checked, dict):
+        text = f"calibrated on the separate pairs of {source}"
+        checked_text = (f"the {checked.get('pairs', '?')} evaluated pairs of "
+                        f"{checked.get('source', 'unknown pairs')}")
+    else:
         return f"calibrated on the evaluated pairs of {source} (no held-out check)"
-    text = f"calibrated on a {100 * float(split.get('fraction', 0)):g} % split of {source}"
     rates = content.get("held_out", {}).get(far_text(_check_far(far)))
     if isinstance(rates, dict) and {"far", "tar"} <= set(rates):
-        text += (f"; on the {split.get('held_out_pairs', '?')} held-out pairs FAR "
-                 f"{rates['far']:.2g}, TAR {rates['tar']:.3f}")
+        text += f"; on {checked_text} FAR {rates['far']:.2g}, TAR {rates['tar']:.3f}"
     return text

@@ -12,6 +12,7 @@ arrays into it, so that every image is embedded once per model and condition
 """
 
 import dataclasses
+import pathlib
 
 import numpy as np
 
@@ -362,3 +363,22 @@ def evaluation_data(faces, num_pairs=3000, seed=1, source=None):
         faces.images, faces.identities, faces.attributes, faces.attribute_names,
         faces.distractors, num_pairs, seed, source=source, info=faces.info,
     )
+
+
+def pairs_file_data(pairs_file, root, image_size):
+    """The `EvaluationData` of a pair list or insightface `.bin` at `image_size`.
+
+    Args:
+        pairs_file: a `.bin` (its own images and pairs), or a pair list as `catface
+            evaluate --pairs-file` reads (LFW pairs.txt or 'path1 path2 label' lines).
+        root: the folder a pair list's paths are relative to (ignored for a `.bin`).
+    """
+    from catface_keras.data.registry import evaluation_source, face_source
+
+    pairs_file = pathlib.Path(pairs_file)
+    if pairs_file.suffix.lower() == ".bin":
+        faces = face_source(evaluation_source(pairs_file)).evaluation_faces(pairs_file, image_size)
+    else:
+        faces = face_source(evaluation_source(root)).evaluation_faces(
+            pathlib.Path(root), image_size, None, pairs_file)
+    return evaluation_data(faces, source=str(pairs_file))

@@ -108,10 +108,16 @@ def _collect_notes(results):
     return list(dict.fromkeys(notes))
 
 
-def _calibrate(labels, paths, scores, source, overwrite, flip, calibration_split=None, seed=1):
+def _calibrate(labels, paths, scores, source, overwrite, flip, calibration_split=None, seed=1,
+               calibration=None):
     """Writes each model's calibration sidecar (`calibration.save_calibration`) from its clean
-    verification scores, or from a `calibration_split` share of them (`split_pairs`, seeded
-    by `seed`, the held-out rates recorded); an existing one is replaced only with `overwrite`.
+    verification scores, from a `calibration_split` share of them (`split_pairs`, seeded
+    by `seed`, the held-out rates recorded), or from `calibration`'s (the rates on the
+    evaluated pairs recorded); an existing one is replaced only with `overwrite`.
+
+    Args:
+        calibration: None, or `(source, {label: (scores, same)})`: clean verification scores
+            of each model on a separate pair file (`--calibration-pairs`).
 
     Returns:
         `(files, notes)`: dict label -> the file written (None if none) and notes.
@@ -122,8 +128,17 @@ def _calibrate(labels, paths, scores, source, overwrite, flip, calibration_split
         pair_scores = scores[label].get("verification", {}).get("clean")
         if pair_scores is None or not flip:
             continue
-        split = held_out = None
-        if calibration_split is None:
+        split = held_out = checked_on = None
+        fitted_source = source
+        if calibration is not None:
+            evaluated = pair_scores
+            fitted_source, by_label = calibration
+            pair_scores = by_label[label]
+            thresholds = thresholds_at_fars(*pair_scores)
+            checked_on = {"source": _pairs_description(source, evaluated[1]),
+                          "pairs": len(evaluated[1])}
+            held_out = rates_at_thresholds(*evaluated, thresholds)
+        elif calibration_split is None:
             thresholds = thresholds_at_fars(*pair_scores)
         else:
             try:
@@ -142,11 +157,16 @@ def _calibrate(labels, paths, scores, source, overwrite, flip, calibration_split
             notes.append(f"{label}: kept the calibration file {sidecar}; pass --overwrite to "
                          "replace it with thresholds from these pairs")
             continue
-        same = np.asarray(pair_scores[1], bool)
-        description = (f"{source} ({int(same.sum())} genuine, {int((~same).sum())} impostor "
-                       "pairs, clean)")
-        files[label] = str(save_calibration(path, thresholds, description, split, held_out))
+        files[label] = str(save_calibration(
+            path, thresholds, _pairs_description(fitted_source, pair_scores[1]), split,
+            held_out, checked_on,
+        ))
     return files, notes
+
+
+def _pairs_description(source, same):
+    same = np.asarray(same, bool)
+    return f"{source} ({int(same.sum())} genuine, {int((~same).sum())} impostor pairs, clean)"
 
 
 def _split_scores(pair_scores, fraction, seed):
@@ -192,7 +212,8 @@ def _quality_curves(models, class_centres, labels, data, protocols, conditions, 
 def evaluate_models(models, paths, data, protocols, out, seed=1, batch_size=64,
                     overwrite=False, data_description=None, degradation=None,
                     conditions=None, threshold_search="insightface", flip=True,
-                    class_centres=None, precisions=None, calibration_split=None):
+                    class_centres=None, precisions=None, calibration_split=None,
+                    calibration_data=None):
     """Evaluates each model on `data` (`protocols.evaluate`) and writes the results folder.
 
     Args:
@@ -216,6 +237,9 @@ def evaluate_models(models, paths, data, protocols, out, seed=1, batch_size=64,
         calibration_split: None to calibrate `catface verify`'s thresholds on all the
             clean verification pairs; a share in (0, 1) to calibrate on that seeded
             share and record the FAR and TAR they give on the rest.
+        calibration_data: an `EvaluationData` with verification pairs
+            (`protocol_data.pairs_file_data`) to calibrate the thresholds on instead,
+            recording the FAR and TAR they give on `data`'s clean pairs.
 
     Returns:
         The dict written to `results.json`.
@@ -255,9 +279,16 @@ def evaluate_models(models, paths, data, protocols, out, seed=1, batch_size=64,
         name = "erc_verification.png" if len(models) == 1 else f"erc_verification_{index + 1}.png"
         write_atomically(out / name, lambda path: plot_erc(curves["curves"], path))
         plots.append(name)
+    calibration_scores = None
+    if calibration_data is not None and "verification" in protocols:
+        calibration_scores = (calibration_data.source, {
+            label: evaluate(model, calibration_data, ("verification",), ("clean",), degradation,
+                            seed, batch_size, flip)[1]["verification"]["clean"]
+            for label, model in zip(labels, models)
+        })
     calibration, calibration_notes = _calibrate(labels, paths, scores, data_description or
                                                 data.source, overwrite, flip,
-                                                calibration_split, seed)
+                                                calibration_split, seed, calibration_scores)
     report = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "protocols": list(protocols),

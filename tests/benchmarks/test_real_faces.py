@@ -51,6 +51,36 @@ def test_quick_subset_keeps_whole_identities_within_the_budget(tmp_path):
     assert sorted(path.name for path in (root / "img_align_celeba").iterdir()) == sorted(kept)
 
 
+def test_validation_split_holds_out_train_identities_and_drops_the_test_ones(tmp_path):
+    identities, _ = _tiny_celeba(tmp_path / "celeba")
+    # One single-image train identity, which cannot form a genuine pair.
+    write_celeba(tmp_path / "celeba", identities + [9], [0] * 32 + [2] * 42 + [0],
+                 [set()] * 75)
+    root = real_faces.validation_split(tmp_path / "celeba", tmp_path / "validation", 0.25)
+    kept = dict(line.split() for line in (root / "identity_CelebA.txt").read_text().splitlines())
+    partition = dict(
+        line.split() for line in (root / "list_eval_partition.txt").read_text().splitlines())
+    assert set(kept) == set(partition)
+    # Only the 9 train identities are left; 25 % of the 8 with 2+ images (2) are held out,
+    # whole, and never the single-image one.
+    assert sorted(set(kept.values()), key=int) == [str(i) for i in range(1, 10)]
+    held = {kept[name] for name, code in partition.items() if code == "2"}
+    assert len(held) == 2 and "9" not in held
+    for identity in held:
+        assert {partition[name] for name, who in kept.items() if who == identity} == {"2"}
+    attribute_lines = (root / "list_attr_celeba.txt").read_text().splitlines()
+    assert attribute_lines[0] == "33" and len(attribute_lines) == 35
+    again = real_faces.validation_split(tmp_path / "celeba", tmp_path / "again", 0.25)
+    assert (again / "list_eval_partition.txt").read_text() == (
+        root / "list_eval_partition.txt").read_text()
+
+
+def test_validation_fraction_must_be_a_fraction(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        real_faces.parse_args(["--celeba", str(tmp_path), "--validation", "1.5"])
+    assert "--validation must be a fraction in (0, 1)" in capsys.readouterr().err
+
+
 def test_pixel_floor_scores_identical_pairs_perfectly():
     from catface_keras.evaluation.protocol_data import PairList
 

@@ -361,3 +361,77 @@ def test_a_split_too_small_to_hold_both_kinds_is_a_note(tiny_model_path, tmp_pat
     assert any("no calibration file written: A calibration split of 0.01 leaves a part "
                "without genuine pairs" in note for note in results["notes"])
     assert not (tmp_path / "m.calibration.json").exists()
+
+
+def _pair_list_folder(root, people=6, seed=3):
+    """`people` folders of two random 40x40 faces and a 'name n name n' pair list: each
+    person's genuine pair and two impostor pairs each (6 genuine, 12 impostor)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    names = [f"P{index}" for index in range(people)]
+    for name in names:
+        (root / name).mkdir(parents=True)
+        for number in (1, 2):
+            image = rng.integers(0, 256, size=(40, 40, 3), dtype=np.uint8)
+            cv2.imwrite(str(root / name / f"{name}_{number:04d}.jpg"), image)
+    lines = [f"{name} 1 2" for name in names]
+    lines += [f"{name} {number} {names[(index + 1) % people]} {number}"
+              for index, name in enumerate(names) for number in (1, 2)]
+    (root / "pairs.txt").write_text("\n".join(lines) + "\n")
+    return root / "pairs.txt"
+
+
+def test_calibration_pairs_fit_the_thresholds_and_check_them_on_the_evaluated(
+        tiny_model_path, tmp_path):
+    from catface_keras.evaluation.calibration import calibration_path, describe_calibration
+
+    pairs = _pair_list_folder(tmp_path / "other_people")
+    model = tmp_path / "m.keras"
+    model.write_bytes(tiny_model_path.read_bytes())
+    argv = ["--model", model, "--out", tmp_path / "eval", "--protocol", "verification",
+            "--conditions", "clean", "--calibration-pairs", pairs, *SMALL_SYNTHETIC]
+    assert run_evaluate(argv) == 0
+    content = json.loads(calibration_path(model).read_text())
+    assert content["calibrated_on"] == "pairs_file"
+    assert content["source"].endswith("pairs.txt (6 genuine, 12 impostor pairs, clean)")
+    assert content["checked_on"] == {
+        "source": "synthetic (20 genuine, 20 impostor pairs, clean)", "pairs": 40}
+    # 12 impostors measure FAR 1e-1 only; the rates are over the 20 + 20 evaluated pairs.
+    assert list(content["thresholds"]) == list(content["held_out"]) == ["1e-1"]
+    rates = content["held_out"]["1e-1"]
+    assert rates["far"] * 20 == pytest.approx(round(rates["far"] * 20))
+    assert rates["tar"] * 20 == pytest.approx(round(rates["tar"] * 20))
+    text = describe_calibration(model, 0.1)
+    assert "calibrated on the separate pairs of" in text
+    assert "on the 40 evaluated pairs of synthetic" in text
+    # The threshold is the one that evaluating the pair file itself calibrates.
+    alone = tmp_path / "alone.keras"
+    alone.write_bytes(tiny_model_path.read_bytes())
+    assert run_evaluate(["--model", alone, "--data", pairs.parent, "--pairs-file", pairs,
+                         "--out", tmp_path / "alone", "--conditions", "clean"]) == 0
+    expected = json.loads(calibration_path(alone).read_text())["thresholds"]
+    assert content["thresholds"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--calibration-pairs", "PAIRS", "--calibration-split", "0.3"],
+         "--calibration-pairs and --calibration-split exclude each other"),
+        (["--calibration-root", "ROOT"], "--calibration-root goes with --calibration-pairs"),
+        (["--calibration-pairs", "ROOT/absent.txt"], "absent.txt is not a file"),
+        (["--calibration-pairs", "PAIRS", "--calibration-root", "ROOT/absent"],
+         "--calibration-root must be the folder the pair list's paths are relative to"),
+    ],
+    ids=["with-split", "root-alone", "missing-file", "missing-root"],
+)
+def test_calibration_pairs_arguments_are_checked(tiny_model_path, tmp_path, capsys, extra,
+                                                 message):
+    pairs = _pair_list_folder(tmp_path / "other_people")
+    extra = [value.replace("PAIRS", str(pairs)).replace("ROOT", str(pairs.parent))
+             for value in extra]
+    argv = ["--model", tiny_model_path, "--out", tmp_path / "eval", *extra, *SMALL_SYNTHETIC]
+    assert run_evaluate(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "eval").exists()
