@@ -18,6 +18,9 @@ OUT/report.json:
 - attributes per attribute: accuracy beside the constant predictor's (the majority
   class's base rate) and balanced accuracy with its 95 % interval;
 - OUT/degradation_grid.png: the degradation families drawn on real test faces;
+- OUT/real_low_quality.png: the set's own low-quality photos (CelebA's `Blurry` label)
+  above sharp test faces degraded by the training mix at the model's input size, to
+  compare the degradation strengths with real ones by eye;
 - wall time and the process's peak resident memory.
 
 `--validation FRACTION` sets the test identities aside and holds out a seeded FRACTION of
@@ -47,6 +50,7 @@ QUICK_TRAIN_IMAGES = 300
 QUICK_TEST_IMAGES = 120
 QUICK_PAIRS = 200
 GRID_FACES = 3
+COMPARISON_FACES = 8
 REPORT_FARS = (1e-2, 1e-3)
 
 
@@ -159,6 +163,36 @@ def validation_split(celeba, root, fraction, seed=0):
     rows = [line for line in lines[2:] if line.split()[:1] and line.split()[0] in kept]
     _write(root / "list_attr_celeba.txt", [str(len(rows)), lines[1]] + rows)
     return root
+
+
+def low_quality_comparison(celeba, sharp_paths, image_size, degradation, seed,
+                           faces=COMPARISON_FACES, cell_size=112):
+    """A labelled grid: `faces` of the set's photos labelled `Blurry` (its real low-quality
+    faces) above `faces` of `sharp_paths` degraded by `degradation` at `image_size`, all
+    shown at `cell_size`. Returns `(grid uint8 RGB, number of Blurry photos in the set)`."""
+    import tensorflow as tf
+
+    from catface_keras import degrade
+    from catface_keras.data.celeba import read_celeba
+    from catface_keras.data.image_files import load_face_image
+    from catface_keras.visualization.grids import labelled_grid
+
+    table = read_celeba(celeba, attribute_names=("Blurry",))
+    blurry = np.asarray(table.paths)[table.attributes[:, 0] == 1]
+    # A blank cell where the set labels no photo Blurry.
+    real = [load_face_image(path, cell_size) for path in blurry[:faces]] or [
+        np.full((cell_size, cell_size, 3), 255, np.uint8)]
+    sharp = np.stack([load_face_image(path, image_size) for path in sharp_paths[:faces]])
+    degraded = np.asarray(degrade.degrade(tf.constant(sharp), tf.constant([seed, 0], tf.int64),
+                                          degradation))
+    shown = [np.asarray(tf.image.resize(image, [cell_size, cell_size], "bilinear"), np.uint8)
+             for image in degraded]
+    grid = labelled_grid(
+        [real, shown],
+        ["real: CelebA\nBlurry", f"drawn: the\ntraining mix\nat {image_size} px"],
+        [str(index + 1) for index in range(faces)], cell_size,
+    )
+    return grid, len(blurry)
 
 
 def _find_lines(celeba, name):
@@ -284,6 +318,9 @@ def write_report(out, record):
               "both models (every FAR, EER, score histograms, ROC)",
               "- [degradation_grid.png](degradation_grid.png): the degradations on real test "
               "faces",
+              "- [real_low_quality.png](real_low_quality.png): the set's own `Blurry` photos "
+              f"({record['blurry_photos']} of them) above test faces degraded by the training "
+              "mix",
               f"- models: `{record['models']['stage1']}`, `{record['models']['stage2']}`", ""]
     write_text_atomically("\n".join(lines), out / "report.md")
     write_text_atomically(json.dumps(record, indent=2) + "\n", out / "report.json")
@@ -354,6 +391,9 @@ def main(argv=None):
     grid = np.concatenate([degradation_grid(face, config.evaluation.seed, config.degrade)
                            for face in faces], axis=0)
     write_png(out / "degradation_grid.png", grid)
+    comparison, blurry_photos = low_quality_comparison(
+        celeba, test_files.paths, config.data.image_size, config.degrade, config.evaluation.seed)
+    write_png(out / "real_low_quality.png", comparison)
     finished = time.monotonic()
     same = np.asarray(data.verification.same, bool)
     record = {
@@ -374,6 +414,7 @@ def main(argv=None):
                          **{name: result["verification"] for name, result in results.items()}},
         "evaluation": results,
         "models": {"stage1": str(paths[0]), "stage2": str(paths[1])},
+        "blurry_photos": blurry_photos,
         "wall_seconds": finished - started,
         "train_seconds": trained - started,
         "evaluation_seconds": finished - trained,
