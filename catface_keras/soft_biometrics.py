@@ -33,17 +33,16 @@ def balanced_positive_weights(labels, attribute_names):
 
     With these weights on its positive term, each attribute's binary cross-entropy weighs
     both classes equally: what balanced accuracy scores, and what keeps a rare attribute
-    (CelebA's Bald: 2.5 % positive) from being learnt as the constant answer "no".
+    (CelebA's Bald: 2.5 % positive) from being learnt as the constant answer "no". An
+    attribute with no positive or no negative label has nothing to balance and keeps 1.
 
     Args:
         labels: `(N, A)` attribute labels, 1 positive, 0 negative, `MISSING_LABEL` unknown.
-        attribute_names: the A names, for the error message.
+        attribute_names: the A names, for the notes.
 
     Returns:
-        list of A floats, rounded to 3 significant digits.
-
-    Raises:
-        ValueError: an attribute without a positive or without a negative label.
+        `(weights, notes)`: A floats rounded to 3 significant digits, and one note per
+        attribute that kept 1.
     """
     labels = np.asarray(labels)
     if labels.ndim != 2 or labels.shape[1] != len(attribute_names):
@@ -51,15 +50,13 @@ def balanced_positive_weights(labels, attribute_names):
             f"`labels` must be (N, {len(attribute_names)}), one column per attribute. "
             f"Received shape: {labels.shape}"
         )
-    weights = []
+    weights, notes = [], []
     for name, column in zip(attribute_names, labels.T):
         positives, negatives = int(np.sum(column == 1)), int(np.sum(column == 0))
-        if not positives or not negatives:
-            raise ValueError(
-                f"loss.attribute_positive_weights: {BALANCED_POSITIVE_WEIGHTS} needs positive "
-                f"and negative training labels of every attribute; {name} has {positives} "
-                f"positive and {negatives} negative. Give the weights as numbers, or leave "
-                f"{name} out of model.attribute_names."
-            )
-        weights.append(float(f"{negatives / positives:.3g}"))
-    return weights
+        if positives and negatives:
+            weights.append(float(f"{negatives / positives:.3g}"))
+            continue
+        weights.append(1.0)
+        notes.append(f"{name} has {positives} positive and {negatives} negative training "
+                     "labels: nothing to balance, its positives keep weight 1")
+    return weights, notes

@@ -134,8 +134,7 @@ def with_balanced_positive_weights(config, train_faces):
     of `train_faces`' labels (`balanced_positive_weights`), printed; else `config`.
 
     Raises:
-        DatasetError: the source does not list its labels up front (TFRecord shards), or an
-            attribute has no positive or no negative label.
+        DatasetError: the source does not list its labels up front (TFRecord shards).
     """
     if config.loss.attribute_positive_weights != BALANCED_POSITIVE_WEIGHTS:
         return config
@@ -148,13 +147,11 @@ def with_balanced_positive_weights(config, train_faces):
             "inside its records. Give the weights as numbers (negatives / positives per "
             "attribute)."
         )
-    try:
-        weights = balanced_positive_weights(labels, names)
-    except ValueError as error:
-        raise DatasetError(str(error)) from error
+    weights, notes = balanced_positive_weights(labels, names)
     print(
         f"loss.attribute_positive_weights: {BALANCED_POSITIVE_WEIGHTS} -> "
-        + ", ".join(f"{name} {weight:g}" for name, weight in zip(names, weights)),
+        + ", ".join(f"{name} {weight:g}" for name, weight in zip(names, weights))
+        + "".join(f"\n  note: {note}" for note in notes),
         flush=True,
     )
     return config.replace("loss", attribute_positive_weights=weights)

@@ -101,10 +101,13 @@ def test_balanced_positive_weights_are_negatives_over_positives():
 
     labels = np.array([[1, 0], [0, 0], [0, 1], [MISSING_LABEL, 0], [0, 0]])
     # Male: 1 positive, 3 negatives (the unknown label left out); Bald: 1 and 4.
-    assert balanced_positive_weights(labels, ["Male", "Bald"]) == [3.0, 4.0]
-    assert balanced_positive_weights(np.array([[1], [0], [0]] * 1 + [[0]] * 4), ["Bald"]) == [6.0]
-    with pytest.raises(ValueError, match="Bald has 0 positive and 4 negative"):
-        balanced_positive_weights(np.array([[1, 0], [0, 0]] * 2), ["Male", "Bald"])
+    assert balanced_positive_weights(labels, ["Male", "Bald"]) == ([3.0, 4.0], [])
+    assert balanced_positive_weights(np.array([[1], [0], [0]] + [[0]] * 4), ["Bald"])[0] == [6.0]
+    # Nothing to balance without positives (or negatives): weight 1, and a note says so.
+    weights, notes = balanced_positive_weights(np.array([[1, 0], [0, 0]] * 2), ["Male", "Bald"])
+    assert weights == [1.0, 1.0]
+    assert notes == ["Bald has 0 positive and 4 negative training labels: nothing to balance, "
+                     "its positives keep weight 1"]
     with pytest.raises(ValueError, match=r"must be \(N, 2\)"):
         balanced_positive_weights(np.zeros((5, 3)), ["Male", "Bald"])
 

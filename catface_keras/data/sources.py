@@ -271,7 +271,9 @@ def _training_view(faces, data):
         attribute_names=tuple(faces.attribute_names),
         image_size=data.image_size,
         skipped=SkippedImages(),
-        attribute_labels=np.asarray(faces.attributes),
+        attribute_labels=(
+            None if getattr(faces, "attributes", None) is None else np.asarray(faces.attributes)
+        ),
     )
 
 

@@ -172,8 +172,21 @@ def test_the_record_says_which_pairs_a_threshold_came_from(tmp_path):
     assert describe_calibration(model, 1e-2) == (
         "calibrated on a 30 % split of lfw.bin (90 genuine, 90 impostor pairs, clean); on the "
         "420 held-out pairs FAR 0.014, TAR 0.900")
-    with pytest.raises(ValueError, match="`split` and `held_out` go together"):
+    with pytest.raises(ValueError, match="`held_out` goes with `split` or `checked_on`"):
         save_calibration(model, {1e-2: 0.3}, "x", split=split)
+    with pytest.raises(ValueError, match="`split` and `checked_on` exclude each other"):
+        save_calibration(model, {1e-2: 0.3}, "x", split=split, held_out={},
+                         checked_on={"source": "y", "pairs": 2})
+    checked = {"source": "heldout (5 genuine, 5 impostor pairs, clean)", "pairs": 10}
+    save_calibration(model, {1e-2: 0.3}, "pairs.txt (90 genuine, 90 impostor pairs, clean)",
+                     held_out={1e-2: {"far": 0.1, "tar": 0.8}}, checked_on=checked)
+    content = json.loads(calibration_path(model).read_text())
+    assert content["calibrated_on"] == "pairs_file" and content["checked_on"] == checked
+    assert "split" not in content
+    assert describe_calibration(model, 1e-2) == (
+        "calibrated on the separate pairs of pairs.txt (90 genuine, 90 impostor pairs, clean); "
+        "on the 10 evaluated pairs of heldout (5 genuine, 5 impostor pairs, clean) FAR 0.1, "
+        "TAR 0.800")
 
 
 def test_a_file_without_calibrated_on_was_calibrated_on_the_evaluated_pairs(tmp_path):

@@ -24,11 +24,11 @@ real_faces = _load_script()
 
 def _tiny_celeba(root):
     # Train: 8 identities x 4 images; test: 6 identities x 7 images, every other one Male
-    # and the first one also Bald.
+    # and the first of each split also Bald.
     identities = [i // 4 + 1 for i in range(32)] + [i // 7 + 20 for i in range(42)]
     partitions = [0] * 32 + [2] * 42
     attributes = [
-        ({"Male"} if identity % 2 else set()) | ({"Bald"} if identity == 20 else set())
+        ({"Male"} if identity % 2 else set()) | ({"Bald"} if identity in (1, 20) else set())
         for identity in identities
     ]
     write_celeba(root, identities, partitions, attributes)
