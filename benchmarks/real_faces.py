@@ -97,7 +97,7 @@ def quick_subset(celeba, root, train_images, test_images):
     Returns:
         `root`.
     """
-    from catface_keras.data.celeba import IMAGE_DIRECTORY, PARTITIONS, read_celeba
+    from catface_keras.data.celeba import PARTITIONS, read_celeba
 
     table = read_celeba(celeba, attribute_names=())
     keep = np.zeros(len(table.paths), bool)
@@ -110,22 +110,7 @@ def quick_subset(celeba, root, train_images, test_images):
                 continue
             keep |= members
             taken += int(members.sum())
-    names = [pathlib.Path(path).name for path in np.asarray(table.paths)[keep]]
-    images = pathlib.Path(root, IMAGE_DIRECTORY)
-    images.mkdir(parents=True, exist_ok=True)
-    for path in np.asarray(table.paths)[keep]:
-        link = images / pathlib.Path(path).name
-        if not link.exists():
-            link.symlink_to(pathlib.Path(path).resolve())
-    kept = set(names)
-    for name in ("identity_CelebA.txt", "list_eval_partition.txt"):
-        lines = _find_lines(celeba, name)
-        _write(root / name, [line for line in lines if line.split()[:1] and
-                             line.split()[0] in kept])
-    lines = _find_lines(celeba, "list_attr_celeba.txt")
-    rows = [line for line in lines[2:] if line.split()[:1] and line.split()[0] in kept]
-    _write(root / "list_attr_celeba.txt", [str(len(rows)), lines[1]] + rows)
-    return root
+    return _celeba_copy(celeba, root, np.asarray(table.paths)[keep])
 
 
 def validation_split(celeba, root, fraction, seed=0):
@@ -136,7 +121,7 @@ def validation_split(celeba, root, fraction, seed=0):
     Returns:
         `root`.
     """
-    from catface_keras.data.celeba import IMAGE_DIRECTORY, PARTITIONS, read_celeba
+    from catface_keras.data.celeba import PARTITIONS, read_celeba
 
     table = read_celeba(celeba, attribute_names=())
     train = table.partitions == PARTITIONS.index("train")
@@ -144,21 +129,35 @@ def validation_split(celeba, root, fraction, seed=0):
     candidates = identities[counts >= 2]
     rng = np.random.default_rng(seed)
     held = rng.choice(candidates, int(round(fraction * len(candidates))), replace=False)
-    names = [pathlib.Path(path).name for path in np.asarray(table.paths)[train]]
+    held_paths = np.asarray(table.paths)[train & np.isin(table.identities, held)]
+    validation = {pathlib.Path(path).name for path in held_paths}
+    return _celeba_copy(celeba, root, np.asarray(table.paths)[train],
+                        lambda name: 2 if name in validation else 0)
+
+
+def _celeba_copy(celeba, root, paths, partition=None):
+    """A CelebA-format copy of `celeba` in `root` holding `paths` only: the images linked,
+    the identity and attribute lists cut to them, the partition list cut too or, with
+    `partition(file name) -> code`, rewritten. Returns `root`."""
+    from catface_keras.data.celeba import IMAGE_DIRECTORY
+
+    names = [pathlib.Path(path).name for path in paths]
     kept = set(names)
-    validation = {pathlib.Path(path).name
-                  for path in np.asarray(table.paths)[train & np.isin(table.identities, held)]}
     images = pathlib.Path(root, IMAGE_DIRECTORY)
     images.mkdir(parents=True, exist_ok=True)
-    for path in np.asarray(table.paths)[train]:
-        link = images / pathlib.Path(path).name
+    for path, name in zip(paths, names):
+        link = images / name
         if not link.exists():
             link.symlink_to(pathlib.Path(path).resolve())
-    _write(root / "identity_CelebA.txt",
-           [line for line in _find_lines(celeba, "identity_CelebA.txt")
-            if line.split()[:1] and line.split()[0] in kept])
+
+    def kept_lines(file_name):
+        return [line for line in _find_lines(celeba, file_name)
+                if line.split()[:1] and line.split()[0] in kept]
+
+    _write(root / "identity_CelebA.txt", kept_lines("identity_CelebA.txt"))
     _write(root / "list_eval_partition.txt",
-           [f"{name} {2 if name in validation else 0}" for name in names])
+           kept_lines("list_eval_partition.txt") if partition is None
+           else [f"{name} {partition(name)}" for name in names])
     lines = _find_lines(celeba, "list_attr_celeba.txt")
     rows = [line for line in lines[2:] if line.split()[:1] and line.split()[0] in kept]
     _write(root / "list_attr_celeba.txt", [str(len(rows)), lines[1]] + rows)
