@@ -205,7 +205,11 @@ def _release(device_is_cuda):
 
     import keras
 
+    # `clear_session` also resets the global dtype policy to float32: every entry
+    # timed after the first release ran in float32 until this put it back.
+    policy = keras.config.dtype_policy()
     keras.backend.clear_session()
+    keras.config.set_dtype_policy(policy)
     gc.collect()
     if device_is_cuda:
         import torch
@@ -391,6 +395,7 @@ def main(argv=None):
                 "plain", sizes["batch"], sizes, name, backbone, peer_device, peaks,
                 flops.get("plain")))
         results["backbone"] = {"backbone": backbone, "batch": sizes["batch"],
+                               "policy": keras.config.dtype_policy().name,
                                **_compare(time_variants(variants, sizes, budget), peer_names)}
         _release(cuda)
 
@@ -403,7 +408,8 @@ def main(argv=None):
             step, count, _ = train_step.stage2_step(stage1_model, pairs, sizes["classes"])
             return entry(step, count, sizes["warmup"], sizes["steps"])
 
-        results["stage2"] = {"ours": _attempt(stage2), "pairs": pairs}
+        results["stage2"] = {"ours": _attempt(stage2), "pairs": pairs,
+                             "policy": keras.config.dtype_policy().name}
     if "inference" not in skip and not budget.spent():
         batch = 4 if args.quick else 256 if gpu else 64
         images = tf.random.uniform((batch, image_size, image_size, 3)) * 255
@@ -413,6 +419,7 @@ def main(argv=None):
                 lambda: infer(images)["embedding"].numpy(), batch, sizes["warmup"],
                 sizes["steps"], forward_flops(stage1_model.network.feature_network), peak)),
             "batch": batch,
+            "policy": keras.config.dtype_policy().name,
         }
     log("stage 2, inference, export, degrade")
     if "export" not in skip and not budget.spent():

@@ -28,7 +28,7 @@ def test_quick_run_writes_every_entry(tmp_path):
         [str(ROOT), os.environ.get("PYTHONPATH", "")]), "CUDA_VISIBLE_DEVICES": ""}
     completed = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--peer", "--out",
-         str(out)],
+         str(out), "--policy", "mixed_bfloat16"],
         capture_output=True, text=True, env=environment, cwd=tmp_path, timeout=1500)
     assert completed.returncode == 0, completed.stderr[-3000:]
     results = json.loads(out.read_text())
@@ -36,6 +36,10 @@ def test_quick_run_writes_every_entry(tmp_path):
 
     machine = results["machine"]
     assert (machine["device"], machine["profile"], machine["quick"]) == ("cpu", "quick", True)
+    # Entries timed after a model was released keep the policy asked for.
+    assert machine["policy"] == "mixed_bfloat16"
+    for kind in ("backbone", "stage2", "inference"):
+        assert results[kind]["policy"] == "mixed_bfloat16", kind
     assert machine["sizes"]["backbones"] == ["ir_tiny"] and machine["sizes"]["pairs"] == [2]
     assert set(results["gemm_peak_gflops"]) == {"float32", "bfloat16"}
     assert all(value > 0 for value in results["gemm_peak_gflops"].values())
