@@ -56,17 +56,70 @@ class CrossReplicaClipSGD(keras.optimizers.SGD):
     measures the norm of the all-reduced gradient (one extra all-reduce,
     only while clipping with more than one replica) and scales every
     replica's part by the same factor. Same arguments as `SGD`.
+
+    On TensorFlow the updates run as TensorFlow's fused training kernels
+    (`ResourceApplyKerasMomentum`, `ResourceApplyGradientDescent` for the
+    decoupled weight decay) and the norm as one `L2Loss` per gradient: the
+    same arithmetic as Keras's SGD in 3 passes over each weight instead of
+    about 10 element-wise ops (measured: 4 % of an IR-18 step under
+    `mixed_bfloat16` on a 2-core CPU, most of it on the 12.8 M-weight
+    embedding kernel). Nesterov momentum and sparse gradients keep Keras's
+    update.
     """
 
     def _clip_gradients(self, grads):
-        context = tf.distribute.get_replica_context()
-        if not self.global_clipnorm or context is None or context.num_replicas_in_sync == 1:
+        if not self.global_clipnorm or self.clipnorm or self.clipvalue:
             return super()._clip_gradients(grads)
         present = [g for g in grads if g is not None]
-        norm = tf.linalg.global_norm(context.all_reduce(tf.distribute.ReduceOp.SUM, present))
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            present = context.all_reduce(tf.distribute.ReduceOp.SUM, present)
+        norm = tf.linalg.global_norm(present)
         clip = tf.cast(self.global_clipnorm, norm.dtype)
-        scale = clip / tf.maximum(norm, clip)
+        # As Keras: a non-finite norm makes the scale NaN, so the step shows it.
+        scale = clip * tf.minimum(1.0 / norm, 1.0 / clip) + (norm - norm)
         return [None if g is None else g * tf.cast(scale, g.dtype) for g in grads]
+
+    def _apply_weight_decay(self, variables):
+        if self.weight_decay is None or keras.backend.backend() != "tensorflow":
+            return super()._apply_weight_decay(variables)
+
+        def decay(variable):
+            if self._use_weight_decay(variable):
+                rate = tf.cast(self.learning_rate * self.weight_decay, variable.dtype)
+                tf.raw_ops.ResourceApplyGradientDescent(
+                    var=variable.handle, alpha=rate, delta=tf.convert_to_tensor(variable)
+                )
+
+        def apply(distribution, variables):
+            for variable in variables:
+                if isinstance(variable, keras.Variable):
+                    variable = variable.value
+                distribution.extended.update(variable, decay, group=False)
+
+        tf.__internal__.distribute.interim.maybe_merge_call(
+            apply, self._distribution_strategy, variables
+        )
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.nesterov or isinstance(gradient, tf.IndexedSlices):
+            return super().update_step(gradient, variable, learning_rate)
+        learning_rate = tf.cast(learning_rate, variable.dtype)
+        gradient = tf.cast(gradient, variable.dtype)
+        target = variable.value if isinstance(variable, keras.Variable) else variable
+        if self.momentum == 0:
+            tf.raw_ops.ResourceApplyGradientDescent(
+                var=target.handle, alpha=learning_rate, delta=gradient
+            )
+            return
+        momentum = self.momentums[self._get_variable_index(variable)].value
+        tf.raw_ops.ResourceApplyKerasMomentum(
+            var=target.handle,
+            accum=momentum.handle,
+            lr=learning_rate,
+            grad=gradient,
+            momentum=tf.cast(self.momentum, variable.dtype),
+        )
 
 
 # === Strategies ===

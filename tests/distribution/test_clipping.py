@@ -10,7 +10,8 @@ def train_one_step(strategy, optimizer_class, initial, x, y):
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
         model.set_weights(initial)
         model.compile(
-            optimizer=optimizer_class(0.5, momentum=0.9, global_clipnorm=0.1), loss="mse"
+            optimizer=optimizer_class(0.5, momentum=0.9, weight_decay=1e-2, global_clipnorm=0.1),
+            loss="mse",
         )
     model.fit(tf.data.Dataset.from_tensors((x, y)), epochs=1, verbose=0)
     return model.get_weights()
