@@ -23,6 +23,7 @@ from catface_keras.layers import (  # noqa: F401
     mffnl,
     partial_fc,
     perceptibility,
+    prelu,
     self_attention,
 )
 from catface_keras.models import fusion, multibranch, stage1_training, stage2_training  # noqa: F401

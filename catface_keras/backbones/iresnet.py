@@ -30,6 +30,7 @@ import keras
 
 from catface_keras.layers.batch_norm import batch_norm
 from catface_keras.layers.cbam import CBAM
+from catface_keras.layers.prelu import PReLU
 
 # Blocks per stage, as in AdaFace's `get_blocks` and insightface's iresnet.py.
 # AdaFace calls its 100-layer network "IR-101"; both names are offered.
@@ -154,7 +155,7 @@ def _conv3x3(x, filters, strides, name, stride2_padding="symmetric"):
 
 def _prelu(name):
     # One slope per channel, initialised at 0.25 as torch.nn.PReLU.
-    return keras.layers.PReLU(
+    return PReLU(
         alpha_initializer=keras.initializers.Constant(0.25),
         shared_axes=[1, 2],
         name=name,

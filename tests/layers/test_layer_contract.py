@@ -18,6 +18,7 @@ from catface_keras.layers.ffm import FFMFusion
 from catface_keras.layers.fusion_baselines import AddFusion, ConcatFusion, SEFusion
 from catface_keras.layers.mffnl import MFFNL, MDConv
 from catface_keras.layers.perceptibility import PerceptibilityAttention
+from catface_keras.layers.prelu import PReLU
 from catface_keras.layers.self_attention import SelfAttention2D
 
 MAP = (2, 3, 4, 8)  # (batch, H, W, C)
@@ -53,6 +54,9 @@ CASES = {
     "MFFNL": (MFFNL, {"expansion": 2}, random_inputs((2, 4, 5, 6)), (2, 4, 5, 6), 13, 6, {}),
     "PerceptibilityAttention": (PerceptibilityAttention, {"reduction": 4}, random_inputs(MAP),
                                 (MAP, (2, 3, 4, 1)), 4, 0, {}),
+    # Slopes of 1, not the default 0: from 0 an MSE step towards 0 leaves them at 0.
+    "PReLU": (PReLU, {"shared_axes": [1, 2], "alpha_initializer": "ones"}, random_inputs(MAP),
+              MAP, 1, 0, {}),
     "SelfAttention2D": (SelfAttention2D, {"key_dim": 4, "use_bias": True},
                         random_inputs((2, 3, 5, 8)), ((2, 3, 5, 8), (2, 15, 15), (2, 15, 8)),
                         6, 0, {"float32_outputs": (1,)}),
