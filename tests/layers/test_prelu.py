@@ -40,7 +40,7 @@ def test_outputs_and_gradients_equal_keras_prelu(shared_axes):
     np.testing.assert_allclose(got[2], expected[2], rtol=1e-6, atol=1e-6)
     slopes = np.broadcast_to(alpha, x.shape)
     np.testing.assert_allclose(got[1][kink], (slopes * upstream)[kink], rtol=1e-6)
-    # By hand for one negative entry's slope gradient: the sum of upstream * x where x < 0.
+    # One channel's slope gradient by hand: the sum of upstream * x where x < 0.
     if shared_axes == [1, 2]:
         channel = 2
         mask = x[..., channel] < 0
