@@ -542,7 +542,10 @@ def read_tfrecord_dataset(directory, image_size=None, worker_index=0, num_worker
 
 def _heldout_faces(path, data, attribute_names):
     """Held-out faces converted next to training shards, as arrays."""
-    dataset = decode_elements(tfrecord_elements(path), data.image_size, SkippedImages())
+    metadata = validate_shards(path)
+    dataset = decode_elements(
+        tfrecord_elements(path, metadata=metadata), data.image_size, SkippedImages()
+    )
     images, identities, attributes = [], [], []
     for image, identity, attribute in dataset.batch(256):
         images.append(image.numpy())

@@ -75,6 +75,19 @@ def test_a_record_with_a_bad_checksum_names_the_file_and_record(tmp_path):
         load(tmp_path / "shards")
 
 
+def test_a_bad_held_out_shard_is_named_before_training(tmp_path):
+    write_shard(tmp_path / "shards", {})
+    shard = write_shard(tmp_path / "shards" / tfrecord.HELDOUT_DIRECTORY, {})
+    start = tfrecord._record_offsets(shard)[6]
+    data = bytearray(shard.read_bytes())
+    data[start + 40] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    # Before: TensorFlow's "corrupted record" traceback while the held-out faces were decoded.
+    with pytest.raises(ValueError, match=rf"heldout/{SHARD}: record 6 \(at byte {start}\) fails "
+                                         r"its checksum"):
+        load(tmp_path / "shards")
+
+
 def test_a_truncated_recordio_record_in_mid_file_is_named(tmp_path):
     faces = [encode(face_image(i, 16, 16), ".jpg") for i in range(4)]
     write_insightface_rec(tmp_path / "train.rec", [0, 0, 1, 1], faces)
@@ -95,5 +108,7 @@ def test_a_truncated_recordio_record_in_mid_file_is_named(tmp_path):
 
 def test_a_whole_dataset_still_loads(tmp_path):
     write_shard(tmp_path / "shards", {})
-    train, _ = load(tmp_path / "shards")
+    write_shard(tmp_path / "shards" / tfrecord.HELDOUT_DIRECTORY, {})
+    train, heldout = load(tmp_path / "shards")
     assert train.num_examples == 8 and train.num_classes == 2
+    assert len(heldout.images) == 8
