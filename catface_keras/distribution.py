@@ -83,18 +83,21 @@ class CrossReplicaClipSGD(keras.optimizers.SGD):
         if self.weight_decay is None or keras.backend.backend() != "tensorflow":
             return super()._apply_weight_decay(variables)
 
-        def decay(variable):
+        def decay(variable, rate):
             if self._use_weight_decay(variable):
-                rate = tf.cast(self.learning_rate * self.weight_decay, variable.dtype)
                 tf.raw_ops.ResourceApplyGradientDescent(
-                    var=variable.handle, alpha=rate, delta=tf.convert_to_tensor(variable)
+                    var=variable.handle,
+                    alpha=tf.cast(rate, variable.dtype),
+                    delta=tf.convert_to_tensor(variable),
                 )
 
         def apply(distribution, variables):
+            # Once per step, not per weight: the learning rate evaluates its schedule.
+            rate = self.learning_rate * self.weight_decay
             for variable in variables:
                 if isinstance(variable, keras.Variable):
                     variable = variable.value
-                distribution.extended.update(variable, decay, group=False)
+                distribution.extended.update(variable, decay, args=(rate,), group=False)
 
         tf.__internal__.distribute.interim.maybe_merge_call(
             apply, self._distribution_strategy, variables
